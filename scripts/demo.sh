@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the main example.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh
+cmake --preset dev >/dev/null
+cmake --build --preset dev -j "$(nproc)" --target xenbus-walkthrough
+exec build/dev/examples/xenbus-walkthrough "$@"

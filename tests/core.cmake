@@ -1,0 +1,1 @@
+xenbus_add_test(xenbus-core-tests LABELS core SOURCES state_test.cpp)
