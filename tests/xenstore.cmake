@@ -3,4 +3,7 @@ xenbus_add_freestanding_check(xenbus-xenstore-freestanding xenstore_freestanding
 
 xenbus_add_test(xenbus-xenstore-tests LABELS xenstore SOURCES
   xenstore_wire_test.cpp
-  xenstore_store_test.cpp)
+  xenstore_store_test.cpp
+  xenstore_server_test.cpp)
+find_package(Threads REQUIRED)
+target_link_libraries(xenbus-xenstore-tests PRIVATE Threads::Threads)

@@ -150,6 +150,7 @@ class store {
     c->domid = domid;
     c->privileged = privileged;
     c->generation = ++conn_gen_;
+    c->index = i;
     c->prefix = "/local/domain/";
     detail::append_u64(c->prefix, domid);
     return conn_id{i, c->generation};
@@ -193,6 +194,19 @@ class store {
     if (c->privileged) return c->out.size() - c->out_sent < limits_.privileged_outstanding_bytes;
     return c->queued_replies < limits_.outstanding;
   }
+  /// Moves into `out` the connections whose output went from empty to non-empty since the
+  /// last call (watch events land on connections other than the one that asked).
+  void take_writable(std::vector<conn_id>& out) {
+    for (auto i : writable_) {
+      auto* c = conns_[i].get();
+      if (c && c->listed) {
+        c->listed = false;
+        out.push_back(conn_id{i, c->generation});
+      }
+    }
+    writable_.clear();
+  }
+
   /// Watch events dropped for this connection because it did not read them.
   std::uint64_t dropped_events(conn_id id) const noexcept {
     const auto* c = lookup(id);
@@ -476,6 +490,8 @@ class store {
     std::size_t queued_events = 0;
     std::size_t queued_event_bytes = 0;
     std::uint64_t dropped_events = 0;
+    std::uint32_t index = 0;
+    bool listed = false;  ///< in writable_
     std::vector<conn_watch> watches;
     std::unordered_map<std::uint32_t, std::unique_ptr<transaction>> txs;
   };
@@ -818,13 +834,17 @@ class store {
 
   // ---- Replies ----------------------------------------------------------------------
 
-  static void append_message(connection& c, msg_type t, std::uint32_t req_id, std::uint32_t tx_id,
+  void append_message(connection& c, msg_type t, std::uint32_t req_id, std::uint32_t tx_id,
                              std::initializer_list<std::string_view> parts) {
     std::size_t len = 0;
     for (auto p : parts) len += p.size();
     char h[header_size];
     encode_header(header{static_cast<std::uint32_t>(t), req_id, tx_id, static_cast<std::uint32_t>(len)},
                   std::span<char, header_size>{h, header_size});
+    if (!c.listed) {
+      c.listed = true;
+      writable_.push_back(c.index);
+    }
     c.out.append(h, header_size);
     for (auto p : parts) c.out.append(p);
   }
@@ -959,6 +979,7 @@ class store {
   std::unordered_map<std::uint32_t, std::ptrdiff_t> owned_;
   std::vector<std::unique_ptr<connection>> conns_;
   std::vector<std::uint32_t> free_;
+  std::vector<std::uint32_t> writable_;
   std::uint32_t conn_gen_ = 0;
   std::uint32_t next_tx_ = 0;
   std::unordered_map<std::string, std::vector<watch_ref>, detail::string_hash, std::equal_to<>> watch_index_;
