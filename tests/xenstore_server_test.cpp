@@ -28,7 +28,7 @@ struct running {
 
 }  // namespace
 
-TEST_CASE("server: several clients share one store; watches cross connections") {
+TEST_CASE("server: several clients share one store and watches cross connections") {
   running r{"basic"};
   sock a{r.srv.path()};
   sock b{r.srv.path()};
