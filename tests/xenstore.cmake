@@ -8,6 +8,11 @@ xenbus_add_test(xenbus-xenstore-tests LABELS xenstore SOURCES
 find_package(Threads REQUIRED)
 target_link_libraries(xenbus-xenstore-tests PRIVATE Threads::Threads)
 
+# Concurrent clients over the socket: also run under ThreadSanitizer (label threads).
+xenbus_add_test(xenbus-xenstore-load-tests LABELS threads SOURCES
+  xenstore_load_test.cpp)
+target_link_libraries(xenbus-xenstore-load-tests PRIVATE Threads::Threads)
+
 # Interop with Xen's own clients (Debian libxen-dev, xenstore-utils, xen-utils-4.17).
 find_library(XENBUS_LIBXENSTORE xenstore)
 if(XENBUS_LIBXENSTORE)
