@@ -123,6 +123,7 @@ class store {
   explicit store(limits l = {}) : limits_{l} {
     auto& root = nodes_["/"];
     root.gen = ++gen_;
+    ++owned_[root.perms[0].domid];
     for (auto p : {"/local", "/local/domain", "/tool"}) create_global(p);
     introduced_.insert(0);
   }
@@ -449,6 +450,34 @@ class store {
   // ---- Inspection (for tests and embedding) -------------------------------------------
 
   std::size_t node_count() const noexcept { return nodes_.size(); }
+
+  /// Walks the whole tree: every node's parent lists it exactly once, every listed child
+  /// exists, every node has an owner entry, ownership counts add up. For tests and fuzzing.
+  bool consistent() const {
+    std::unordered_map<std::uint32_t, std::ptrdiff_t> owned;
+    for (const auto& [path, n] : nodes_) {
+      if (n.perms.empty()) return false;
+      ++owned[n.perms[0].domid];
+      std::size_t listed_children = 0;
+      for (auto name : string_list{n.children}) {
+        if (name.empty() || nodes_.find(detail::join(path, name)) == nodes_.end()) return false;
+        ++listed_children;
+      }
+      if (count_strings(n.children) != listed_children || (!n.children.empty() && n.children.back() != '\0'))
+        return false;
+      if (path == "/") continue;
+      auto parent = nodes_.find(detail::parent_of(path));
+      if (parent == nodes_.end()) return false;
+      std::size_t seen = 0;
+      for (auto name : string_list{parent->second.children}) seen += name == detail::basename_of(path);
+      if (seen != 1) return false;
+    }
+    for (const auto& [dom, count] : owned_)
+      if (count != (owned.count(dom) ? owned[dom] : 0)) return false;
+    for (const auto& [dom, count] : owned)
+      if (auto it = owned_.find(dom); it == owned_.end() || it->second != count) return false;
+    return true;
+  }
   bool exists(std::string_view abs_path) const { return nodes_.find(abs_path) != nodes_.end(); }
 
  private:
