@@ -122,14 +122,17 @@ int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int
   return 0;
 }
 
-int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, uint32_t n, uint32_t batch,
-                    int kick_fd, int wait_fd, int hang_ms, struct xbt_peer_stats* st) {
+int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n,
+                    uint32_t batch, uint32_t window, int kick_fd, int wait_fd, int hang_ms,
+                    struct xbt_peer_stats* st) {
   struct xbt_front_ring r;
   uint32_t sent = 0;
-  xbt_c_front_attach(&r, shared, bytes, start, 1);
+  xbt_c_front_attach(&r, shared, bytes, start, init);
+  if (window == 0 || window > RING_SIZE(&r)) window = RING_SIZE(&r);
   while (st->messages < n) {
     uint32_t b = 0;
-    while (sent < n && b < batch && xbt_c_front_produce(&r, sent)) {
+    while (sent < n && b < batch && sent - st->messages < window &&
+           xbt_c_front_produce(&r, sent)) {
       sent++;
       b++;
     }
@@ -145,7 +148,7 @@ int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, uint32_t n, uint
     }
     if (st->messages >= n) break;
     /* Sleep only when nothing can be sent and no response is there. */
-    if ((sent == n || RING_FULL(&r)) && !xbt_c_front_final_check(&r)) {
+    if ((sent == n || sent - st->messages >= window) && !xbt_c_front_final_check(&r)) {
       int e = wait_for(wait_fd, hang_ms, st);
       if (e != 0) return e;
     }

@@ -73,10 +73,12 @@ struct xbt_peer_stats {
 /* Backend: serve n requests. */
 int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int kick_fd,
                      int wait_fd, int hang_ms, struct xbt_peer_stats* stats);
-/* Frontend: initialise the ring at start, send n requests in batches of up to batch,
- * check every response. */
-int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, uint32_t n, uint32_t batch,
-                    int kick_fd, int wait_fd, int hang_ms, struct xbt_peer_stats* stats);
+/* Frontend: attach at start (initialising the ring first if init), send n requests in
+ * batches of up to batch with at most window outstanding (0: the ring size; 1: strict
+ * request/response ping-pong), check every response. */
+int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n,
+                    uint32_t batch, uint32_t window, int kick_fd, int wait_fd, int hang_ms,
+                    struct xbt_peer_stats* stats);
 
 #ifdef __cplusplus
 }
