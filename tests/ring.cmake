@@ -10,5 +10,5 @@ if(XENBUS_SANITIZE)
 endif()
 
 xenbus_add_test(xenbus-ring-tests LABELS ring
-  SOURCES ring_test.cpp ring_layout_test.cpp ring_interop_test.cpp)
+  SOURCES ring_test.cpp ring_layout_test.cpp ring_interop_test.cpp byte_ring_test.cpp)
 target_link_libraries(xenbus-ring-tests PRIVATE xenbus_ring_c_peer)

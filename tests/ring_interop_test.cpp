@@ -127,7 +127,7 @@ outcome run_processes(const scenario& s, ours side) {
 }
 
 void check(const scenario& s, const outcome& o) {
-  INFO(s.name);
+  INFO(std::string_view(s.name));
   INFO("our rc " << o.ours_rc << ", their rc " << o.theirs_rc << ", ours " << o.our.messages
                  << " messages, theirs " << o.their.messages);
   REQUIRE(o.ours_rc == 0);
