@@ -11,6 +11,8 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <atomic>
+#include <thread>
 #include <vector>
 
 using xenbus::ring_error;
@@ -322,6 +324,51 @@ TEST_CASE("a slot changed by the peer after we took it cannot change what we act
   CHECK(acted);
   // take_request hands out a value, never a pointer into the page.
   static_assert(std::is_same_v<decltype(b.take_request())::value_type, std::optional<xbt_request>>);
+}
+
+TEST_CASE("a peer rewriting indices and slots concurrently cannot make us act on unvalidated data") {
+  // A second thread plays a hostile frontend that never stops scribbling: req_prod jumps
+  // between plausible and absurd values, slot lengths flip between valid and huge. Our
+  // handler validates the length, then reads data[0..len) and checks the length again: on
+  // a private copy both must agree, and ASan would catch a read past data[]. (This is a
+  // deliberate data race on the shared page, as a real hostile peer makes: not a TSan test.)
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  std::atomic<bool> stop{false};
+  std::thread hostile([&] {
+    std::uint32_t x = 12345;
+    auto* s = raw(mem);
+    while (!stop.load(std::memory_order_relaxed)) {
+      x = x * 1103515245u + 12345u;
+      const ring_idx prod = (x >> 7) % 3 == 0 ? x : (x >> 9) % 40;
+      std::atomic_ref<ring_idx>(s->req_prod).store(prod, std::memory_order_relaxed);
+      xbt_request* slot = &s->ring[(x >> 3) % 32].req;
+      slot->len = (x & 1) ? 0xffffffffu : (x >> 11) % 49;
+      slot->data[(x >> 5) % 48] = static_cast<std::uint8_t>(x);
+    }
+  });
+  std::uint64_t acted = 0, rejected = 0, broken = 0;
+  for (int round = 0; round < 20000; ++round) {
+    auto b = must(back::attach(mem.span()));
+    auto n = b.consume_requests(32, [&](const xbt_request& r) {
+      const std::uint32_t len = r.len;
+      if (len > sizeof r.data) {
+        ++rejected;
+        return;
+      }
+      std::uint32_t sum = 0;
+      for (std::uint32_t i = 0; i < r.len; ++i) sum += r.data[i];  // re-reads r.len
+      CHECK(r.len == len);  // the copy did not change under us
+      acted += sum + 1;
+      (void)b.produce(answer(r));
+    });
+    if (!n) ++broken;  // latched for this attachment; the next round re-attaches
+  }
+  stop = true;
+  hostile.join();
+  MESSAGE("acted on " << acted << " (checksum), rejected " << rejected << ", broken " << broken);
+  CHECK(broken > 0);  // the absurd indices were seen and refused
+  (void)f;
 }
 
 TEST_CASE("final_check(k) asks to be notified only after k more messages") {
