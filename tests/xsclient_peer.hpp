@@ -16,8 +16,15 @@
 
 namespace xstest {
 
-using xenbus::detail::xs_frame;
 using xenbus::detail::xs_type;
+
+/// One request as the client sent it.
+struct xs_frame {
+  std::uint32_t type{};
+  std::uint32_t req_id{};
+  std::uint32_t tx_id{};
+  std::string payload;
+};
 
 /// Encodes a message as a server would send it: header then the raw payload.
 inline std::string msg(xs_type type, std::uint32_t req_id, std::string_view payload,

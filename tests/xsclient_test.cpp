@@ -76,9 +76,9 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     srv.send(msg(xs_type::get_perms, f.req_id, std::string("n0\0r5\0b65535\0", 13)));
     auto p = g.get();
     REQUIRE(p.has_value());
-    CHECK(*p == std::vector<xs_perm>{{0, xs_access::none}, {5, xs_access::read},
-                                     {65535, xs_access::both}});
-    const xs_perm set[] = {{3, xs_access::write}, {0, xs_access::read}};
+    CHECK(*p == std::vector<xs_perm>{{xs_access::none, 0}, {xs_access::read, 5},
+                                     {xs_access::both, 65535}});
+    const xs_perm set[] = {{xs_access::write, 3}, {xs_access::read, 0}};
     auto s = run([&] { return c.set_perms("/a", set); });
     f = srv.recv();
     CHECK(f.payload == std::string("/a\0w3\0r0\0", 9));
@@ -145,7 +145,7 @@ TEST_CASE("an XS_ERROR reply carries the protocol errno name") {
 TEST_CASE("bad arguments fail locally without reaching the server") {
   scripted_peer srv;
   auto c = srv.client();
-  for (auto p : {"", "/a/", "a//b", "/a b", "/a\nb", "/x@y"}) {
+  for (auto p : {"", "/a/", "a//b", "/a b", "/a\nb", "@introduceDomain"}) {
     auto r = c.read(p);
     REQUIRE(!r.has_value());
     CHECK(r.error() == xs_errc::bad_request);

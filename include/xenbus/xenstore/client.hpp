@@ -6,6 +6,7 @@
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/client_error.hpp>
 #include <xenbus/xenstore/transport.hpp>
+#include <xenbus/xenstore/wire.hpp>
 
 #include <atomic>
 #include <charconv>
@@ -38,15 +39,11 @@ struct xs_tx {
   friend constexpr bool operator==(xs_tx, xs_tx) = default;
 };
 
-/// Access one domain has to a node, as the letters of XS_GET_PERMS/XS_SET_PERMS.
-enum class xs_access : char { none = 'n', read = 'r', write = 'w', both = 'b' };
-
-/// One permission entry; the first entry of a node names its owner and everyone's default.
-struct xs_perm {
-  std::uint16_t domid{0};
-  xs_access access{xs_access::none};
-  friend constexpr bool operator==(xs_perm, xs_perm) = default;
-};
+/// Access one domain has to a node (wire.hpp: n, r, w, b).
+using xs_access = xenstore::access;
+/// One permission entry {access, domid}; a node's first entry names its owner and the
+/// access of every domain not listed.
+using xs_perm = xenstore::perm;
 
 /// One watch event. `lost` > 0 says that many later events were dropped because the queue
 /// was full: rescan everything under the watched path.
@@ -208,15 +205,16 @@ class xs_conn {
 
   /// Feeds bytes from the server. Returns false once the connection is latched broken.
   bool feed(std::string_view bytes) {
-    frames_.push(bytes);
-    xs_frame f;
-    for (;;) {
-      auto got = frames_.next(f);
-      if (!got) return latch(xs_error{xs_errc::broken, got.error()});
-      if (!*got) return true;
-      if (auto fault = dispatch(f); fault != xs_fault::none)
-        return latch(xs_error{xs_errc::broken, fault});
+    std::span<const char> in{bytes.data(), bytes.size()};
+    while (!in.empty()) {
+      in = in.subspan(dec_->feed(in));
+      if (dec_->broken()) return latch(xs_error{xs_errc::broken, xs_fault::oversized_len});
+      if (!dec_->ready()) continue;
+      const auto fault = dispatch(dec_->current());
+      dec_->next();
+      if (fault != xs_fault::none) return latch(xs_error{xs_errc::broken, fault});
     }
+    return true;
   }
 
   /// Latches the connection failed with `e`: outstanding requests fail, watches end.
@@ -318,7 +316,7 @@ class xs_conn {
       latch(s.error());
       return s;
     }
-    frames_.clear();
+    dec_->reset();
     {
       std::lock_guard l{mu_};
       broken_ = false;
@@ -418,46 +416,54 @@ class xs_conn {
     }
   }
 
-  // Checks one frame and hands it to its waiter or watch queue; returns the fault if any.
-  xs_fault dispatch(xs_frame& f) {
-    if (static_cast<xs_type>(f.type) == xs_type::watch_event) {
-      std::string_view path, token;
-      if (!xs_parse_watch_event(f.payload, path, token)) return xs_fault::malformed_event;
-      std::shared_ptr<xs_watch_state> w;
-      {
-        std::lock_guard l{mu_};
-        auto it = watches_.find(std::string(token));
-        // Unknown tokens happen legitimately: an event already sent when we unwatched.
-        if (it == watches_.end()) {
-          ++stray_events_;
-          return xs_fault::none;
-        }
-        w = it->second;
-      }
-      w->push(path);
-      return xs_fault::none;
+  // Checks one message and hands it to its waiter or watch queue; returns the fault if any.
+  xs_fault dispatch(const xenstore::message& m) {
+    const auto type = m.hdr.kind();
+    if (type == xs_type::watch_event) {
+      auto ev = xenstore::parse_reply(m);
+      if (!ev) return xs_fault_of(ev.error());
+      return deliver_event(ev->path, ev->token);
     }
+    if (!xenstore::is_known(type)) return xs_fault::bad_type;
     std::unique_lock l{mu_};
-    auto it = pending_.find(f.req_id);
+    auto it = pending_.find(m.hdr.req_id);
     if (it == pending_.end()) return xs_fault::unsolicited_reply;
     xs_pending& p = *it->second;
-    if (static_cast<xs_type>(f.type) == xs_type::error) {
-      auto code = xs_parse_error_reply(f.payload);
+    if (type == xs_type::error) {
+      auto code = xs_parse_error_reply(m.payload);
       if (!code) return code.error();
       p.failed = true;
       p.err = xs_error{*code};
-    } else if (static_cast<xs_type>(f.type) != p.type) {
+    } else if (type != p.type) {
       return xs_fault::reply_type_mismatch;
-    } else if (!xs_reply_payload_ok(p.type, f.payload)) {
+    } else if (auto shape = xenstore::parse_reply(m); !shape) {
+      return xs_fault_of(shape.error());
+    } else if (!xs_reply_payload_ok(p.type, m.payload)) {
       return xs_fault::malformed_payload;
     } else {
-      p.payload = std::move(f.payload);
+      p.payload.assign(m.payload);  // the decoder's buffer is reused for the next message
     }
     p.done = true;
     pending_.erase(it);
-    detached_.erase(f.req_id);  // a destructor's XS_UNWATCH: nobody waits for it
+    detached_.erase(m.hdr.req_id);  // a destructor's XS_UNWATCH: nobody waits for it
     l.unlock();
     cv_.notify_all();
+    return xs_fault::none;
+  }
+
+  xs_fault deliver_event(std::string_view path, std::string_view token) {
+    std::shared_ptr<xs_watch_state> w;
+    {
+      std::lock_guard l{mu_};
+      auto it = watches_.find(token);
+      // Unknown tokens happen legitimately: an event already sent when we unwatched.
+      if (it == watches_.end()) {
+        ++stray_events_;
+        return xs_fault::none;
+      }
+      w = it->second;
+    }
+    w->push(path);
     return xs_fault::none;
   }
 
@@ -475,22 +481,16 @@ class xs_conn {
   bool closed_{false};
   xs_error fault_{};
   std::atomic<bool> stop_{false};
-  xs_frame_reader frames_;  // reader thread only (or the fuzz harness)
+  // Reader thread only (or the fuzz harness); 4 KiB buffer, so kept off the stack.
+  std::unique_ptr<xenstore::decoder> dec_ = std::make_unique<xenstore::decoder>();
   std::thread reader_;
 };
 
-inline xs_access xs_access_from(char c) noexcept { return static_cast<xs_access>(c); }
-
 /// Parses a checked XS_GET_PERMS payload.
 inline std::vector<xs_perm> xs_parse_perms(std::string_view payload) {
-  std::vector<std::string_view> parts;
   std::vector<xs_perm> out;
-  xs_split_nul(payload, parts);
-  for (auto s : parts) {
-    std::uint64_t d = 0;
-    xs_parse_uint(s.substr(1), 0xffff, d);
-    out.push_back(xs_perm{static_cast<std::uint16_t>(d), xs_access_from(s[0])});
-  }
+  for (auto s : xenstore::string_list{payload})
+    if (auto p = xenstore::parse_perm(s)) out.push_back(*p);
   return out;
 }
 
@@ -639,9 +639,10 @@ class xs_client {
     if (!detail::xs_valid_path(path)) return bad();
     auto r = conn_->request(detail::xs_type::directory, tx, {path});
     if (!r) return unexpected{r.error()};
-    std::vector<std::string_view> parts;
-    if (*r != std::string_view("\0", 1)) detail::xs_split_nul(*r, parts);
-    return std::vector<std::string>(parts.begin(), parts.end());
+    std::vector<std::string> names;
+    for (auto n : xenstore::string_list{*r})
+      if (!n.empty()) names.emplace_back(n);  // only the lone-NUL empty list has an empty one
+    return names;
   }
   /// A node's permissions: owner first, then per-domain entries.
   result<std::vector<xs_perm>, xs_error> get_perms(std::string_view path, xs_tx tx = {}) {
@@ -656,8 +657,8 @@ class xs_client {
     std::string payload(path);
     payload.push_back('\0');
     for (const auto& p : perms) {
-      payload.push_back(static_cast<char>(p.access));
-      payload += std::to_string(p.domid);
+      char text[6];
+      payload.append(text, xenstore::format_perm(p, text));
       payload.push_back('\0');
     }
     return done(conn_->request(detail::xs_type::set_perms, tx, {payload}, true));
@@ -675,9 +676,9 @@ class xs_client {
   result<xs_tx, xs_error> transaction_start() {
     auto r = conn_->request(detail::xs_type::transaction_start, {}, {""});
     if (!r) return unexpected{r.error()};
-    std::uint64_t id = 0;
-    detail::xs_parse_uint(std::string_view(*r).substr(0, r->size() - 1), 0xffffffffu, id);
-    return xs_tx{static_cast<std::uint32_t>(id)};
+    // Checked by the reader: decimal, non-zero, fits 32 bits, NUL-terminated.
+    const auto id = xenstore::parse_u64(std::string_view(*r).substr(0, r->size() - 1));
+    return xs_tx{static_cast<std::uint32_t>(id.value_or(0))};
   }
   /// Commits (`commit`) or aborts a transaction; a commit may fail with eagain (conflict).
   xs_status transaction_end(xs_tx tx, bool commit) {
@@ -710,7 +711,7 @@ class xs_client {
   /// Registers a watch on `path` (its subtree); events queue up to `capacity` paths.
   /// The server fires it once at registration.
   result<xs_watch, xs_error> watch(std::string_view path, std::size_t capacity = 64) {
-    if (!detail::xs_valid_path(path)) return bad();
+    if (!detail::xs_valid_path(path, true)) return bad();
     auto w = conn_->add_watch(path, capacity);
     if (!w) return unexpected{w.error()};
     return xs_watch{conn_, std::move(*w)};
