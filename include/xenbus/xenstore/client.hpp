@@ -71,7 +71,7 @@ struct xs_transport_iface {
   virtual xs_io receive(std::span<char>) = 0;
   virtual void interrupt() noexcept = 0;
   virtual void rearm() noexcept = 0;
-  virtual bool can_reconnect() const noexcept = 0;
+  virtual bool can_reconnect() noexcept = 0;
   virtual xs_status reconnect() = 0;
 };
 
@@ -83,7 +83,10 @@ class xs_transport_box final : public xs_transport_iface {
   xs_io receive(std::span<char> b) override { return t_.receive(b); }
   void interrupt() noexcept override { t_.interrupt(); }
   void rearm() noexcept override { t_.rearm(); }
-  bool can_reconnect() const noexcept override { return xs_reconnectable_transport<T>; }
+  bool can_reconnect() noexcept override {
+    if constexpr (xs_reconnectable_transport<T>) return t_.reconnect_supported();
+    else return false;
+  }
   xs_status reconnect() override {
     if constexpr (xs_reconnectable_transport<T>) return t_.reconnect();
     else return unexpected{xs_error{xs_errc::unsupported}};

@@ -34,7 +34,7 @@ using xs_io = result<std::size_t, xs_error>;
 /// - interrupt(): callable from another thread; the current and every later receive and
 ///   send return at once (receive: 0) until rearm().
 /// - rearm(): undoes interrupt() (called when no receive or send is running).
-/// Optional: reconnect() -> xs_status, the xenstore ring's reconnection handshake.
+/// Optional (xs_reconnectable_transport): reconnect(), the xenstore ring's reconnection.
 template <class T>
 concept xs_transport = requires(T& t, std::span<const char> out, std::span<char> in) {
   { t.send(out) } -> std::same_as<xs_status>;
@@ -43,10 +43,12 @@ concept xs_transport = requires(T& t, std::span<const char> out, std::span<char>
   { t.rearm() } noexcept;
 };
 
-/// Whether a transport can re-establish its connection (the xenstore ring can).
+/// A transport that can re-establish its connection (the xenstore ring can, when the
+/// server offers it): reconnect_supported() says whether reconnect() may work right now.
 template <class T>
 concept xs_reconnectable_transport = xs_transport<T> && requires(T& t) {
   { t.reconnect() } -> std::same_as<xs_status>;
+  { t.reconnect_supported() } -> std::same_as<bool>;
 };
 
 /// The socket libxenstore connects to: $XENSTORED_PATH, else $XENSTORED_RUNDIR/socket,
