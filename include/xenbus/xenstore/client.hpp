@@ -243,20 +243,26 @@ class xs_conn {
     return false;
   }
 
+  /// Creates a watch queue with a fresh token and routes events for it (no request sent).
+  result<std::shared_ptr<xs_watch_state>, xs_error> new_watch(std::string_view path,
+                                                              std::size_t capacity) {
+    std::lock_guard l{mu_};
+    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (broken_) return unexpected{fault_};
+    // Tokens are ours alone, so an event's token names exactly one queue.
+    auto w = std::make_shared<xs_watch_state>(std::string(path),
+                                              "xb" + std::to_string(++next_token_), capacity);
+    if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
+    watches_.emplace(w->token, w);
+    return w;
+  }
+
   result<std::shared_ptr<xs_watch_state>, xs_error> add_watch(std::string_view path,
                                                               std::size_t capacity) {
-    std::shared_ptr<xs_watch_state> w;
-    {
-      std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
-      if (broken_) return unexpected{fault_};
-      // Tokens are ours alone, so an event's token names exactly one queue.
-      w = std::make_shared<xs_watch_state>(std::string(path), "xb" + std::to_string(++next_token_),
-                                           capacity);
-      if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
-      // Registered before XS_WATCH is sent: the first event may overtake our wait.
-      watches_.emplace(w->token, w);
-    }
+    // Routed before XS_WATCH is sent: the first event may overtake our wait for the reply.
+    auto made = new_watch(path, capacity);
+    if (!made) return unexpected{made.error()};
+    auto w = std::move(*made);
     auto r = request(xs_type::watch, {}, {w->path, w->token});
     if (!r) {
       forget_watch(w->token);
