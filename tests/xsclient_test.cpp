@@ -224,7 +224,9 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
       {"watch event with a bad path", xs_fault::malformed_event},
       {"end of stream mid-message", xs_fault::peer_closed},
   };
-  for (const auto& [what, fault] : cases) {
+  for (const auto& one : cases) {
+    const char* what = one.first;
+    const xs_fault fault = one.second;
     CAPTURE(what);
     scripted_peer srv;
     auto c = srv.client();

@@ -311,6 +311,8 @@ class xs_conn {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
     {
       std::lock_guard l{mu_};
+      // close() may have run while we waited for the reader; it has failed everything.
+      if (closed_) return unexpected{xs_error{xs_errc::closed}};
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
@@ -412,6 +414,8 @@ class xs_conn {
   void read_loop() {
     char buf[4096];
     for (;;) {
+      // A server that never stops sending must not keep us from stopping.
+      if (stop_.load(std::memory_order_relaxed)) return;
       auto n = t_->receive(buf);
       if (!n) {
         latch(n.error());
@@ -617,6 +621,7 @@ class xs_client {
     return xs_client{std::move(*t)};
   }
 
+  /// A moved-from client may only be destroyed.
   xs_client(xs_client&&) noexcept = default;
   xs_client& operator=(xs_client&&) = delete;
   ~xs_client() {
