@@ -223,12 +223,14 @@ class xs_conn {
   /// Latches the connection failed with `e`: outstanding requests fail, watches end.
   bool latch(xs_error e) {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
+    xs_error why;
     {
       std::lock_guard l{mu_};
       if (!broken_) {
         broken_ = true;
         fault_ = e;
       }
+      why = fault_;  // the first failure is the one everybody reports
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
@@ -239,7 +241,7 @@ class xs_conn {
       for (auto& [tok, w] : watches_) ws.push_back(w);
     }
     cv_.notify_all();
-    for (auto& w : ws) w->end(e);
+    for (auto& w : ws) w->end(why);
     return false;
   }
 
@@ -299,7 +301,8 @@ class xs_conn {
   }
 
   /// The ring reconnection: fails outstanding requests with reset, resets the transport,
-  /// restarts the reader, and registers every live watch again.
+  /// restarts the reader, and registers every watch again that has not ended (a watch
+  /// ended by an earlier broken connection stays ended).
   xs_status reconnect() {
     if (!t_->can_reconnect()) return unexpected{xs_error{xs_errc::unsupported}};
     std::unique_lock wl{write_mu_};
@@ -402,8 +405,8 @@ class xs_conn {
 
   void stop_reader() {
     if (!reader_.joinable()) return;
-    // Observed by the reader after its receive returns 0; the eventfd write and read in
-    // interrupt()/receive order it (a system call on both sides), relaxed is enough.
+    // Relaxed: nothing is published through stop_. receive() keeps returning 0 while
+    // interrupted, so the reader re-checks stop_ until it sees this store.
     stop_.store(true, std::memory_order_relaxed);
     t_->interrupt();
     reader_.join();
@@ -415,14 +418,14 @@ class xs_conn {
     char buf[4096];
     for (;;) {
       // A server that never stops sending must not keep us from stopping.
-      if (stop_.load(std::memory_order_relaxed)) return;
+      if (stop_.load(std::memory_order_relaxed)) return;  // relaxed: see stop_reader()
       auto n = t_->receive(buf);
       if (!n) {
         latch(n.error());
         return;
       }
       if (*n == 0) {
-        if (stop_.load(std::memory_order_relaxed)) return;
+        if (stop_.load(std::memory_order_relaxed)) return;  // relaxed: see stop_reader()
         continue;
       }
       if (!feed(std::string_view(buf, *n))) return;
