@@ -517,3 +517,16 @@ TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xe
   CHECK(c.error().fault == xs_fault::io_error);
   CHECK(c.error().sys == ENOENT);
 }
+
+TEST_CASE("with a reply timeout, a server that stops answering latches broken instead of hanging") {
+  scripted_peer srv;
+  auto c = srv.client();
+  c.set_reply_timeout(50ms);
+  auto r = run([&] { return c.read("/a"); });
+  srv.recv();  // taken, never answered
+  auto v = r.get();
+  REQUIRE(!v.has_value());
+  CHECK(v.error() == xs_errc::broken);
+  CHECK(v.error().fault == xs_fault::reply_timeout);
+  CHECK(c.health().error().fault == xs_fault::reply_timeout);
+}

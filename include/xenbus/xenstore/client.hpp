@@ -380,6 +380,11 @@ class xs_conn {
     return stray_events_;
   }
 
+  void set_reply_timeout(std::chrono::milliseconds t) {
+    std::lock_guard l{mu_};
+    reply_timeout_ = t;
+  }
+
  private:
   // Caller holds write_mu_, so registration order equals wire order and reconnect() sees
   // either none or all of this request.
@@ -393,7 +398,17 @@ class xs_conn {
 
   result<std::string, xs_error> wait(xs_pending& p) {
     std::unique_lock l{mu_};
-    cv_.wait(l, [&] { return p.done; });
+    if (reply_timeout_.count() > 0) {
+      if (!cv_.wait_for(l, reply_timeout_, [&] { return p.done; })) {
+        // A server that does not answer is treated like one that answers garbage: the
+        // reply could still arrive later, so the connection cannot be trusted any more.
+        l.unlock();
+        latch(xs_error{xs_errc::broken, xs_fault::reply_timeout});
+        l.lock();
+      }
+    } else {
+      cv_.wait(l, [&] { return p.done; });
+    }
     if (p.failed) return unexpected{p.err};
     return std::move(p.payload);
   }
@@ -493,6 +508,7 @@ class xs_conn {
   std::uint32_t next_req_id_{1};
   std::uint64_t next_token_{0};
   std::uint64_t stray_events_{0};
+  std::chrono::milliseconds reply_timeout_{0};  // 0: wait as long as the server takes
   bool broken_{false};
   bool closed_{false};
   xs_error fault_{};
@@ -617,6 +633,14 @@ class xs_client {
     if (!t) return unexpected{t.error()};
     return xs_client{std::move(*t)};
   }
+  /// As libxenstore's xs_open(0): the socket if it connects, else /dev/xen/xenbus.
+  static result<xs_client, xs_error> open() {
+    auto c = connect();
+    if (c) return c;
+    auto d = open_device();
+    if (d) return d;
+    return unexpected{c.error()};  // the socket's failure says more off Xen
+  }
   /// Opens /dev/xen/xenbus (in a Xen domain).
   static result<xs_client, xs_error> open_device(const char* path = xs_xenbus_device) {
     auto t = xs_fd_transport::open_device(path);
@@ -740,6 +764,10 @@ class xs_client {
 
   /// Ok while the connection works, else the error that latched it broken (or closed).
   xs_status health() const { return conn_->health(); }
+  /// Bounds every wait for a reply (0, the default: no bound). A reply later than this
+  /// latches the connection broken (fault reply_timeout): the caller never hangs on a
+  /// server that stopped answering, and a late reply cannot be mistaken for another.
+  void set_reply_timeout(std::chrono::milliseconds t) { conn_->set_reply_timeout(t); }
   /// Watch events that named no live watch (e.g. in flight while unwatching).
   std::uint64_t stray_events() const { return conn_->stray_events(); }
   /// Shuts the connection down now; every later call fails with closed.

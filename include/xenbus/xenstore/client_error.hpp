@@ -39,6 +39,7 @@ enum class xs_fault : std::uint8_t {
   malformed_event,      ///< an XS_WATCH_EVENT that is not "path\0token\0"
   ring_index,           ///< ring producer/consumer indices more than a ring apart
   ring_error,           ///< the server set the ring's error field
+  reply_timeout,        ///< no reply within the client's reply timeout
 };
 
 /// A failed operation: the code, and for local failures the fault and system errno.
@@ -106,6 +107,7 @@ constexpr std::string_view xs_error::reason() const noexcept {
     case xs_fault::malformed_event: return "the server sent a watch event that is not \"path\\0token\\0\"";
     case xs_fault::ring_index: return "the ring's indices are more than a ring apart";
     case xs_fault::ring_error: return "the server reported an error in the ring page";
+    case xs_fault::reply_timeout: return "the server did not answer within the reply timeout";
   }
   return "?";
 }
