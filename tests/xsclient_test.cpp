@@ -50,7 +50,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     CHECK(f.type == static_cast<std::uint32_t>(xs_type::write));
     CHECK(f.tx_id == 7);
     CHECK(f.payload == std::string("data/x\0" "4", 8));
-    srv.send(msg(xs_type::write, f.req_id, ok()));
+    srv.send(msg(xs_type::write, f.req_id, ok(), f.tx_id));
     CHECK(r.get().has_value());
   }
   SUBCASE("directory splits names") {
@@ -114,7 +114,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     f = srv.recv();
     CHECK(f.tx_id == 42);
     CHECK(f.payload == nul("F"));
-    srv.send(msg(xs_type::transaction_end, f.req_id, ok()));
+    srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
     CHECK(e.get().has_value());
   }
 }
@@ -215,6 +215,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
   const std::vector<std::pair<const char*, xs_fault>> cases = {
       {"unsolicited req_id", xs_fault::unsolicited_reply},
       {"reply of another type", xs_fault::reply_type_mismatch},
+      {"reply in another transaction", xs_fault::reply_tx_mismatch},
       {"len above 4096", xs_fault::oversized_len},
       {"unknown message type", xs_fault::bad_type},
       {"request-only type from the server", xs_fault::bad_type},
@@ -235,6 +236,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
     const std::string w = what;
     if (w == "unsolicited req_id") srv.send(msg(xs_type::read, f.req_id + 1, "x"));
     if (w == "reply of another type") srv.send(msg(xs_type::write, f.req_id, ok()));
+    if (w == "reply in another transaction") srv.send(msg(xs_type::read, f.req_id, "x", 5));
     if (w == "len above 4096") {
       std::string h = msg(xs_type::read, f.req_id, "");
       xenbus::detail::xs_put_u32(h.data() + 12, 4097);
@@ -442,12 +444,12 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     srv.send(msg(xs_type::transaction_start, f.req_id, nul("9")));
     f = srv.recv();
     CHECK(f.tx_id == 9);
-    srv.send(msg(xs_type::read, f.req_id, "1"));
+    srv.send(msg(xs_type::read, f.req_id, "1", f.tx_id));
     f = srv.recv();
     REQUIRE(f.type == static_cast<std::uint32_t>(xs_type::transaction_end));
     CHECK(f.payload == nul("T"));
-    if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok()));
-    else srv.send(msg(xs_type::error, f.req_id, nul(end_answer)));
+    if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
+    else srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
   };
   auto body = [&](xs_tx tx) {
     ++calls;

@@ -163,6 +163,7 @@ struct xs_watch_state {
 /// One outstanding request, owned by the waiting caller's stack frame.
 struct xs_pending {
   xs_type type{};
+  std::uint32_t tx_id{0};  // servers echo it in the reply header
   bool done{false};
   bool failed{false};
   xs_error err{};
@@ -188,6 +189,7 @@ class xs_conn {
     if (!frame) return unexpected{frame.error()};
     xs_pending p;
     p.type = type;
+    p.tx_id = tx.id;
     {
       std::lock_guard wl{write_mu_};
       if (auto s = send_locked(*frame, p); !s) return unexpected{s.error()};
@@ -460,6 +462,7 @@ class xs_conn {
     auto it = pending_.find(m.hdr.req_id);
     if (it == pending_.end()) return xs_fault::unsolicited_reply;
     xs_pending& p = *it->second;
+    if (m.hdr.tx_id != p.tx_id) return xs_fault::reply_tx_mismatch;
     if (type == xs_type::error) {
       auto code = xs_parse_error_reply(m.payload);
       if (!code) return code.error();
