@@ -42,7 +42,6 @@ struct sring {
   sring_entry<Req, Rsp> ring[1];
 };
 
-/// Byte offset of the first slot: 64 for every message type aligned to at most 8 bytes.
 namespace detail {
 template <class S>
 constexpr std::size_t slots_offset() noexcept {
@@ -51,6 +50,7 @@ constexpr std::size_t slots_offset() noexcept {
 }
 }  // namespace detail
 
+/// Byte offset of the first slot: 64 for every message type aligned to at most 64 bytes.
 template <ring_message Req, ring_message Rsp>
 inline constexpr std::size_t sring_header_bytes = detail::slots_offset<sring<Req, Rsp>>();
 
@@ -218,6 +218,8 @@ class front_ring {
   /// Responses the backend has published that we have not taken; validates the index.
   result<ring_idx, ring_error> unconsumed_responses() noexcept {
     if (broken_) return unexpected{error_};
+    // Acquire: responses counted here may be read next; pairs with the backend's release
+    // store of rsp_prod.
     return refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
   }
 
