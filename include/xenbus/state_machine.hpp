@@ -233,12 +233,13 @@ constexpr void add_duty(duty_set& owed, role self, state s, bool restart) noexce
   if (restart && front && s == state::init_wait) owed.insert(duty::reset_for_new_peer);
 }
 
-/// Reads a change of `end`'s node from `last` to `now` against `Table`, given the other node's
-/// state now (`other`) and before its last change (`other_prev`, which the writer may not have
-/// seen change yet). `toolstack_only` restricts the explanation to toolstack rows.
+/// Reads a change of `end`'s node from `last` to `now` against `Table`. A row counts if the
+/// other node may have held one of `others` when the row was taken: an end passes its state
+/// now and before its last move (the writer may not have seen that move yet); the toolstack,
+/// whose view of both nodes lags, passes every state. `toolstack_only` keeps toolstack rows.
 template <class Table>
-constexpr observation classify(role end, bool toolstack_only, state last, state now, state other,
-                               state other_prev) noexcept {
+constexpr observation classify(role end, bool toolstack_only, state last, state now,
+                               state_set others) noexcept {
   observation o;
   o.end = end;
   o.from = last;
@@ -246,7 +247,7 @@ constexpr observation classify(role end, bool toolstack_only, state last, state 
   if (now == last) return o;  // unchanged
   const auto usable = [&](const rule& r) {
     return r.by.end == end && (!toolstack_only || r.by.who == role::toolstack) &&
-           (r.peer.contains(other) || r.peer.contains(other_prev));
+           r.peer.intersects(others);
   };
   // Shortest path of rows from `last` to `now` (breadth first over the node's nine states);
   // rows are tried in table order, so a direct row written earlier wins.
@@ -374,7 +375,7 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(peer_role, false, peer_, now, own_, own_prev_);
+    observation o = detail::classify<Table>(peer_role, false, peer_, now, state_set{own_, own_prev_});
     if (o.kind == change_kind::illegal) peer_misbehaved_ = true;
     peer_ = now;
     return o;
@@ -401,7 +402,7 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(Role, true, own_, now, peer_, peer_);
+    observation o = detail::classify<Table>(Role, true, own_, now, state_set{peer_});
     if (o.kind != change_kind::illegal && now != own_) {
       own_prev_ = own_;
       own_ = now;
@@ -433,8 +434,7 @@ class state_machine<Table, role::toolstack> {
   /// No device yet: both nodes absent (Unknown).
   constexpr state_machine() noexcept = default;
   /// Adopts what the nodes hold now.
-  constexpr state_machine(state frontend, state backend) noexcept
-      : front_{frontend}, back_{backend}, front_prev_{frontend}, back_prev_{backend} {}
+  constexpr state_machine(state frontend, state backend) noexcept : front_{frontend}, back_{backend} {}
 
   /// The frontend node's state as last written or seen.
   constexpr state frontend() const noexcept { return front_; }
@@ -452,7 +452,6 @@ class state_machine<Table, role::toolstack> {
     const std::size_t i = end == role::toolstack ? no_row : Table::find(on(end), node(end), to, other);
     if (i == no_row) return unexpected{refusal{on(end), node(end), to, other, refusal_reason::no_row}};
     const transition t{on(end), node(end), to, other, i, Table::rows[i].name};
-    prev(end) = node(end);
     node(end) = to;
     return t;
   }
@@ -484,13 +483,9 @@ class state_machine<Table, role::toolstack> {
 
   /// Reads a change of `end`'s node (written by that end) and remembers it.
   constexpr observation observe(role end, state now) noexcept {
-    observation o = detail::classify<Table>(end, false, node(end), now, node(peer_of(end)),
-                                            prev(peer_of(end)));
+    observation o = detail::classify<Table>(end, false, node(end), now, state_set::all());
     o.owed = {};  // duties are the ends' business
-    if (now != node(end)) {
-      prev(end) = node(end);
-      node(end) = now;
-    }
+    node(end) = now;
     return o;
   }
   /// Parses `end`'s node text and reads it; garbage leaves the state unchanged.
@@ -506,7 +501,6 @@ class state_machine<Table, role::toolstack> {
   }
   constexpr state& node(role end) noexcept { return end == role::frontend ? front_ : back_; }
   constexpr state node(role end) const noexcept { return end == role::frontend ? front_ : back_; }
-  constexpr state& prev(role end) noexcept { return end == role::frontend ? front_prev_ : back_prev_; }
   constexpr result<void, refusal> both(state to) noexcept {
     auto f = request(role::frontend, to);
     if (!f) return unexpected{f.error()};
@@ -517,8 +511,6 @@ class state_machine<Table, role::toolstack> {
 
   state front_ = state::unknown;
   state back_ = state::unknown;
-  state front_prev_ = state::unknown;
-  state back_prev_ = state::unknown;
 };
 
 /// The frontend machine of the standard table.

@@ -217,7 +217,11 @@ constexpr table_checks check_table(const std::array<rule, N>& rows) noexcept {
   const std::size_t fresh = joint(state::initialising, state::initialising);
   const joint_set from_fresh = reachable_from(rows, fresh);
   c.connected_reachable = from_fresh[joint(state::connected, state::connected)];
-  const joint_set from_nothing = reachable_from(rows, joint(state::unknown, state::unknown));
+  // A table that creates devices (rows leaving Unknown) is also checked from "no device yet".
+  bool creates = false;
+  for (const rule& r : rows) creates = creates || r.from == state::unknown;
+  const joint_set from_nothing =
+      creates ? reachable_from(rows, joint(state::unknown, state::unknown)) : joint_set{};
   const joint_set closable = can_reach(rows, joint(state::closed, state::closed));
   for (std::size_t j = 0; j < joint_count; ++j)
     if ((from_fresh[j] || from_nothing[j]) && !closable[j]) c.closed_reachable = false;
