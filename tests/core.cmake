@@ -1,4 +1,5 @@
 xenbus_add_test(xenbus-core-tests LABELS core SOURCES
   state_test.cpp
   transition_table_test.cpp
-  state_machine_test.cpp)
+  state_machine_test.cpp
+  state_machine_walk_test.cpp)

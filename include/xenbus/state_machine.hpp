@@ -299,6 +299,28 @@ constexpr observation classify(role end, bool toolstack_only, state last, state 
   return o;
 }
 
+/// Every state on some path of toolstack rows over `end`'s node from `from` to `to` (peer
+/// conditions ignored): where a coalesced toolstack jump may have taken the node unseen.
+template <class Table>
+constexpr state_set toolstack_states_between(role end, state from, state to) noexcept {
+  const auto closure = [&](state start, bool forward) {
+    state_set reach{start};
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const rule& r : Table::rows) {
+        if (r.by.end != end || r.by.who != role::toolstack) continue;
+        const state a = forward ? r.from : r.to, b = forward ? r.to : r.from;
+        if (reach.contains(a) && !reach.contains(b)) {
+          reach.insert(b);
+          grew = true;
+        }
+      }
+    }
+    return reach;
+  };
+  return state_set::from_bits(closure(from, true).bits() & closure(to, false).bits());
+}
+
 constexpr observation garbage(role end, state last, state_parse_error e) noexcept {
   observation o;
   o.kind = change_kind::garbage;
@@ -327,7 +349,8 @@ class state_machine {
   /// A device the toolstack has just created: both nodes at Initialising.
   constexpr state_machine() noexcept = default;
   /// Adopts what the nodes hold now (e.g. a kernel that finds its device already connected).
-  constexpr state_machine(state own, state peer) noexcept : own_{own}, own_prev_{own}, peer_{peer} {}
+  constexpr state_machine(state own, state peer) noexcept
+      : seen_since_last_{own}, seen_since_prev_{own}, own_{own}, peer_{peer} {}
 
   /// This end's state (what it last wrote, or what the toolstack wrote for it).
   constexpr state own() const noexcept { return own_; }
@@ -349,8 +372,8 @@ class state_machine {
     const std::size_t i = Table::find(self, own_, to, peer_);
     if (i == no_row) return unexpected{refusal{self, own_, to, peer_, refusal_reason::no_row}};
     const transition t{self, own_, to, peer_, i, Table::rows[i].name};
-    own_prev_ = own_;
     own_ = to;
+    held(state_set{to});
     return t;
   }
 
@@ -375,8 +398,14 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(peer_role, false, peer_, now, state_set{own_, own_prev_});
+    // The peer acted on some view of us; it has seen at least what we held when it made the
+    // change before last, so every state we held since then is a view it may have acted on.
+    observation o = detail::classify<Table>(peer_role, false, peer_, now, seen_since_prev_);
     if (o.kind == change_kind::illegal) peer_misbehaved_ = true;
+    if (now != peer_) {
+      seen_since_prev_ = seen_since_last_;
+      seen_since_last_ = state_set{own_};
+    }
     peer_ = now;
     return o;
   }
@@ -392,7 +421,9 @@ class state_machine {
     return observe_peer(*parsed);
   }
 
-  /// Reads a change the toolstack made to this end's own node (e.g. unplug: Closing).
+  /// Reads a change the toolstack made to this end's own node (e.g. unplug: Closing). The
+  /// toolstack acted on its own view of the peer, which may be ahead of ours, so only the
+  /// from/to of its rows are checked.
   constexpr observation observe_toolstack(state now) noexcept {
     if (handed_over_) {
       observation o;
@@ -402,12 +433,28 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(Role, true, own_, now, state_set{peer_});
+    observation o = detail::classify<Table>(Role, true, own_, now, state_set::all());
     if (o.kind != change_kind::illegal && now != own_) {
-      own_prev_ = own_;
+      // The peer may have seen our node in any state the toolstack could have passed through.
+      held(detail::toolstack_states_between<Table>(Role, own_, now));
       own_ = now;
     }
     return o;
+  }
+
+  /// What one watch event brought: the own node first (a toolstack write the peer may already
+  /// have reacted to), then the peer's node. Read both nodes on every event and pass them here.
+  struct node_observations {
+    observation own;
+    observation peer;
+  };
+  /// Reads both nodes after any watch event: own node first, then the peer's (see above).
+  constexpr node_observations observe_nodes(state own_node, state peer_node) noexcept {
+    node_observations r;
+    if (own_node != own_ || handed_over_) r.own = observe_toolstack(own_node);
+    else r.own = detail::classify<Table>(Role, true, own_, own_, state_set::all());
+    r.peer = observe_peer(peer_node);
+    return r;
   }
 
   /// Marks this end handed over (the old kernel's side of a kexec) and returns its successor,
@@ -419,8 +466,15 @@ class state_machine {
   }
 
  private:
+  constexpr void held(state_set s) noexcept {
+    seen_since_last_ = state_set::from_bits(seen_since_last_.bits() | s.bits());
+    seen_since_prev_ = state_set::from_bits(seen_since_prev_.bits() | s.bits());
+  }
+
+  // Our states since the last / the one-before-last peer change we saw.
+  state_set seen_since_last_{state::initialising};
+  state_set seen_since_prev_{state::initialising};
   state own_ = state::initialising;
-  state own_prev_ = state::initialising;  // the writer of a peer change may not have seen own_ yet
   state peer_ = state::initialising;
   bool handed_over_ = false;
   bool peer_misbehaved_ = false;
