@@ -88,6 +88,8 @@ struct observation {
   std::size_t row = no_row;        ///< the (last) row that explains the change
   std::string_view rule{};         ///< that row's name
   driver by{};                     ///< who that row says drove the change
+  std::string_view alternative{};  ///< another driver's row for the same step (who drove it is ambiguous)
+  driver alternative_by{};         ///< that row's driver
   state_set implied{};             ///< states the node passed through unseen
   duty_set owed{};                 ///< work the observing driver still owes (incl. implied states)
   state_parse_error parse_error{}; ///< why the text was refused (garbage only)
@@ -167,7 +169,11 @@ constexpr message describe(const observation& o) noexcept {
   m << "saw " << to_string(o.end) << " " << to_string(o.from) << " -> " << to_string(o.to)
     << ": " << to_string(o.kind);
   if (o.kind == change_kind::garbage) m << " (" << to_string(o.parse_error) << ")";
-  if (o.row != no_row) m << " [" << o.rule << " by " << to_string(o.by.who) << "]";
+  if (o.row != no_row) {
+    m << " [" << o.rule << " by " << to_string(o.by.who);
+    if (!o.alternative.empty()) m << ", or " << o.alternative << " by " << to_string(o.alternative_by.who);
+    m << "]";
+  }
   if (!o.implied.empty()) {
     m << ", implied";
     for (state s : all_states)
@@ -287,6 +293,14 @@ constexpr observation classify(role end, bool toolstack_only, state last, state 
   o.rule = Table::rows[o.row].name;
   o.by = Table::rows[o.row].by;
   o.kind = restart ? change_kind::reset : steps == 1 ? change_kind::step : change_kind::coalesced;
+  // The node alone cannot tell who wrote it: name another driver's row for the same step.
+  if (steps == 1)
+    for (const rule& r : Table::rows)
+      if (r.by != o.by && r.from == last && r.to == now && usable(r)) {
+        o.alternative = r.name;
+        o.alternative_by = r.by;
+        break;
+      }
   // Duties in the order the node passed through the states.
   if (!toolstack_only) {
     const role self = peer_of(end);
