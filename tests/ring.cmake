@@ -21,6 +21,4 @@ target_link_libraries(xenbus-ring-tests PRIVATE xenbus_ring_c_peer)
 xenbus_add_test(xenbus-ring-threads-tests LABELS threads SOURCES ring_stress_test.cpp)
 
 # The ring headers need no heap, exceptions or RTTI: the link of this program proves it.
-# Deferred: tests/CMakeLists.txt defines xenbus_add_freestanding_check after it includes
-# the area files.
-cmake_language(DEFER CALL xenbus_add_freestanding_check xenbus-ring-freestanding ring_freestanding.cpp)
+xenbus_add_freestanding_check(xenbus-ring-freestanding ring_freestanding.cpp)
