@@ -402,7 +402,8 @@ class state_machine {
     return request(To);
   }
 
-  /// Reads a new peer state against the table and remembers it (unless handed over).
+  /// Reads a new peer state against the table and remembers it (unless handed over); an
+  /// illegal change is still remembered (the node holds it) and latches peer_misbehaved().
   constexpr observation observe_peer(state now) noexcept {
     if (handed_over_) {
       observation o;
@@ -412,8 +413,9 @@ class state_machine {
       o.to = now;
       return o;
     }
-    // The peer acted on some view of us; it has seen at least what we held when it made the
-    // change before last, so every state we held since then is a view it may have acted on.
+    // The peer acted on its view of us, which may lag our latest writes. We accept a row that
+    // holds for any state we held since we saw the peer's change before last: a bounded guess
+    // at how far its view may lag, which the interleaving walk (tests) shows wide enough.
     observation o = detail::classify<Table>(peer_role, false, peer_, now, seen_since_prev_);
     if (o.kind == change_kind::illegal) peer_misbehaved_ = true;
     if (now != peer_) {
@@ -437,7 +439,7 @@ class state_machine {
 
   /// Reads a change the toolstack made to this end's own node (e.g. unplug: Closing). The
   /// toolstack acted on its own view of the peer, which may be ahead of ours, so only the
-  /// from/to of its rows are checked.
+  /// from/to of its rows are checked. An illegal write leaves own() unchanged.
   constexpr observation observe_toolstack(state now) noexcept {
     if (handed_over_) {
       observation o;
