@@ -132,7 +132,39 @@ def scenarios():
         out.append((r[0], r[1].split(b"\0", 1)[1] if r[0] == "directory_part" else r[1]))
         return out
 
-    return dict(basic=basic, relative=relative, errors=errors, perms=perms,
+    def watch_rm(c):
+        a, w = c[0], c[1]
+        out = [a.call("write", z("/d/r/a/b/c\0", "1"))]
+        for path, tok in (("/d/r", "parent"), ("/d/r/a", "self"), ("/d/r/a/b", "child"),
+                          ("/d/r/a/b/c", "grandchild"), ("/d/r/other", "sibling")):
+            out.append(w.call("watch", z(path, "\0", tok, "\0")))
+        out.append(sorted(w.take_events(5)))
+        out.append(a.call("rm", z("/d/r/a\0")))
+        # Delivery order is not specified: compare the set of events.
+        out.append(sorted(w.take_events(4, 0.5)))
+        return out
+
+    def watch_tx(c):
+        a, w = c[0], c[1]
+        out = [w.call("watch", z("/d/x\0", "t\0")), w.take_events(1)]
+        tx = int(a.call("tstart", z("\0"))[1].rstrip(b"\0"))
+        out += [a.call("write", z("/d/x/in-tx\0", "1"), tx), w.take_events(1, 0.2)]
+        out += [a.call("tend", z("T\0"), tx), w.take_events(1)]
+        tx = int(a.call("tstart", z("\0"))[1].rstrip(b"\0"))
+        out += [a.call("write", z("/d/x/aborted\0", "1"), tx), a.call("tend", z("F\0"), tx),
+                w.take_events(1, 0.2)]
+        out += [a.call("set_perms", z("/d/x\0", "n0\0", "r3\0")), w.take_events(1)]
+        out += [a.call("mkdir", z("/d/x\0")), w.take_events(1, 0.2)]
+        return out
+
+    def relative_watch(c):
+        a, w = c[0], c[1]
+        out = [w.call("watch", z("diffw\0", "rel\0")), w.take_events(1)]
+        out += [a.call("write", z("/local/domain/0/diffw/k\0", "v")), w.take_events(1)]
+        out += [a.call("rm", z("diffw\0"))]
+        return out
+
+    return dict(watch_rm=watch_rm, watch_tx=watch_tx, relative_watch=relative_watch, basic=basic, relative=relative, errors=errors, perms=perms,
                 transactions=transactions, watches=watches, dirpart=dirpart)
 
 
