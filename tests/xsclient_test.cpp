@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -531,4 +532,21 @@ TEST_CASE("with a reply timeout, a server that stops answering latches broken in
   CHECK(v.error() == xs_errc::broken);
   CHECK(v.error().fault == xs_fault::reply_timeout);
   CHECK(c.health().error().fault == xs_fault::reply_timeout);
+}
+
+TEST_CASE("a watch may outlive its client: it ends with closed and unregisters nothing") {
+  scripted_peer srv;
+  std::optional<xenbus::xs_watch> kept;
+  {
+    auto c = srv.client();
+    auto w = run([&] { return c.watch("/w"); });
+    auto f = srv.recv();
+    srv.send(msg(xs_type::watch, f.req_id, ok()));
+    auto watch = w.get();
+    REQUIRE(watch.has_value());
+    kept.emplace(std::move(*watch));
+  }  // the client is gone here
+  CHECK(xstest::readable(kept->fd()));
+  CHECK(kept->next(0ms).error() == xs_errc::closed);
+  kept.reset();  // no use-after-free (ASan), no request on a closed connection
 }
