@@ -133,12 +133,19 @@ inline constexpr std::uint64_t byte_ring_bytes_per_iteration = 64 * 1024;
 inline constexpr unsigned notify_loads[] = {1, 2, 4, 8, 16, 32};
 inline constexpr std::size_t byte_chunks[] = {16, 256};
 
-// Each benchmark runs briefly (the whole binary in well under three minutes).
-inline constexpr double min_time = 0.1;
+// Each benchmark runs briefly (the whole binary in well under three minutes): main()
+// passes this as the default --benchmark_min_time, so the command line can override it.
+inline constexpr const char* default_min_time = "0.1";
 
-/// Applies the settings every two-thread benchmark shares.
+/// Applies the settings every two-thread benchmark shares: timed by the wall clock,
+/// since the work happens in two threads.
 inline benchmark::internal::Benchmark* threaded(benchmark::internal::Benchmark* b) {
-  return b->UseRealTime()->MinTime(min_time)->Unit(benchmark::kNanosecond);
+  return b->UseRealTime()->Unit(benchmark::kNanosecond);
+}
+
+/// Applies the settings of a benchmark that runs in this thread only.
+inline benchmark::internal::Benchmark* single(benchmark::internal::Benchmark* b) {
+  return b->Unit(benchmark::kNanosecond);
 }
 
 // Each implementation registers its benchmarks for one measure at a time, so that the

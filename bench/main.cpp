@@ -74,14 +74,22 @@ int main(int argc, char** argv) {
     register_flex_ring(m);
     register_boost_spsc(m);
   }
-  // The display format (console or json), to wrap the reporter Google Benchmark would have chosen.
+  // The display format (console or json), to wrap the reporter Google Benchmark would
+  // have chosen; and our short default run time unless the command line sets one.
   std::string display_format = "console";
+  bool min_time_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     if (arg.starts_with("--benchmark_format=")) display_format = arg.substr(19);
+    if (arg.starts_with("--benchmark_min_time=")) min_time_given = true;
   }
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  std::string min_time_arg = std::string("--benchmark_min_time=") + default_min_time;
+  std::vector<char*> args(argv, argv + argc);
+  if (!min_time_given) args.insert(args.begin() + 1, min_time_arg.data());
+  int nargs = static_cast<int>(args.size());
+  args.push_back(nullptr);  // argv[argc], as the C runtime gives it
+  benchmark::Initialize(&nargs, args.data());
+  if (benchmark::ReportUnrecognizedArguments(nargs, args.data())) return 1;
 
   // The two threads of each benchmark run on CPUs 0 and 1; the benchmark thread stays
   // on CPU 0 for the whole run.

@@ -55,6 +55,17 @@ void stream(benchmark::State& state, payload p, unsigned order) {
   report_errors(state, xp_front_errors(front.get()), back_errors);
 }
 
+void stream_one_thread(benchmark::State& state, payload p, unsigned order) {
+  shared_pages pages(ring_bytes(order));
+  front_ptr front = make_front(p, pages);
+  for (auto _ : state) xp_stream_one_thread(front.get(), stream_requests_per_iteration);
+  const auto requests = total(state, stream_requests_per_iteration);
+  rate(state, "requests", requests);
+  rate(state, "bytes", requests * static_cast<double>(xp_request_size(to_c(p))));
+  value(state, "ring_slots", xp_front_ring_size(front.get()));
+  report_errors(state, xp_front_errors(front.get()), 0);
+}
+
 void notify(benchmark::State& state, payload p, unsigned outstanding) {
   shared_pages pages(ring_bytes(0));
   front_ptr front = make_front(p, pages);
@@ -91,6 +102,11 @@ void register_xen_macros(measure m) {
           threaded(benchmark::RegisterBenchmark(
               ("stream/xen_macros/" + std::string(name_of(p)) + "/order:" + std::to_string(order)).c_str(),
               stream, p, order));
+      for (payload p : {payload::blkif, payload::netif_tx})
+        for (unsigned order : {0U, 2U})
+          single(benchmark::RegisterBenchmark(("stream_one_thread/xen_macros/" + std::string(name_of(p)) +
+                                               "/order:" + std::to_string(order)).c_str(),
+                                              stream_one_thread, p, order));
       break;
     case measure::notify:
       for (unsigned k : notify_loads)

@@ -160,6 +160,14 @@ void xp_stream(struct xp_front *f, uint64_t n)
         tx_stream(f->u.tx, n);
 }
 
+void xp_stream_one_thread(struct xp_front *f, uint64_t n)
+{
+    if (f->payload == XP_BLKIF)
+        blk_stream_one_thread(f->u.blk, n);
+    else
+        tx_stream_one_thread(f->u.tx, n);
+}
+
 uint64_t xp_back_spin(enum xp_payload p, void *page, size_t bytes, const int *stop)
 {
     return p == XP_BLKIF ? blk_back_spin(page, bytes, stop) : tx_back_spin(page, bytes, stop);
