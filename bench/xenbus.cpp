@@ -2,7 +2,11 @@
 #include "harness.hpp"
 #include "payloads.hpp"
 
+#include <xenbus/console_ring.hpp>
 #include <xenbus/ring.hpp>
+#include <xenbus/xenstore_ring.hpp>
+
+#include "xen_peer.h"  // xp_pattern: the byte pattern both byte-ring implementations carry
 
 #include <cstddef>
 #include <cstdlib>
@@ -295,6 +299,99 @@ void notify(benchmark::State& state, unsigned outstanding, policy pol) {
   if (front.failed() || back_errors != 0) state.SkipWithError("xenbus rings saw bad ids or indices");
 }
 
+// ---- Byte rings -------------------------------------------------------------------
+
+// The two ends of each byte ring, as their users hold them: the guest writes (xenstore
+// requests, console output), the server or console backend reads.
+struct xenstore_ends {
+  static constexpr const char* name = "xenstore";
+  static auto writer(std::span<std::byte> page) { return xenbus::xenstore_ring_guest::attach(page); }
+  static auto reader(std::span<std::byte> page) { return xenbus::xenstore_ring_server::attach(page); }
+};
+struct console_ends {
+  static constexpr const char* name = "console";
+  static auto writer(std::span<std::byte> page) {
+    return xenbus::console_ring::attach(xenbus::console_end::guest, page);
+  }
+  static auto reader(std::span<std::byte> page) {
+    return xenbus::console_ring::attach(xenbus::console_end::backend, page);
+  }
+};
+
+template <class Result>
+auto value_or_abort(Result r) {
+  if (!r) std::abort();  // our own page: page-aligned and large enough
+  return std::move(r).value();
+}
+
+// Reads until stopped and drained, checking the pattern as xp_flex_read does.
+template <class Reader>
+std::uint64_t read_all(Reader& ring, const int* stop, std::uint64_t& errors) {
+  std::byte buf[4096];
+  std::uint64_t pos = 0;
+  unsigned spins = 0;
+  bool last_look = false;  // stop seen: one more look at the ring, then done
+  for (;;) {
+    auto n = ring.read(buf);
+    if (!n) {
+      ++errors;
+      return pos;
+    }
+    if (*n == 0) {
+      if (last_look) return pos;
+      last_look = xb_should_stop(stop) != 0;
+      if (!last_look) xb_spin_relax(&spins);
+      continue;
+    }
+    if (static_cast<unsigned char>(buf[0]) != xp_pattern(pos) ||
+        static_cast<unsigned char>(buf[*n - 1]) != xp_pattern(pos + *n - 1))
+      ++errors;
+    pos += *n;
+  }
+}
+
+template <class Ends>
+void bytes(benchmark::State& state, std::size_t chunk) {
+  shared_pages page(4096);
+  const std::span<std::byte> mem(static_cast<std::byte*>(page.data()), page.size());
+  // Both ends attach before either moves a byte (the server advertises its features first).
+  auto reader = value_or_abort(Ends::reader(mem));
+  auto writer = value_or_abort(Ends::writer(mem));
+  std::uint64_t read = 0, errors = 0, write_errors = 0;
+  peer_thread back([&](const int* stop) { read = read_all(reader, stop, errors); });
+  const auto* src = reinterpret_cast<const std::byte*>(xp_pattern_source());
+  std::uint64_t pos = 0;
+  for (auto _ : state) {
+    std::uint64_t left = byte_ring_bytes_per_iteration;
+    unsigned spins = 0;
+    while (left != 0) {
+      const std::size_t want = left < chunk ? static_cast<std::size_t>(left) : chunk;
+      auto n = writer.write({src + (pos & 255), want});
+      if (!n) {
+        ++write_errors;
+        break;
+      }
+      if (*n == 0) {
+        xb_spin_relax(&spins);
+        continue;
+      }
+      pos += *n;
+      left -= *n;
+    }
+  }
+  back.stop();
+  rate(state, "bytes", static_cast<double>(pos));
+  if (errors + write_errors != 0 || read != pos) state.SkipWithError("xenbus byte ring carried wrong bytes");
+}
+
+template <class Ends>
+void register_bytes() {
+  for (std::size_t chunk : byte_chunks)
+    threaded(benchmark::RegisterBenchmark(
+        ("bytes/xenbus/" + std::string(Ends::name) + "/chunk:" + std::to_string(chunk)).c_str(), bytes<Ends>,
+        chunk));
+}
+
 template <class P>
 void register_stream(const char* payload_name) {
   for (unsigned order : {0U, 2U})
@@ -332,6 +429,8 @@ void register_xenbus(measure m) {
               notify<blkif_payload>, k, pol));
       break;
     case measure::bytes:
+      register_bytes<xenstore_ends>();
+      register_bytes<console_ends>();
       break;
   }
 }
