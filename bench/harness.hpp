@@ -125,7 +125,7 @@ constexpr std::size_t ring_bytes(unsigned order) { return std::size_t{4096} << o
 // enough that Google Benchmark can pick the iteration count.
 inline constexpr std::uint64_t round_trips_per_iteration = 16;
 inline constexpr std::uint64_t stream_requests_per_iteration = 4096;
-inline constexpr std::uint64_t notify_requests_per_iteration = 1024;
+inline constexpr std::uint64_t notify_requests_per_iteration = 256;
 inline constexpr std::uint64_t byte_ring_bytes_per_iteration = 64 * 1024;
 
 // Outstanding requests of the notification stream (a blkif ring of one page has 32
