@@ -45,7 +45,9 @@ void stream(benchmark::State& state, unsigned order) {
   std::vector<typename P::request> batch(slots);
   std::vector<typename P::response> got(slots);
   std::uint64_t seq = 0, expected = 0, errors = 0;
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     const std::uint64_t end = seq + stream_requests_per_iteration;
     unsigned spins = 0;
     while (expected != end) {
@@ -61,10 +63,11 @@ void stream(benchmark::State& state, unsigned order) {
       for (std::size_t i = 0; i < m; ++i)
         if (!P::id_matches(got[i], expected++)) ++errors;
     }
+    clock.stop();
   }
   back.stop();
   const auto requests = total(state, stream_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(sizeof(typename P::request)));
   value(state, "ring_slots", static_cast<double>(slots));
   if (errors + back_errors != 0) state.SkipWithError("boost queues lost or reordered messages");

@@ -16,12 +16,15 @@ void bytes(benchmark::State& state, xp_byte_ring r, std::size_t chunk) {
   std::uint64_t read = 0, errors = 0;
   peer_thread reader([&](const int* stop) { read = xp_flex_read(r, page.data(), stop, &errors); });
   std::uint64_t pos = 0;
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     xp_flex_write(r, page.data(), pos, byte_ring_bytes_per_iteration, chunk);
+    clock.stop();
     pos += byte_ring_bytes_per_iteration;
   }
   reader.stop();
-  rate(state, "bytes", static_cast<double>(pos));
+  rates(state, "bytes", byte_ring_bytes_per_iteration, clock);
   if (errors != 0 || read != pos) state.SkipWithError("the flex-ring reader saw wrong bytes");
 }
 

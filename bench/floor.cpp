@@ -30,7 +30,9 @@ void round_trip_floor(benchmark::State& state) {
     }
   });
   std::uint64_t next = 1;
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     for (std::uint64_t k = 0; k < round_trips_per_iteration; ++k, next += 2) {
       // Release: pairs with the backend's acquire load.
       line.value.store(next, std::memory_order_release);
@@ -38,9 +40,10 @@ void round_trip_floor(benchmark::State& state) {
       // Acquire: pairs with the backend's release store of next + 1.
       while (line.value.load(std::memory_order_acquire) != next + 1) xb_spin_relax(&spins);
     }
+    clock.stop();
   }
   back.stop();
-  rate(state, "round_trips", total(state, round_trips_per_iteration));
+  rates(state, "round_trips", round_trips_per_iteration, clock);
 }
 
 }  // namespace

@@ -3,12 +3,15 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 extern "C" {
 #include "kick.h"
@@ -106,6 +109,41 @@ inline double total(const benchmark::State& state, std::uint64_t per_iteration) 
 /// Sets counter `name` to `count` per second of the benchmark's (real) time.
 inline void rate(benchmark::State& state, const char* name, double count) {
   state.counters[name] = benchmark::Counter(count, benchmark::Counter::kIsRate);
+}
+
+/// Times each iteration, so that the rate at the median iteration can be reported beside
+/// the wall-clock rate. On a two-CPU machine shared with compilers, a thread that is
+/// preempted slows only the iterations it hits; the median iteration shows what the
+/// rings cost, whatever else runs.
+class iteration_clock {
+public:
+  explicit iteration_clock(const benchmark::State& state) {
+    ns_.reserve(static_cast<std::size_t>(state.max_iterations));
+  }
+  void start() noexcept { t0_ = std::chrono::steady_clock::now(); }
+  void stop() {
+    ns_.push_back(std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0_).count());
+  }
+  /// Units per second at the median iteration time, for `per_iteration` units each.
+  double median_rate(double per_iteration) {
+    if (ns_.empty()) return 0;
+    auto mid = ns_.begin() + static_cast<std::ptrdiff_t>(ns_.size() / 2);
+    std::nth_element(ns_.begin(), mid, ns_.end());
+    return *mid > 0 ? per_iteration * 1e9 / *mid : 0;
+  }
+
+private:
+  std::chrono::steady_clock::time_point t0_{};
+  std::vector<double> ns_;
+};
+
+/// Sets counter `name` to `count` per second of real time, and `name`_median to the
+/// rate at the median iteration.
+inline void rates(benchmark::State& state, const std::string& name, double per_iteration,
+                  iteration_clock& clock) {
+  state.counters[name] = benchmark::Counter(static_cast<double>(state.iterations()) * per_iteration,
+                                            benchmark::Counter::kIsRate);
+  state.counters[name + "_median"] = benchmark::Counter(clock.median_rate(per_iteration));
 }
 
 /// Sets counter `name` to a plain value (averaged over repetitions by the aggregates).

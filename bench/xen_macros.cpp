@@ -35,9 +35,14 @@ void round_trip(benchmark::State& state, payload p) {
   front_ptr front = make_front(p, pages);
   std::uint64_t back_errors = 0;
   peer_thread back(spinning_back(p, pages, back_errors));
-  for (auto _ : state) xp_round_trips(front.get(), round_trips_per_iteration);
+  iteration_clock clock(state);
+  for (auto _ : state) {
+    clock.start();
+    xp_round_trips(front.get(), round_trips_per_iteration);
+    clock.stop();
+  }
   back.stop();
-  rate(state, "round_trips", total(state, round_trips_per_iteration));
+  rates(state, "round_trips", round_trips_per_iteration, clock);
   report_errors(state, xp_front_errors(front.get()), back_errors);
 }
 
@@ -46,10 +51,15 @@ void stream(benchmark::State& state, payload p, unsigned order) {
   front_ptr front = make_front(p, pages);
   std::uint64_t back_errors = 0;
   peer_thread back(spinning_back(p, pages, back_errors));
-  for (auto _ : state) xp_stream(front.get(), stream_requests_per_iteration);
+  iteration_clock clock(state);
+  for (auto _ : state) {
+    clock.start();
+    xp_stream(front.get(), stream_requests_per_iteration);
+    clock.stop();
+  }
   back.stop();
   const auto requests = total(state, stream_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(xp_request_size(to_c(p))));
   value(state, "ring_slots", xp_front_ring_size(front.get()));
   report_errors(state, xp_front_errors(front.get()), back_errors);
@@ -58,9 +68,14 @@ void stream(benchmark::State& state, payload p, unsigned order) {
 void stream_one_thread(benchmark::State& state, payload p, unsigned order) {
   shared_pages pages(ring_bytes(order));
   front_ptr front = make_front(p, pages);
-  for (auto _ : state) xp_stream_one_thread(front.get(), stream_requests_per_iteration);
+  iteration_clock clock(state);
+  for (auto _ : state) {
+    clock.start();
+    xp_stream_one_thread(front.get(), stream_requests_per_iteration);
+    clock.stop();
+  }
   const auto requests = total(state, stream_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(xp_request_size(to_c(p))));
   value(state, "ring_slots", xp_front_ring_size(front.get()));
   report_errors(state, xp_front_errors(front.get()), 0);
@@ -78,12 +93,16 @@ void notify(benchmark::State& state, payload p, unsigned outstanding) {
       },
       &to_back);
   std::uint64_t front_kicks = 0, front_waits = 0;
-  for (auto _ : state)
+  iteration_clock clock(state);
+  for (auto _ : state) {
+    clock.start();
     xp_notify_stream(front.get(), notify_requests_per_iteration, outstanding, to_back.fd(),
                      to_front.fd(), &front_kicks, &front_waits);
+    clock.stop();
+  }
   back.stop();
   const auto requests = total(state, notify_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", notify_requests_per_iteration, clock);
   value(state, "kicks_per_request", static_cast<double>(front_kicks + back_kicks) / requests);
   value(state, "waits_per_request", static_cast<double>(front_waits + back_waits) / requests);
   report_errors(state, xp_front_errors(front.get()), back_errors);

@@ -182,16 +182,19 @@ void round_trip(benchmark::State& state) {
   frontend<P> front(pages);
   std::uint64_t back_errors = 0;
   peer_thread back([&](const int* stop) { back_spin<P>(pages, stop, back_errors); });
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     for (std::uint64_t k = 0; k < round_trips_per_iteration && !front.failed(); ++k) {
       front.produce_until(front.next_seq() + 1, 1);
       front.push();
       unsigned spins = 0;
       while (front.consume() == 0 && !front.failed()) xb_spin_relax(&spins);
     }
+    clock.stop();
   }
   back.stop();
-  rate(state, "round_trips", total(state, round_trips_per_iteration));
+  rates(state, "round_trips", round_trips_per_iteration, clock);
   if (front.failed() || back_errors != 0) state.SkipWithError("xenbus rings saw bad ids or indices");
 }
 
@@ -201,17 +204,20 @@ void stream(benchmark::State& state, unsigned order) {
   frontend<P> front(pages);
   std::uint64_t back_errors = 0;
   peer_thread back([&](const int* stop) { back_spin<P>(pages, stop, back_errors); });
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     const std::uint64_t end = front.next_seq() + stream_requests_per_iteration;
     unsigned spins = 0;
     while (front.expected() != end && !front.failed()) {
       if (front.produce_until(end, front.size()) != 0) front.push();
       if (front.consume() == 0) xb_spin_relax(&spins);
     }
+    clock.stop();
   }
   back.stop();
   const double requests = total(state, stream_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(sizeof(typename P::request)));
   value(state, "ring_slots", front.size());
   if (front.failed() || back_errors != 0) state.SkipWithError("xenbus rings saw bad ids or indices");
@@ -222,7 +228,9 @@ void stream_one_thread(benchmark::State& state, unsigned order) {
   shared_pages pages(ring_bytes(order));
   frontend<P> front(pages);
   backend<P> back(pages);
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     const std::uint64_t end = front.next_seq() + stream_requests_per_iteration;
     while (front.expected() != end && !front.failed()) {
       front.produce_until(end, front.size());
@@ -231,9 +239,10 @@ void stream_one_thread(benchmark::State& state, unsigned order) {
       back.push();
       if (front.consume() == 0) break;
     }
+    clock.stop();
   }
   const double requests = total(state, stream_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(sizeof(typename P::request)));
   value(state, "ring_slots", front.size());
   if (front.failed() || front.expected() != front.next_seq()) state.SkipWithError("xenbus rings saw bad ids or indices");
@@ -297,7 +306,9 @@ void notify(benchmark::State& state, unsigned outstanding, policy pol) {
       &to_back);
 
   std::uint64_t kicks = 0, waits = 0, timeouts = 0;
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     const std::uint64_t end = front.next_seq() + notify_requests_per_iteration;
     while (front.expected() != end && !front.failed()) {
       if (front.produce_until(end, outstanding) != 0 && front.push_and_check_notify()) {
@@ -321,10 +332,11 @@ void notify(benchmark::State& state, unsigned outstanding, policy pol) {
       }
       ++waits;
     }
+    clock.stop();
   }
   back.stop();
   const double requests = total(state, notify_requests_per_iteration);
-  rate(state, "requests", requests);
+  rates(state, "requests", notify_requests_per_iteration, clock);
   value(state, "kicks_per_request", static_cast<double>(kicks + back_kicks) / requests);
   value(state, "waits_per_request", static_cast<double>(waits + back_waits) / requests);
   if (pol != policy::standard) value(state, "timeouts_per_request", static_cast<double>(timeouts) / requests);
@@ -393,7 +405,9 @@ void bytes(benchmark::State& state, std::size_t chunk) {
   peer_thread back([&](const int* stop) { read = read_all(reader, stop, errors); });
   const auto* src = reinterpret_cast<const std::byte*>(xp_pattern_source());
   std::uint64_t pos = 0;
+  iteration_clock clock(state);
   for (auto _ : state) {
+    clock.start();
     std::uint64_t left = byte_ring_bytes_per_iteration;
     unsigned spins = 0;
     while (left != 0) {
@@ -410,9 +424,10 @@ void bytes(benchmark::State& state, std::size_t chunk) {
       pos += *n;
       left -= *n;
     }
+    clock.stop();
   }
   back.stop();
-  rate(state, "bytes", static_cast<double>(pos));
+  rates(state, "bytes", byte_ring_bytes_per_iteration, clock);
   if (errors + write_errors != 0 || read != pos) state.SkipWithError("xenbus byte ring carried wrong bytes");
 }
 
