@@ -19,8 +19,8 @@ hv=$(lscpu | sed -n 's/^Hypervisor vendor: *//p' | head -n1)
 machine="${model:-unknown CPU}, ${cpus} CPUs (${cores:-?} cores per socket)${hv:+, $hv guest}, $(uname -sr)"
 echo "xenbus-bench on: $machine; load: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
-# Many short repetitions in random order: the machine's noise falls on every
-# implementation alike, and report.py's best-of-repetitions finds the quiet moments.
+# Many short repetitions in random order, so that the machine's noise falls on every
+# implementation alike; report.py compares the rates of the median iterations.
 build/dev/bench/xenbus-bench \
   --benchmark_repetitions="${REPETITIONS:-20}" \
   --benchmark_min_time="${MIN_TIME:-0.03}" \
