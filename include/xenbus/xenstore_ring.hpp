@@ -159,9 +159,10 @@ class xenstore_ring_server {
       std::uint32_t features = xenstore_feature_reconnection | xenstore_feature_error) noexcept {
     auto* x = detail::xenstore_page(page);
     if (x == nullptr) return unexpected{ring_error::bad_memory};
-    // Release: the feature bits become visible as one value; pairs with the guest's
-    // acquire load. Bits are only ever added (OR with what is there).
+    // Relaxed: only the server writes this field; bits are only ever added to it.
     const std::uint32_t have = detail::load(x->server_features, std::memory_order_relaxed);
+    // Release: the feature bits become visible as one value; pairs with the guest's
+    // acquire load of server_features.
     detail::store(x->server_features, have | features, std::memory_order_release);
     xenstore_ring_server s(x, features);
     s.restart();
