@@ -265,6 +265,7 @@ set logscale y
 set ylabel "requests per second (thousands, typical iteration)"
 plot {lines(2)}
 set key top right
+set format y "%g"
 set ylabel "kicks per request (both directions, median)"
 plot {lines(3)}
 unset multiplot
