@@ -1,0 +1,389 @@
+// Tests of include/xenbus/ring.hpp: our front and back ends against each other and against
+// a hostile peer that writes the shared page directly.
+#include <xenbus/response_ids.hpp>
+#include <xenbus/ring.hpp>
+
+#include "ring_peer.h"
+#include "ring_test_util.hpp"
+
+#include <doctest/doctest.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+using xenbus::ring_error;
+using xenbus::ring_idx;
+using front = xenbus::front_ring<xbt_request, xbt_response>;
+using back = xenbus::back_ring<xbt_request, xbt_response>;
+using xenbus::test::shared_pages;
+
+namespace {
+
+xbt_request make_request(std::uint32_t seq) {
+  xbt_request r{};
+  xbt_fill(&r, seq);
+  return r;
+}
+
+xbt_response answer(const xbt_request& r) { return {r.id, r.seq, xbt_checksum(&r)}; }
+
+// Unwraps a ring factory's result, failing the test on an error.
+template <class R>
+auto must(R&& r) {
+  REQUIRE(r.has_value());
+  return std::move(r).value();
+}
+
+xbt_sring* raw(shared_pages& p) { return reinterpret_cast<xbt_sring*>(p.data()); }
+
+}  // namespace
+
+TEST_CASE("ring size follows the shared area: one page and ring-page-order 1..4") {
+  for (unsigned order = 0; order <= 4; ++order) {
+    CAPTURE(order);
+    shared_pages mem(std::size_t{1} << order);
+    auto f = front::init(mem.span());
+    REQUIRE(f.has_value());
+    CHECK(f->size() == __CONST_RING_SIZE(xbt, xenbus::ring_bytes(order)));
+    CHECK(f->free_requests() == f->size());
+  }
+}
+
+TEST_CASE("init writes SHARED_RING_INIT's values, at a chosen starting index") {
+  shared_pages mem(1);
+  std::memset(mem.data(), 0xa5, mem.bytes());
+  SUBCASE("from zero") {
+    auto f = front::init(mem.span());
+    REQUIRE(f);
+    CHECK(raw(mem)->req_prod == 0);
+    CHECK(raw(mem)->rsp_prod == 0);
+    CHECK(raw(mem)->req_event == 1);
+    CHECK(raw(mem)->rsp_event == 1);
+    CHECK(raw(mem)->__pad[0] == 0);
+    CHECK(raw(mem)->__pad[43] == 0);
+    CHECK(raw(mem)->pvt.pvt_pad[3] == 0);
+  }
+  SUBCASE("near the 2^32 wrap") {
+    auto f = front::init(mem.span(), 0xffffffffu);
+    REQUIRE(f);
+    CHECK(raw(mem)->req_prod == 0xffffffffu);
+    CHECK(raw(mem)->req_event == 0u);
+  }
+}
+
+TEST_CASE("shared areas that cannot hold a ring are refused") {
+  shared_pages mem(1);
+  SUBCASE("too small for one slot") {
+    auto f = front::init(std::span<std::byte>(mem.data(), 64));
+    REQUIRE_FALSE(f);
+    CHECK(f.error() == ring_error::bad_memory);
+  }
+  SUBCASE("misaligned") {
+    auto b = back::attach(std::span<std::byte>(mem.data() + 2, 4000));
+    REQUIRE_FALSE(b);
+    CHECK(b.error() == ring_error::bad_memory);
+  }
+  SUBCASE("null") {
+    CHECK_FALSE(front::attach({}, 0));
+  }
+}
+
+TEST_CASE("a batch is claimed, filled and published with one push") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+
+  for (std::uint32_t i = 0; i < 5; ++i) {
+    xbt_request* slot = f.claim();
+    REQUIRE(slot != nullptr);
+    xbt_fill(slot, i);
+  }
+  CHECK(f.unpushed() == 5);
+  CHECK(f.free_requests() == f.size() - 5);
+  // Nothing is visible to the backend before the push.
+  CHECK(*b.unconsumed_requests() == 0);
+  CHECK(raw(mem)->req_prod == 0);
+
+  auto notify = f.push_and_check_notify();
+  REQUIRE(notify);
+  CHECK(*notify);  // the initial req_event = 1 asks for the first request
+  CHECK(raw(mem)->req_prod == 5);
+  CHECK(*b.unconsumed_requests() == 5);
+
+  std::array<xbt_request, 8> got{};
+  auto n = b.take_requests(got);
+  REQUIRE(n);
+  CHECK(*n == 5);
+  for (std::uint32_t i = 0; i < 5; ++i) CHECK(got[i].seq == i);
+  CHECK(b.awaiting_response() == 5);
+}
+
+TEST_CASE("push with the notify check follows the peer's event index") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+
+  REQUIRE(f.produce(make_request(0)));
+  CHECK(*f.push_and_check_notify());
+  SUBCASE("no new event: the backend is awake, no notification") {
+    REQUIRE(f.produce(make_request(1)));
+    CHECK_FALSE(*f.push_and_check_notify());
+  }
+  SUBCASE("nothing claimed: no notification, no store") {
+    CHECK_FALSE(*f.push_and_check_notify());
+  }
+  SUBCASE("the backend's final check re-arms the event") {
+    REQUIRE(*b.take_request());
+    CHECK_FALSE(*b.final_check());
+    CHECK(raw(mem)->req_event == 2);
+    REQUIRE(f.produce(make_request(1)));
+    CHECK(*f.push_and_check_notify());
+  }
+  SUBCASE("the final check sees requests pushed without notification") {
+    REQUIRE(*b.take_request());
+    REQUIRE(f.produce(make_request(1)));
+    REQUIRE(f.push());
+    CHECK(*b.final_check());
+  }
+}
+
+TEST_CASE("request and response round trip, with free and pending counts") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  const ring_idx size = f.size();
+
+  for (std::uint32_t i = 0; i < size; ++i) REQUIRE(f.produce(make_request(i)));
+  CHECK(f.full());
+  CHECK(f.claim() == nullptr);
+  CHECK_FALSE(f.produce(make_request(99)));
+  REQUIRE(f.push());
+
+  // The backend cannot answer what it has not taken.
+  CHECK(b.claim() == nullptr);
+  auto served = b.consume_requests(3, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); });
+  REQUIRE(served);
+  CHECK(*served == 3);  // bounded by max
+  CHECK(*b.unconsumed_requests() == size - 3);
+  REQUIRE(b.push());
+
+  CHECK(*f.unconsumed_responses() == 3);
+  CHECK(f.free_requests() == 0);  // slots free only once the responses are taken
+  std::uint32_t next = 0;
+  auto taken = f.consume_responses(100, [&](const xbt_response& r) {
+    CHECK(r.seq == next);
+    const xbt_request sent = make_request(next);
+    CHECK(r.sum == xbt_checksum(&sent));
+    ++next;
+  });
+  CHECK(*taken == 3);
+  CHECK(f.free_requests() == 3);
+  CHECK(f.outstanding() == size - 3);
+  auto none = f.take_response();
+  REQUIRE(none);
+  CHECK_FALSE(none->has_value());
+}
+
+TEST_CASE("indices wrap modulo 2^32: attach near UINT32_MAX and run across the wrap") {
+  for (ring_idx start : {0xffffffffu - 40, 0xffffffffu, 0x7fffffffu}) {
+    CAPTURE(start);
+    shared_pages mem(2);
+    auto f = must(front::init(mem.span(), start));
+    auto b = must(back::attach(mem.span(), start));
+    std::uint32_t sent = 0, received = 0;
+    for (int round = 0; round < 40; ++round) {
+      for (int k = 0; k < 7 && f.produce(make_request(sent)); ++k) ++sent;
+      REQUIRE(f.push());
+      REQUIRE(b.consume_requests(1000, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); }));
+      REQUIRE(b.push());
+      REQUIRE(f.consume_responses(1000, [&](const xbt_response& r) {
+        CHECK(r.seq == received);
+        ++received;
+      }));
+    }
+    CHECK(received == sent);
+    CHECK(sent == 280);
+    CHECK(f.rsp_cons() == start + 280);  // crossed the wrap for the first two starts
+  }
+}
+
+TEST_CASE("reattaching to a ring with non-zero indices continues where it was") {
+  shared_pages mem(1);
+  {
+    auto f = must(front::init(mem.span()));
+    auto b = must(back::attach(mem.span()));
+    for (std::uint32_t i = 0; i < 10; ++i) REQUIRE(f.produce(make_request(i)));
+    REQUIRE(f.push());
+    REQUIRE(b.consume_requests(100, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); }));
+    REQUIRE(b.push());
+    REQUIRE(f.consume_responses(100, [](const xbt_response&) {}));
+  }
+  // A restarted backend resumes at rsp_prod; a frontend attaches at its own index.
+  auto b = must(back::resume(mem.span()));
+  CHECK(b.req_cons() == 10);
+  auto f = must(front::attach(mem.span(), 10));
+  REQUIRE(f.produce(make_request(10)));
+  REQUIRE(f.push());
+  auto r = b.take_request();
+  REQUIRE(r);
+  REQUIRE(r->has_value());
+  CHECK((*r)->seq == 10);
+}
+
+TEST_CASE("a hostile producer index latches the ring broken") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  const ring_idx size = f.size();
+
+  SUBCASE("req_prod more than the ring size ahead (RING_REQUEST_PROD_OVERFLOW)") {
+    raw(mem)->req_prod = size + 1;
+    auto n = b.unconsumed_requests();
+    REQUIRE_FALSE(n);
+    CHECK(n.error() == ring_error::prod_overflow);
+    // Latched: even a repaired index does not revive the ring.
+    raw(mem)->req_prod = 1;
+    CHECK(b.unconsumed_requests().error() == ring_error::prod_overflow);
+    CHECK(b.take_request().error() == ring_error::prod_overflow);
+    CHECK(b.final_check().error() == ring_error::prod_overflow);
+    CHECK(b.push().error() == ring_error::prod_overflow);
+    CHECK(b.push_and_check_notify().error() == ring_error::prod_overflow);
+    CHECK(b.claim() == nullptr);
+    CHECK(b.broken() == ring_error::prod_overflow);
+  }
+  SUBCASE("exactly the ring size ahead is legal") {
+    raw(mem)->req_prod = size;
+    CHECK(*b.unconsumed_requests() == size);
+  }
+  SUBCASE("req_prod moved back behind what we consumed") {
+    raw(mem)->req_prod = 4;
+    REQUIRE(b.consume_requests(4, [](const xbt_request&) {}));
+    raw(mem)->req_prod = 2;
+    CHECK(b.unconsumed_requests().error() == ring_error::prod_overflow);
+  }
+  SUBCASE("req_prod beyond what unanswered requests leave room for") {
+    raw(mem)->req_prod = 4;
+    REQUIRE(b.consume_requests(4, [](const xbt_request&) {}));
+    // Four requests taken, none answered: the frontend can have only size - 4 more.
+    raw(mem)->req_prod = size + 1;
+    CHECK(b.unconsumed_requests().error() == ring_error::prod_overflow);
+  }
+  SUBCASE("responses for requests we never published (RING_RESPONSE_PROD_OVERFLOW and less)") {
+    for (std::uint32_t i = 0; i < 3; ++i) REQUIRE(f.produce(make_request(i)));
+    REQUIRE(f.push());
+    REQUIRE(f.produce(make_request(3)));  // claimed, not pushed: cannot be answered
+    raw(mem)->rsp_prod = 4;
+    auto n = f.unconsumed_responses();
+    REQUIRE_FALSE(n);
+    CHECK(n.error() == ring_error::prod_overflow);
+    raw(mem)->rsp_prod = 3;
+    CHECK(f.take_response().error() == ring_error::prod_overflow);
+    CHECK(f.final_check(4).error() == ring_error::prod_overflow);
+    CHECK(f.push().error() == ring_error::prod_overflow);
+    CHECK(f.claim() == nullptr);
+    CHECK(f.free_requests() == 0);
+    CHECK(f.broken() == ring_error::prod_overflow);
+  }
+  SUBCASE("a huge index is one check, not a long loop") {
+    raw(mem)->req_prod = 0x80000000u;
+    std::uint32_t calls = 0;
+    CHECK_FALSE(b.consume_requests(0xffffffffu, [&](const xbt_request&) { ++calls; }));
+    CHECK(calls == 0);
+  }
+}
+
+TEST_CASE("a slot changed by the peer after we took it cannot change what we act on") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  REQUIRE(f.produce(make_request(7)));
+  REQUIRE(f.push());
+
+  // The handler validates the request, then the hostile frontend rewrites the slot (as a
+  // second vCPU could between two fetches), then the handler acts on what it validated.
+  xbt_request* shared_slot = &raw(mem)->ring[0].req;
+  bool acted = false;
+  auto n = b.consume_requests(1, [&](const xbt_request& r) {
+    const bool valid = r.len <= sizeof r.data;
+    REQUIRE(valid);
+    REQUIRE(static_cast<const void*>(&r) != static_cast<const void*>(shared_slot));
+    shared_slot->len = 0xffffffffu;  // would overflow data[] if re-read
+    shared_slot->seq = 999;
+    CHECK(r.len == make_request(7).len);
+    CHECK(r.seq == 7);
+    const xbt_request original = make_request(7);
+    CHECK(xbt_checksum(&r) == xbt_checksum(&original));
+    acted = true;
+  });
+  REQUIRE(n);
+  CHECK(*n == 1);
+  CHECK(acted);
+  // take_request hands out a value, never a pointer into the page.
+  static_assert(std::is_same_v<decltype(b.take_request())::value_type, std::optional<xbt_request>>);
+}
+
+TEST_CASE("final_check(k) asks to be notified only after k more messages") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  CHECK_FALSE(*b.final_check(4));
+  CHECK(raw(mem)->req_event == 4);
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    REQUIRE(f.produce(make_request(i)));
+    CHECK_FALSE(*f.push_and_check_notify());  // 1, 2, 3: below the event
+  }
+  // Three pending but fewer than k: still asleep (the caller's timeout bounds this).
+  CHECK_FALSE(*b.final_check(4));
+  REQUIRE(f.produce(make_request(3)));
+  CHECK(*f.push_and_check_notify());  // the 4th crosses req_event
+  CHECK(*b.final_check(4));
+  SUBCASE("k larger than the ring is clamped to the ring size") {
+    REQUIRE(b.consume_requests(100, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); }));
+    CHECK_FALSE(*b.final_check(100000));
+    CHECK(raw(mem)->req_event == 4 + b.size());
+  }
+}
+
+TEST_CASE("id_tracker accepts only responses to outstanding requests") {
+  xenbus::id_tracker<4> ids;
+  auto a = ids.issue(1);
+  auto c = ids.issue(2);
+  REQUIRE(a);
+  REQUIRE(c);
+  CHECK(*a != *c);
+  CHECK(ids.outstanding() == 2);
+
+  auto t = ids.complete(*c);
+  REQUIRE(t);
+  CHECK(*t == 2);  // the tag: compare with the response's operation
+  CHECK(ids.complete(*c).error() == xenbus::response_id_error::duplicate);
+  CHECK(ids.complete(4).error() == xenbus::response_id_error::out_of_range);
+  CHECK(ids.complete(0xffffffffffffffffull).error() == xenbus::response_id_error::out_of_range);
+  CHECK(ids.complete(3).error() == xenbus::response_id_error::unsolicited);
+  CHECK(ids.is_outstanding(*a));
+  CHECK_FALSE(ids.is_outstanding(*c));
+
+  SUBCASE("exhaustion and FIFO reuse of freed ids") {
+    auto d = ids.issue();
+    auto e = ids.issue();
+    auto g = ids.issue();
+    REQUIRE((d && e && g));
+    CHECK(*d != *c);
+    CHECK(*e != *c);
+    CHECK(*g == *c);  // never-used ids first, the freed id last
+    CHECK(ids.issue().error() == xenbus::response_id_error::exhausted);
+    REQUIRE(ids.complete(*a));
+    auto again = ids.issue();
+    REQUIRE(again);
+    CHECK(*again == *a);
+  }
+}
+
+static_assert([] {
+  // The tracker works at compile time too, so the core can use it anywhere.
+  xenbus::id_tracker<2> ids;
+  auto a = ids.issue(5);
+  return a && ids.complete(*a).value_or(0) == 5 && !ids.complete(*a);
+}());
