@@ -3,6 +3,7 @@
 
 #include <xenbus/evtchn.hpp>
 #include <xenbus/result.hpp>
+#include <xenbus/ring_common.hpp>
 #include <xenbus/version.hpp>
 
 #include <concepts>
@@ -15,9 +16,6 @@ XENBUS_BEGIN_NAMESPACE
 
 /// A grant reference, as Xen's grant_ref_t: what `ring-ref` carries.
 using grant_ref = std::uint32_t;
-
-/// The page size grants and rings are made of (XEN_PAGE_SIZE).
-inline constexpr std::size_t xen_page_size = 4096;
 
 /// Why a grant operation failed.
 enum class grant_errc : std::uint8_t {
