@@ -15,3 +15,8 @@ endif()
 xenbus_add_test(xenbus-device-tests LABELS device SOURCES device_test.cpp)
 target_link_libraries(xenbus-device-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-device-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")
+
+# The fault-injection harness, and the drivers under every fault it injects.
+xenbus_add_test(xenbus-faults-tests LABELS device SOURCES faults_test.cpp)
+target_link_libraries(xenbus-faults-tests PRIVATE xenstore)
+target_compile_definitions(xenbus-faults-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")

@@ -96,8 +96,16 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
     queue& qu = queues_[q];
     auto n = qu.ring->push_and_check_notify();
     if (n && *n) (void)evtchn_->notify(qu.port);
-    if (!n) this->fatal(close_reason::negotiation_failed, to_string(n.error()));
+    if (!n) this->fatal(close_reason::ring_broken, to_string(n.error()));
     return n;
+  }
+
+  /// Copies the next request of queue q out of the ring, once; a ring the peer corrupted is
+  /// reported (error node, Closing) and stays broken.
+  result<std::optional<request>, ring_error> take_request(unsigned q) {
+    auto r = queues_[q].ring->take_request();
+    if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
+    return r;
   }
 
  private:

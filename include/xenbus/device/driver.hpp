@@ -62,6 +62,7 @@ enum class close_reason : std::uint8_t {
   negotiation_failed,  ///< the other end's transport keys were refused
   resource_failed,     ///< granting, mapping or binding failed
   store_failed,        ///< xenstore refused a write this end needed
+  ring_broken,         ///< the peer corrupted a shared ring (indices out of range)
   handed_over,         ///< a new instance of this end took the device over (kexec)
   device_removed,      ///< the toolstack removed this end's directory
 };
@@ -78,6 +79,7 @@ constexpr std::string_view to_string(close_reason r) noexcept {
     case close_reason::negotiation_failed: return "the peer's transport keys were refused";
     case close_reason::resource_failed: return "granting, mapping or binding failed";
     case close_reason::store_failed: return "a xenstore write failed";
+    case close_reason::ring_broken: return "the peer corrupted the shared ring";
     case close_reason::handed_over: return "handed over to a new instance";
     case close_reason::device_removed: return "the device was removed";
   }

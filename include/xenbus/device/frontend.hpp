@@ -104,8 +104,16 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     queue& qu = queues_[q];
     auto n = qu.ring->push_and_check_notify();
     if (n && *n) (void)evtchn_->notify(qu.port);
-    if (!n) this->fatal(close_reason::negotiation_failed, to_string(n.error()));
+    if (!n) this->fatal(close_reason::ring_broken, to_string(n.error()));
     return n;
+  }
+
+  /// Copies the next response of queue q out of the ring, once; a ring the peer corrupted is
+  /// reported (error node, Closing) and stays broken.
+  result<std::optional<response>, ring_error> take_response(unsigned q) {
+    auto r = queues_[q].ring->take_response();
+    if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
+    return r;
   }
 
  private:
@@ -114,10 +122,11 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   using st = state;
 
   // clang-format off
-  static constexpr std::array<row, 12> reactions{{
+  static constexpr std::array<row, 13> reactions{{
     // own            peer                                          to             guard
     {st::initialising,  state_set{st::init_wait},                         st::initialised,   when::always},          // frontend-publishes-transport
-    {st::initialising,  state_set{st::initialising, st::initialised},         st::initialised,   when::skip_init_wait},  // frontend-skips-init-wait
+    {st::initialising,  state_set{st::initialised},                       st::initialised,   when::always},          // frontend-skips-init-wait: the backend skipped it, nothing to wait for
+    {st::initialising,  state_set{st::initialising},                      st::initialised,   when::skip_init_wait},  // frontend-skips-init-wait
     {st::initialised,   state_set{st::connected},                         st::connected,     when::always},          // frontend-connects
     {st::initialising,  state_set{st::closing},                           st::closing,       when::always},          // frontend-closes
     {st::initialised,   state_set{st::closing, st::closed, st::unknown},          st::closing,       when::always},          // frontend-closes
