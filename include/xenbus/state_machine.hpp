@@ -88,6 +88,8 @@ struct observation {
   std::size_t row = no_row;        ///< the (last) row that explains the change
   std::string_view rule{};         ///< that row's name
   driver by{};                     ///< who that row says drove the change
+  std::string_view alternative{};  ///< another driver's row for the same step (who drove it is ambiguous)
+  driver alternative_by{};         ///< that row's driver
   state_set implied{};             ///< states the node passed through unseen
   duty_set owed{};                 ///< work the observing driver still owes (incl. implied states)
   state_parse_error parse_error{}; ///< why the text was refused (garbage only)
@@ -167,7 +169,11 @@ constexpr message describe(const observation& o) noexcept {
   m << "saw " << to_string(o.end) << " " << to_string(o.from) << " -> " << to_string(o.to)
     << ": " << to_string(o.kind);
   if (o.kind == change_kind::garbage) m << " (" << to_string(o.parse_error) << ")";
-  if (o.row != no_row) m << " [" << o.rule << " by " << to_string(o.by.who) << "]";
+  if (o.row != no_row) {
+    m << " [" << o.rule << " by " << to_string(o.by.who);
+    if (!o.alternative.empty()) m << ", or " << o.alternative << " by " << to_string(o.alternative_by.who);
+    m << "]";
+  }
   if (!o.implied.empty()) {
     m << ", implied";
     for (state s : all_states)
@@ -287,6 +293,14 @@ constexpr observation classify(role end, bool toolstack_only, state last, state 
   o.rule = Table::rows[o.row].name;
   o.by = Table::rows[o.row].by;
   o.kind = restart ? change_kind::reset : steps == 1 ? change_kind::step : change_kind::coalesced;
+  // The node alone cannot tell who wrote it: name another driver's row for the same step.
+  if (steps == 1)
+    for (const rule& r : Table::rows)
+      if (r.by != o.by && r.from == last && r.to == now && usable(r)) {
+        o.alternative = r.name;
+        o.alternative_by = r.by;
+        break;
+      }
   // Duties in the order the node passed through the states.
   if (!toolstack_only) {
     const role self = peer_of(end);
@@ -297,6 +311,28 @@ constexpr observation classify(role end, bool toolstack_only, state last, state 
     }
   }
   return o;
+}
+
+/// Every state on some path of toolstack rows over `end`'s node from `from` to `to` (peer
+/// conditions ignored): where a coalesced toolstack jump may have taken the node unseen.
+template <class Table>
+constexpr state_set toolstack_states_between(role end, state from, state to) noexcept {
+  const auto closure = [&](state start, bool forward) {
+    state_set reach{start};
+    for (bool grew = true; grew;) {
+      grew = false;
+      for (const rule& r : Table::rows) {
+        if (r.by.end != end || r.by.who != role::toolstack) continue;
+        const state a = forward ? r.from : r.to, b = forward ? r.to : r.from;
+        if (reach.contains(a) && !reach.contains(b)) {
+          reach.insert(b);
+          grew = true;
+        }
+      }
+    }
+    return reach;
+  };
+  return state_set::from_bits(closure(from, true).bits() & closure(to, false).bits());
 }
 
 constexpr observation garbage(role end, state last, state_parse_error e) noexcept {
@@ -327,7 +363,8 @@ class state_machine {
   /// A device the toolstack has just created: both nodes at Initialising.
   constexpr state_machine() noexcept = default;
   /// Adopts what the nodes hold now (e.g. a kernel that finds its device already connected).
-  constexpr state_machine(state own, state peer) noexcept : own_{own}, own_prev_{own}, peer_{peer} {}
+  constexpr state_machine(state own, state peer) noexcept
+      : seen_since_last_{own}, seen_since_prev_{own}, own_{own}, peer_{peer} {}
 
   /// This end's state (what it last wrote, or what the toolstack wrote for it).
   constexpr state own() const noexcept { return own_; }
@@ -349,8 +386,8 @@ class state_machine {
     const std::size_t i = Table::find(self, own_, to, peer_);
     if (i == no_row) return unexpected{refusal{self, own_, to, peer_, refusal_reason::no_row}};
     const transition t{self, own_, to, peer_, i, Table::rows[i].name};
-    own_prev_ = own_;
     own_ = to;
+    held(state_set{to});
     return t;
   }
 
@@ -365,7 +402,8 @@ class state_machine {
     return request(To);
   }
 
-  /// Reads a new peer state against the table and remembers it (unless handed over).
+  /// Reads a new peer state against the table and remembers it (unless handed over); an
+  /// illegal change is still remembered (the node holds it) and latches peer_misbehaved().
   constexpr observation observe_peer(state now) noexcept {
     if (handed_over_) {
       observation o;
@@ -375,8 +413,15 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(peer_role, false, peer_, now, state_set{own_, own_prev_});
+    // The peer acted on its view of us, which may lag our latest writes. We accept a row that
+    // holds for any state we held since we saw the peer's change before last: a bounded guess
+    // at how far its view may lag, which the interleaving walk (tests) shows wide enough.
+    observation o = detail::classify<Table>(peer_role, false, peer_, now, seen_since_prev_);
     if (o.kind == change_kind::illegal) peer_misbehaved_ = true;
+    if (now != peer_) {
+      seen_since_prev_ = seen_since_last_;
+      seen_since_last_ = state_set{own_};
+    }
     peer_ = now;
     return o;
   }
@@ -392,7 +437,9 @@ class state_machine {
     return observe_peer(*parsed);
   }
 
-  /// Reads a change the toolstack made to this end's own node (e.g. unplug: Closing).
+  /// Reads a change the toolstack made to this end's own node (e.g. unplug: Closing). The
+  /// toolstack acted on its own view of the peer, which may be ahead of ours, so only the
+  /// from/to of its rows are checked. An illegal write leaves own() unchanged.
   constexpr observation observe_toolstack(state now) noexcept {
     if (handed_over_) {
       observation o;
@@ -402,12 +449,28 @@ class state_machine {
       o.to = now;
       return o;
     }
-    observation o = detail::classify<Table>(Role, true, own_, now, state_set{peer_});
+    observation o = detail::classify<Table>(Role, true, own_, now, state_set::all());
     if (o.kind != change_kind::illegal && now != own_) {
-      own_prev_ = own_;
+      // The peer may have seen our node in any state the toolstack could have passed through.
+      held(detail::toolstack_states_between<Table>(Role, own_, now));
       own_ = now;
     }
     return o;
+  }
+
+  /// What one watch event brought: the own node first (a toolstack write the peer may already
+  /// have reacted to), then the peer's node. Read both nodes on every event and pass them here.
+  struct node_observations {
+    observation own;
+    observation peer;
+  };
+  /// Reads both nodes after any watch event: own node first, then the peer's (see above).
+  constexpr node_observations observe_nodes(state own_node, state peer_node) noexcept {
+    node_observations r;
+    if (own_node != own_ || handed_over_) r.own = observe_toolstack(own_node);
+    else r.own = detail::classify<Table>(Role, true, own_, own_, state_set::all());
+    r.peer = observe_peer(peer_node);
+    return r;
   }
 
   /// Marks this end handed over (the old kernel's side of a kexec) and returns its successor,
@@ -419,8 +482,15 @@ class state_machine {
   }
 
  private:
+  constexpr void held(state_set s) noexcept {
+    seen_since_last_ = state_set::from_bits(seen_since_last_.bits() | s.bits());
+    seen_since_prev_ = state_set::from_bits(seen_since_prev_.bits() | s.bits());
+  }
+
+  // Our states since the last / the one-before-last peer change we saw.
+  state_set seen_since_last_{state::initialising};
+  state_set seen_since_prev_{state::initialising};
   state own_ = state::initialising;
-  state own_prev_ = state::initialising;  // the writer of a peer change may not have seen own_ yet
   state peer_ = state::initialising;
   bool handed_over_ = false;
   bool peer_misbehaved_ = false;
