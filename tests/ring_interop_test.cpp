@@ -126,8 +126,8 @@ outcome run_processes(const scenario& s, ours side) {
   return out;
 }
 
-void check(const scenario& s, const outcome& o) {
-  INFO(s.name);
+void check(const scenario& s, ours side, const outcome& o) {
+  INFO(std::string_view(s.name));
   INFO("our rc " << o.ours_rc << ", their rc " << o.theirs_rc << ", ours " << o.our.messages
                  << " messages, theirs " << o.their.messages);
   REQUIRE(o.ours_rc == 0);
@@ -137,7 +137,7 @@ void check(const scenario& s, const outcome& o) {
   const std::uint64_t sum = expected_checksum(s.n);
   CHECK(o.our.checksum == sum);
   CHECK(o.their.checksum == sum);
-  if (s.window != 0 && s.window < s.k) {
+  if (side == ours::back && s.window != 0 && s.window < s.k) {
     // The C peer waits for an answer after fewer than k messages: it never crosses our
     // event, so only the timeout bound moved things along. That it finished at all shows
     // the peer cannot stall a moderated consumer.
@@ -152,19 +152,19 @@ void check(const scenario& s, const outcome& o) {
 }  // namespace
 
 TEST_CASE("interop, threads: C-macro frontend against our backend") {
-  for (const auto& s : scenarios) check(s, run_threads(s, ours::back));
+  for (const auto& s : scenarios) check(s, ours::back, run_threads(s, ours::back));
 }
 
 TEST_CASE("interop, threads: our frontend against a C-macro backend") {
-  for (const auto& s : scenarios) check(s, run_threads(s, ours::front));
+  for (const auto& s : scenarios) check(s, ours::front, run_threads(s, ours::front));
 }
 
 TEST_CASE("interop, processes (fork + memfd): C-macro frontend against our backend") {
-  for (const auto& s : scenarios) check(s, run_processes(s, ours::back));
+  for (const auto& s : scenarios) check(s, ours::back, run_processes(s, ours::back));
 }
 
 TEST_CASE("interop, processes (fork + memfd): our frontend against a C-macro backend") {
-  for (const auto& s : scenarios) check(s, run_processes(s, ours::front));
+  for (const auto& s : scenarios) check(s, ours::front, run_processes(s, ours::front));
 }
 
 TEST_CASE("moderation against the C macros, step by step") {

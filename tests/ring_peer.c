@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sched.h>
 #include <unistd.h>
 
 void xbt_c_front_attach(struct xbt_front_ring* r, void* shared, size_t bytes, RING_IDX start, int init) {
@@ -151,6 +152,135 @@ int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32
     if ((sent == n || sent - st->messages >= window) && !xbt_c_front_final_check(&r)) {
       int e = wait_for(wait_fd, hang_ms, st);
       if (e != 0) return e;
+    }
+  }
+  return 0;
+}
+
+/* ---- Byte rings ------------------------------------------------------------------- */
+#include <time.h>
+
+/* One direction as a plain C driver sees it. The indices are plain loads and stores
+ * ordered by xenctrl.h's barriers, as in Linux's xenbus and console drivers. */
+struct c_dir {
+  unsigned char* buf;
+  uint32_t size;
+  uint32_t* cons;
+  uint32_t* prod;
+};
+
+/* Writes what fits of len bytes; -EIO on an impossible index pair. */
+static long c_dir_write(struct c_dir* d, const unsigned char* src, uint32_t len, int flex) {
+  uint32_t cons = *(volatile uint32_t*)d->cons, prod = *(volatile uint32_t*)d->prod;
+  xen_mb(); /* read cons before writing over the space it frees */
+  if (prod - cons > d->size) return -EIO;
+  uint32_t room = d->size - (flex ? xen_9pfs_queued(prod, cons, d->size) : prod - cons);
+  if (len > room) len = room;
+  if (len == 0) return 0;
+  if (flex) {
+    RING_IDX mprod = xen_9pfs_mask(prod, d->size), mcons = xen_9pfs_mask(cons, d->size);
+    xen_9pfs_write_packet(d->buf, src, len, &mprod, mcons, d->size);
+  } else {
+    uint32_t off = prod & (d->size - 1), first = d->size - off < len ? d->size - off : len;
+    memcpy(d->buf + off, src, first);
+    memcpy(d->buf, src + first, len - first);
+  }
+  xen_wmb(); /* data before the producer index */
+  *(volatile uint32_t*)d->prod = prod + len;
+  return len;
+}
+
+static long c_dir_read(struct c_dir* d, unsigned char* dst, uint32_t len, int flex) {
+  uint32_t cons = *(volatile uint32_t*)d->cons, prod = *(volatile uint32_t*)d->prod;
+  xen_rmb(); /* indices before data */
+  if (prod - cons > d->size) return -EIO;
+  uint32_t avail = flex ? xen_9pfs_queued(prod, cons, d->size) : prod - cons;
+  if (len > avail) len = avail;
+  if (len == 0) return 0;
+  if (flex) {
+    RING_IDX mprod = xen_9pfs_mask(prod, d->size), mcons = xen_9pfs_mask(cons, d->size);
+    xen_9pfs_read_packet(dst, d->buf, len, mprod, &mcons, d->size);
+  } else {
+    uint32_t off = cons & (d->size - 1), first = d->size - off < len ? d->size - off : len;
+    memcpy(dst, d->buf + off, first);
+    memcpy(dst + first, d->buf, len - first);
+  }
+  xen_mb(); /* finish reading before the space is handed back */
+  *(volatile uint32_t*)d->cons = cons + len;
+  return len;
+}
+
+static long now_ms(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order,
+                      uint64_t n, uint32_t max_chunk, int hang_ms) {
+  struct c_dir tx, rx;
+  int flex = 0;
+  switch (which) {
+    case XBT_XS_GUEST:
+    case XBT_XS_SERVER: {
+      struct xenstore_domain_interface* x = page;
+      struct c_dir req = {(unsigned char*)x->req, XENSTORE_RING_SIZE, &x->req_cons, &x->req_prod};
+      struct c_dir rsp = {(unsigned char*)x->rsp, XENSTORE_RING_SIZE, &x->rsp_cons, &x->rsp_prod};
+      tx = which == XBT_XS_GUEST ? req : rsp;
+      rx = which == XBT_XS_GUEST ? rsp : req;
+      break;
+    }
+    case XBT_CONS_GUEST:
+    case XBT_CONS_BACK: {
+      struct xencons_interface* c = page;
+      struct c_dir in = {(unsigned char*)c->in, sizeof c->in, &c->in_cons, &c->in_prod};
+      struct c_dir out = {(unsigned char*)c->out, sizeof c->out, &c->out_cons, &c->out_prod};
+      tx = which == XBT_CONS_GUEST ? out : in;
+      rx = which == XBT_CONS_GUEST ? in : out;
+      break;
+    }
+    default: {
+      struct xen_9pfs_data_intf* f = page;
+      uint32_t size = (uint32_t)XEN_FLEX_RING_SIZE(order);
+      struct c_dir in = {(unsigned char*)data, size, &f->in_cons, &f->in_prod};
+      struct c_dir out = {(unsigned char*)data + size, size, &f->out_cons, &f->out_prod};
+      tx = which == XBT_FLEX_FRONT ? out : in;
+      rx = which == XBT_FLEX_FRONT ? in : out;
+      flex = 1;
+      break;
+    }
+  }
+  unsigned char chunk[4096];
+  uint64_t sent = 0, got = 0, step = 0;
+  long last_progress = now_ms();
+  if (max_chunk > sizeof chunk) max_chunk = sizeof chunk;
+  while (sent < n || got < n) {
+    int progress = 0;
+    ++step;
+    if (sent < n) {
+      uint32_t want = 1 + (uint32_t)((step * 7919u) % max_chunk);
+      if (want > n - sent) want = (uint32_t)(n - sent);
+      for (uint32_t i = 0; i < want; ++i) chunk[i] = xbt_stream_byte(sent + i);
+      long w = c_dir_write(&tx, chunk, want, flex);
+      if (w < 0) return (int)w;
+      sent += (uint64_t)w;
+      progress |= w > 0;
+    }
+    if (got < n) {
+      uint32_t want = 1 + (uint32_t)((step * 104729u) % max_chunk);
+      if (want > n - got) want = (uint32_t)(n - got);
+      long r = c_dir_read(&rx, chunk, want, flex);
+      if (r < 0) return (int)r;
+      for (long i = 0; i < r; ++i)
+        if (chunk[i] != xbt_stream_byte(got + (uint64_t)i)) return -EPROTO;
+      got += (uint64_t)r;
+      progress |= r > 0;
+    }
+    if (progress) {
+      last_progress = now_ms();
+    } else {
+      if (now_ms() - last_progress > hang_ms) return -ETIMEDOUT;
+      sched_yield();
     }
   }
   return 0;

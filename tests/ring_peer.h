@@ -83,4 +83,43 @@ int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32
 #ifdef __cplusplus
 }
 #endif
+
+/* ---- Byte rings, C side ----------------------------------------------------------- */
+#include <xen/io/xs_wire.h>
+#include <xen/io/console.h>
+#include <xen/io/9pfs.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The byte at stream offset i of a test stream: both sides generate and check it. */
+static inline uint8_t xbt_stream_byte(uint64_t i) {
+  uint64_t x = i * 0x9e3779b97f4a7c15ull;
+  return (uint8_t)((x >> 29) ^ (x >> 47) ^ i);
+}
+
+/* Which ring and which end the C side plays. */
+enum xbt_byte_ring {
+  XBT_XS_GUEST,    /* xenstore: writes req, reads rsp (like a guest kernel) */
+  XBT_XS_SERVER,   /* xenstore: reads req, writes rsp (like xenstored) */
+  XBT_CONS_GUEST,  /* console: writes out, reads in */
+  XBT_CONS_BACK,   /* console: reads out, writes in */
+  XBT_FLEX_FRONT,  /* flex (9pfs layout): writes out, reads in, with xen_9pfs_*() */
+  XBT_FLEX_BACK    /* flex: reads out, writes in */
+};
+
+/* Streams n bytes (xbt_stream_byte(0..n-1)) out of the ring end's writing direction in
+ * chunks of 1..max_chunk, and checks n bytes arriving on its reading direction, polling.
+ * `page` is the shared page (xenstore, console or the flex indexes page); `data` is the
+ * flex data area (2 * XEN_FLEX_RING_SIZE(order)) for flex rings. Returns 0, -EPROTO on a
+ * wrong byte, -EIO when the peer's indices are inconsistent, -ETIMEDOUT after hang_ms of
+ * no progress. */
+int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order,
+                      uint64_t n, uint32_t max_chunk, int hang_ms);
+
+#ifdef __cplusplus
+}
+#endif
+
 #endif

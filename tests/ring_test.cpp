@@ -11,6 +11,8 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <atomic>
+#include <thread>
 #include <vector>
 
 using xenbus::ring_error;
@@ -324,6 +326,58 @@ TEST_CASE("a slot changed by the peer after we took it cannot change what we act
   static_assert(std::is_same_v<decltype(b.take_request())::value_type, std::optional<xbt_request>>);
 }
 
+TEST_CASE("a peer rewriting indices and slots concurrently cannot make us act on unvalidated data") {
+  // A second thread plays a hostile frontend that never stops scribbling: req_prod jumps
+  // between plausible and absurd values, slot lengths flip between valid and huge. Our
+  // handler validates the length, then reads data[0..len) and checks the length again: on
+  // a private copy both must agree, and ASan would catch a read past data[]. (This is a
+  // deliberate data race on the shared page, as a real hostile peer makes: not a TSan test.)
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  std::atomic<bool> stop{false};
+  std::thread hostile([&] {
+    std::uint32_t x = 12345;
+    auto* s = raw(mem);
+    while (!stop.load(std::memory_order_relaxed)) {
+      x = x * 1103515245u + 12345u;
+      const ring_idx prod = (x >> 7) % 3 == 0 ? x : (x >> 9) % 40;
+      std::atomic_ref<ring_idx>(s->req_prod).store(prod, std::memory_order_relaxed);
+      xbt_request* slot = &s->ring[(x >> 3) % 32].req;
+      slot->len = (x & 1) ? 0xffffffffu : (x >> 11) % 49;
+      slot->data[(x >> 5) % 48] = static_cast<std::uint8_t>(x);
+    }
+  });
+  std::uint64_t acted = 0, rejected = 0, broken = 0, sum_all = 0;
+  // At least 20000 rounds, and on until both outcomes were seen: the scheduler decides how
+  // often the hostile thread runs, so the loop counts outcomes, never time.
+  for (std::uint64_t round = 0;
+       round < 20000 || ((broken == 0 || acted == 0) && round < 50'000'000); ++round) {
+    if (round % 256 == 0) std::this_thread::yield();
+    auto b = must(back::attach(mem.span()));
+    auto n = b.consume_requests(32, [&](const xbt_request& r) {
+      const std::uint32_t len = r.len;
+      if (len > sizeof r.data) {
+        ++rejected;
+        return;
+      }
+      std::uint32_t sum = 0;
+      for (std::uint32_t i = 0; i < r.len; ++i) sum += r.data[i];  // re-reads r.len
+      CHECK(r.len == len);  // the copy did not change under us
+      ++acted;
+      sum_all += sum;
+      (void)b.produce(answer(r));
+    });
+    if (!n) ++broken;  // latched for this attachment; the next round re-attaches
+  }
+  stop = true;
+  hostile.join();
+  MESSAGE("acted on " << acted << " requests (byte sum " << sum_all << "), rejected " << rejected
+                      << ", ring broken " << broken << " times");
+  CHECK(broken > 0);  // the absurd indices were seen and refused
+  CHECK(acted > 0);   // and valid-looking requests were still served
+  (void)f;
+}
+
 TEST_CASE("final_check(k) asks to be notified only after k more messages") {
   shared_pages mem(1);
   auto f = must(front::init(mem.span()));
@@ -339,6 +393,16 @@ TEST_CASE("final_check(k) asks to be notified only after k more messages") {
   REQUIRE(f.produce(make_request(3)));
   CHECK(*f.push_and_check_notify());  // the 4th crosses req_event
   CHECK(*b.final_check(4));
+  SUBCASE("the frontend never waits for more responses than it has requests out") {
+    CHECK_FALSE(*f.final_check(10));
+    CHECK(raw(mem)->rsp_event == 4);  // 4 requests published, none answered
+    REQUIRE(b.consume_requests(100, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); }));
+    CHECK(*b.push_and_check_notify());  // the 4th response crosses rsp_event
+    CHECK(*f.final_check(10));
+    REQUIRE(f.consume_responses(100, [](const xbt_response&) {}));
+    CHECK_FALSE(*f.final_check(10));
+    CHECK(raw(mem)->rsp_event == 5);  // nothing out: plain "next message"
+  }
   SUBCASE("k larger than the ring is clamped to the ring size") {
     REQUIRE(b.consume_requests(100, [&](const xbt_request& r) { REQUIRE(b.produce(answer(r))); }));
     CHECK_FALSE(*b.final_check(100000));

@@ -3,4 +3,48 @@ xenbus_add_freestanding_check(xenbus-xenstore-freestanding xenstore_freestanding
 
 xenbus_add_test(xenbus-xenstore-tests LABELS xenstore SOURCES
   xenstore_wire_test.cpp
-  xenstore_store_test.cpp)
+  xenstore_store_test.cpp
+  xenstore_server_test.cpp)
+find_package(Threads REQUIRED)
+target_link_libraries(xenbus-xenstore-tests PRIVATE Threads::Threads)
+
+# Concurrent clients over the socket: also run under ThreadSanitizer (label threads).
+xenbus_add_test(xenbus-xenstore-load-tests LABELS threads SOURCES
+  xenstore_load_test.cpp)
+target_link_libraries(xenbus-xenstore-load-tests PRIVATE Threads::Threads)
+
+# Interop with Xen's own clients (Debian libxen-dev, xenstore-utils, xen-utils-4.17).
+find_library(XENBUS_LIBXENSTORE xenstore)
+if(XENBUS_LIBXENSTORE)
+  xenbus_add_test(xenbus-xenstore-interop-tests LABELS xenstore-interop SOURCES
+    xenstore_libxenstore_test.cpp)
+  target_link_libraries(xenbus-xenstore-interop-tests PRIVATE ${XENBUS_LIBXENSTORE} Threads::Threads)
+endif()
+if(XENBUS_BUILD_TOOLS)  # tools/ comes later: refer to the program by generator expression
+  set(_xs_interop ${CMAKE_CURRENT_SOURCE_DIR}/xenstore_interop.sh)
+  set(_xs_test /usr/lib/xen-4.17/bin/test-xenstore)
+  if(EXISTS ${_xs_test})
+    execute_process(COMMAND ${_xs_test} -l OUTPUT_VARIABLE _xs_list RESULT_VARIABLE _xs_rc)
+    string(REPLACE "\n" ";" _xs_lines "${_xs_list}")
+    foreach(line IN LISTS _xs_lines)
+      # "read 1    : Read node with 1 byte data" -> "read 1"
+      string(REGEX REPLACE " *:.*$" "" name "${line}")
+      if(name STREQUAL "")
+        continue()
+      endif()
+      add_test(NAME "test-xenstore: ${name}"
+        COMMAND bash ${_xs_interop} $<TARGET_FILE:xenbus-xenstored> test-xenstore "${name}")
+      set_tests_properties("test-xenstore: ${name}" PROPERTIES LABELS xenstore-interop TIMEOUT 120)
+    endforeach()
+    add_test(NAME "test-xenstore: all" COMMAND bash ${_xs_interop} $<TARGET_FILE:xenbus-xenstored> test-xenstore-all)
+    set_tests_properties("test-xenstore: all" PROPERTIES LABELS xenstore-interop TIMEOUT 300)
+  else()
+    message(STATUS "xenbus: ${_xs_test} not found (xen-utils-4.17): test-xenstore interop tests skipped")
+  endif()
+  find_program(XENBUS_XENSTORE_WRITE xenstore-write)
+  if(XENBUS_XENSTORE_WRITE)
+    add_test(NAME "xenstore-utils: write read ls list chmod watch rm"
+      COMMAND bash ${_xs_interop} $<TARGET_FILE:xenbus-xenstored> tools)
+    set_tests_properties("xenstore-utils: write read ls list chmod watch rm" PROPERTIES LABELS xenstore-interop TIMEOUT 120)
+  endif()
+endif()

@@ -244,7 +244,7 @@ TEST_CASE("watches fire on registration and on changes in their subtree") {
   }
 }
 
-TEST_CASE("relative watches report relative paths; unreadable nodes stay silent") {
+TEST_CASE("relative watches report relative paths and unreadable nodes stay silent") {
   xs::store s;
   caller d0{s, 0, true};
   REQUIRE(d0.write("/local/domain/4/data", "").ok());

@@ -42,7 +42,6 @@ struct sring {
   sring_entry<Req, Rsp> ring[1];
 };
 
-/// Byte offset of the first slot: 64 for every message type aligned to at most 8 bytes.
 namespace detail {
 template <class S>
 constexpr std::size_t slots_offset() noexcept {
@@ -51,6 +50,7 @@ constexpr std::size_t slots_offset() noexcept {
 }
 }  // namespace detail
 
+/// Byte offset of the first slot: 64 for every message type aligned to at most 64 bytes.
 template <ring_message Req, ring_message Rsp>
 inline constexpr std::size_t sring_header_bytes = detail::slots_offset<sring<Req, Rsp>>();
 
@@ -218,6 +218,8 @@ class front_ring {
   /// Responses the backend has published that we have not taken; validates the index.
   result<ring_idx, ring_error> unconsumed_responses() noexcept {
     if (broken_) return unexpected{error_};
+    // Acquire: responses counted here may be read next; pairs with the backend's release
+    // store of rsp_prod.
     return refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
   }
 
@@ -264,13 +266,14 @@ class front_ring {
   /// The final check before sleeping (RING_FINAL_CHECK_FOR_RESPONSES), generalised: asks
   /// the backend to notify us once `k` responses are unconsumed (rsp_event = rsp_cons + k).
   /// True: do not sleep, at least k responses are there. False: sleep until notified.
-  /// With k > 1 a peer that waits for our reply after fewer than k messages (any 1-for-1
-  /// user of the C macros) will not notify: bound the sleep by a timeout and consume what
-  /// is there when it expires. k == 0 is treated as 1.
+  /// k is lowered to the number of requests still unanswered, since no more responses can
+  /// come; even so a backend may hold back answers, so with k > 1 bound the sleep by a
+  /// timeout and consume what is there when it expires. k == 0 is treated as 1.
   result<bool, ring_error> final_check(ring_idx k = 1) noexcept {
     if (broken_) return unexpected{error_};
+    const ring_idx can_come = req_published_ - rsp_cons_;
+    if (k > can_come) k = can_come;
     if (k == 0) k = 1;
-    if (k > v_.size) k = v_.size;
     // Acquire: as in consume_responses; a cheap first look before the barrier.
     auto n = refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
     if (!n) return unexpected{n.error()};
@@ -414,7 +417,10 @@ class back_ring {
   }
 
   /// RING_FINAL_CHECK_FOR_REQUESTS generalised to "notify me after k more requests"
-  /// (req_event = req_cons + k); see front_ring::final_check for the timeout rule.
+  /// (req_event = req_cons + k). True: do not sleep. False: sleep until notified.
+  /// With k > 1 a frontend that waits for our answer after fewer than k requests (any
+  /// 1-for-1 user of the C macros) never crosses the event: bound the sleep by a timeout
+  /// and consume what is there when it expires. k is capped at the ring size; 0 means 1.
   result<bool, ring_error> final_check(ring_idx k = 1) noexcept {
     if (broken_) return unexpected{error_};
     if (k == 0) k = 1;

@@ -25,7 +25,8 @@ enum class ring_error : std::uint8_t {
                      ///< in (RING_*_PROD_OVERFLOW, or behind our consumer index)
   cons_overflow,     ///< latched (byte rings): the peer's consumer index is ahead of our
                      ///< producer index or more than the ring size behind it
-  peer_error,        ///< latched (xenstore): the server set the ring's `error` field
+  peer_error,        ///< latched (xenstore): the connection was stopped with an error
+                     ///< (the server set, or our server end wrote, the `error` field)
   reconnecting,      ///< xenstore: a reconnection is in progress; wait for it (not latched)
   not_supported,     ///< xenstore: the server does not offer the feature asked for
 };
@@ -36,7 +37,7 @@ constexpr std::string_view to_string(ring_error e) noexcept {
     case ring_error::full: return "ring is full";
     case ring_error::prod_overflow: return "peer's producer index is out of range (ring broken)";
     case ring_error::cons_overflow: return "peer's consumer index is out of range (ring broken)";
-    case ring_error::peer_error: return "server reported an error on the ring (ring broken)";
+    case ring_error::peer_error: return "xenstore connection stopped with an error (ring broken)";
     case ring_error::reconnecting: return "ring reconnection in progress";
     case ring_error::not_supported: return "peer does not support this ring feature";
   }

@@ -123,6 +123,7 @@ class store {
   explicit store(limits l = {}) : limits_{l} {
     auto& root = nodes_["/"];
     root.gen = ++gen_;
+    ++owned_[root.perms[0].domid];
     for (auto p : {"/local", "/local/domain", "/tool"}) create_global(p);
     introduced_.insert(0);
   }
@@ -150,6 +151,7 @@ class store {
     c->domid = domid;
     c->privileged = privileged;
     c->generation = ++conn_gen_;
+    c->index = i;
     c->prefix = "/local/domain/";
     detail::append_u64(c->prefix, domid);
     return conn_id{i, c->generation};
@@ -193,6 +195,19 @@ class store {
     if (c->privileged) return c->out.size() - c->out_sent < limits_.privileged_outstanding_bytes;
     return c->queued_replies < limits_.outstanding;
   }
+  /// Moves into `out` the connections whose output went from empty to non-empty since the
+  /// last call (watch events land on connections other than the one that asked).
+  void take_writable(std::vector<conn_id>& out) {
+    for (auto i : writable_) {
+      auto* c = conns_[i].get();
+      if (c && c->listed) {
+        c->listed = false;
+        out.push_back(conn_id{i, c->generation});
+      }
+    }
+    writable_.clear();
+  }
+
   /// Watch events dropped for this connection because it did not read them.
   std::uint64_t dropped_events(conn_id id) const noexcept {
     const auto* c = lookup(id);
@@ -435,6 +450,34 @@ class store {
   // ---- Inspection (for tests and embedding) -------------------------------------------
 
   std::size_t node_count() const noexcept { return nodes_.size(); }
+
+  /// Walks the whole tree: every node's parent lists it exactly once, every listed child
+  /// exists, every node has an owner entry, ownership counts add up. For tests and fuzzing.
+  bool consistent() const {
+    std::unordered_map<std::uint32_t, std::ptrdiff_t> owned;
+    for (const auto& [path, n] : nodes_) {
+      if (n.perms.empty()) return false;
+      ++owned[n.perms[0].domid];
+      std::size_t listed_children = 0;
+      for (auto name : string_list{n.children}) {
+        if (name.empty() || nodes_.find(detail::join(path, name)) == nodes_.end()) return false;
+        ++listed_children;
+      }
+      if (count_strings(n.children) != listed_children || (!n.children.empty() && n.children.back() != '\0'))
+        return false;
+      if (path == "/") continue;
+      auto parent = nodes_.find(detail::parent_of(path));
+      if (parent == nodes_.end()) return false;
+      std::size_t seen = 0;
+      for (auto name : string_list{parent->second.children}) seen += name == detail::basename_of(path);
+      if (seen != 1) return false;
+    }
+    for (const auto& [dom, count] : owned_)
+      if (count != (owned.count(dom) ? owned[dom] : 0)) return false;
+    for (const auto& [dom, count] : owned)
+      if (auto it = owned_.find(dom); it == owned_.end() || it->second != count) return false;
+    return true;
+  }
   bool exists(std::string_view abs_path) const { return nodes_.find(abs_path) != nodes_.end(); }
 
  private:
@@ -476,6 +519,8 @@ class store {
     std::size_t queued_events = 0;
     std::size_t queued_event_bytes = 0;
     std::uint64_t dropped_events = 0;
+    std::uint32_t index = 0;
+    bool listed = false;  ///< in writable_
     std::vector<conn_watch> watches;
     std::unordered_map<std::uint32_t, std::unique_ptr<transaction>> txs;
   };
@@ -818,13 +863,17 @@ class store {
 
   // ---- Replies ----------------------------------------------------------------------
 
-  static void append_message(connection& c, msg_type t, std::uint32_t req_id, std::uint32_t tx_id,
+  void append_message(connection& c, msg_type t, std::uint32_t req_id, std::uint32_t tx_id,
                              std::initializer_list<std::string_view> parts) {
     std::size_t len = 0;
     for (auto p : parts) len += p.size();
     char h[header_size];
     encode_header(header{static_cast<std::uint32_t>(t), req_id, tx_id, static_cast<std::uint32_t>(len)},
                   std::span<char, header_size>{h, header_size});
+    if (!c.listed) {
+      c.listed = true;
+      writable_.push_back(c.index);
+    }
     c.out.append(h, header_size);
     for (auto p : parts) c.out.append(p);
   }
@@ -959,6 +1008,7 @@ class store {
   std::unordered_map<std::uint32_t, std::ptrdiff_t> owned_;
   std::vector<std::unique_ptr<connection>> conns_;
   std::vector<std::uint32_t> free_;
+  std::vector<std::uint32_t> writable_;
   std::uint32_t conn_gen_ = 0;
   std::uint32_t next_tx_ = 0;
   std::unordered_map<std::string, std::vector<watch_ref>, detail::string_hash, std::equal_to<>> watch_index_;
