@@ -48,3 +48,18 @@ if(XENBUS_BUILD_TOOLS)  # tools/ comes later: refer to the program by generator 
     set_tests_properties("xenstore-utils: write read ls list chmod watch rm" PROPERTIES LABELS xenstore-interop TIMEOUT 120)
   endif()
 endif()
+
+# Differential: the same request sequences against Xen's oxenstored and ours. Needs root
+# and oxenstored (started and stopped by the script); skipped (exit 77) otherwise.
+set(XENBUS_OXENSTORED_RUN /work/shared/tools/oxenstored/run CACHE FILEPATH
+  "Script that starts oxenstored without a hypervisor (for differential tests)")
+if(XENBUS_BUILD_TOOLS)
+  find_package(Python3 COMPONENTS Interpreter)
+  if(Python3_FOUND)
+    add_test(NAME "xenstore differential: oxenstored vs xenbus-xenstored"
+      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/xenstore_differential.py
+        $<TARGET_FILE:xenbus-xenstored> --oxenstored-run ${XENBUS_OXENSTORED_RUN})
+    set_tests_properties("xenstore differential: oxenstored vs xenbus-xenstored" PROPERTIES
+      LABELS xenstore-differential SKIP_RETURN_CODE 77 RESOURCE_LOCK oxenstored TIMEOUT 120)
+  endif()
+endif()

@@ -280,6 +280,25 @@ TEST_CASE("@introduceDomain and @releaseDomain") {
   CHECK(d0.call(T::resume, "3\0"sv).err() == "ENOENT");
 }
 
+TEST_CASE("special watch paths carry permissions: guests hear them only when granted") {
+  xs::store s;
+  caller d0{s, 0, true};
+  caller g{s, 5, false};
+  CHECK(d0.get_perms("@releaseDomain").payload == "n0\0"sv);
+  REQUIRE(g.watch("@releaseDomain", "r").ok());
+  CHECK(g.events().size() == 1);  // registration always fires
+  REQUIRE(d0.call(T::introduce, "3\0" "1\0" "2\0"sv).ok());
+  REQUIRE(d0.call(T::release, "3\0"sv).ok());
+  CHECK(g.events().empty());
+  CHECK(g.set_perms("@releaseDomain", {"n0", "r5"}).err() == "EACCES");
+  REQUIRE(d0.set_perms("@releaseDomain", {"n0", "r5"}).ok());
+  CHECK(d0.get_perms("@releaseDomain").payload == "n0\0r5\0"sv);
+  REQUIRE(d0.call(T::introduce, "3\0" "1\0" "2\0"sv).ok());
+  REQUIRE(d0.call(T::release, "3\0"sv).ok());
+  CHECK(g.events() == std::vector<event>{{"@releaseDomain", "r"}});
+  CHECK(d0.write("@releaseDomain", "x").err() == "EINVAL");
+}
+
 TEST_CASE("directory_part pages a long child list with a generation count") {
   xs::store s;
   caller d0{s, 0, true};

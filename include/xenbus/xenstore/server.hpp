@@ -240,13 +240,18 @@ class server {
     set_events(c, store_.accepting(c.id), pending_out);
   }
 
+  /// Flushes every connection that got output; repeats because flushing one may release
+  /// held-back requests whose watch events land on others.
   void flush_writable() {
-    writable_.clear();
-    store_.take_writable(writable_);
-    for (auto id : writable_) {
-      if (id.index >= by_conn_.size()) continue;
-      client* c = by_conn_[id.index];
-      if (c && c->id == id) flush(*c);
+    for (;;) {
+      writable_.clear();
+      store_.take_writable(writable_);
+      if (writable_.empty()) return;
+      for (auto id : writable_) {
+        if (id.index >= by_conn_.size()) continue;
+        client* c = by_conn_[id.index];
+        if (c && c->id == id) flush(*c);
+      }
     }
   }
 

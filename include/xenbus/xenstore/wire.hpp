@@ -500,7 +500,8 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
     case msg_type::rm: {
       std::string_view a[1];
       if (!split_exact(p, a)) return unexpected{errc::einval};
-      if (auto ok = path_arg(a[0], false); !ok) return unexpected{ok.error()};
+      // The special watch paths carry permissions (who may watch them), nothing else.
+      if (auto ok = path_arg(a[0], r.type == msg_type::get_perms); !ok) return unexpected{ok.error()};
       return r;
     }
     case msg_type::write: {
@@ -530,7 +531,7 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
     case msg_type::set_perms: {
       const auto nul = p.find('\0');
       if (nul == std::string_view::npos || p.back() != '\0') return unexpected{errc::einval};
-      if (auto ok = path_arg(p.substr(0, nul), false); !ok) return unexpected{ok.error()};
+      if (auto ok = path_arg(p.substr(0, nul), true); !ok) return unexpected{ok.error()};
       r.list = p.substr(nul + 1);
       if (r.list.empty()) return unexpected{errc::einval};
       for (auto s : string_list{r.list})
