@@ -1,0 +1,24 @@
+# The xenstore client (include/xenbus/xenstore/client.hpp, transport.hpp, ring_transport.hpp).
+# Every test runs the client's reader thread (and often a server thread): label threads.
+find_package(Threads REQUIRED)
+xenbus_add_test(xenbus-xsclient-tests LABELS threads SOURCES
+  xsclient_test.cpp
+  xsclient_ring_test.cpp
+  xsclient_server_test.cpp)
+target_link_libraries(xenbus-xsclient-tests PRIVATE Threads::Threads)
+
+# Next to Xen's own clients (Debian libxen-dev, xenstore-utils): libxenstore linked in, the
+# xenstore-* tools run by popen, and the xenbus-xenstored program spawned. Not under TSan
+# (libxenstore's own threads are not instrumented): label xsclient-interop.
+find_library(XENBUS_LIBXENSTORE xenstore)
+if(XENBUS_LIBXENSTORE AND XENBUS_BUILD_TOOLS)
+  xenbus_add_test(xenbus-xsclient-interop-tests LABELS xsclient-interop SOURCES
+    xsclient_interop_test.cpp)
+  target_link_libraries(xenbus-xsclient-interop-tests PRIVATE ${XENBUS_LIBXENSTORE} Threads::Threads)
+  # tools/ is added after tests/: a generator expression and a dependency reach it.
+  target_compile_definitions(xenbus-xsclient-interop-tests PRIVATE
+    XSCLIENT_XENSTORED="$<TARGET_FILE:xenbus-xenstored>")
+  add_dependencies(xenbus-xsclient-interop-tests xenbus-xenstored)
+else()
+  message(STATUS "xenbus: libxenstore or tools missing: xsclient interop tests skipped")
+endif()
