@@ -6,7 +6,7 @@ using namespace devtest;
 using xenbus::close_reason;
 using xenbus::state;
 
-#define DEVICE_ENVS inproc_env, socket_env
+#define DEVICE_ENVS inproc_env, socket_env, client_env
 
 TEST_CASE_TEMPLATE("startup: InitWait, Initialised, Connected, and requests flow through the ring", Env, DEVICE_ENVS) {
   rig<Env> r;

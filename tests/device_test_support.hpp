@@ -3,6 +3,7 @@
 #pragma once
 
 #include <xenbus/device.hpp>
+#include <xenbus/device/client_store.hpp>
 #include <xenbus/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
@@ -106,6 +107,19 @@ struct socket_env {
     auto s = xen::xs_store::open();
     REQUIRE(s.has_value());
     return conns.emplace_back(std::move(*s));
+  }
+};
+
+/// Over the socket with our own client (xs_client) instead of libxenstore.
+struct client_env : socket_env {
+  using store_type = client_store;
+  static constexpr const char* name = "xenbus-xenstored socket, xs_client";
+  std::deque<client_store> clients;
+  ~client_env() { clients.clear(); }
+  store_type& connect(domid_t) {
+    auto s = client_store::connect(socket);
+    REQUIRE(s.has_value());
+    return clients.emplace_back(std::move(*s));
   }
 };
 
