@@ -139,6 +139,8 @@ class device_end {
   /// False once this end was handed over or its device removed: it no longer acts.
   bool active() const noexcept { return !stopped_; }
   const machine_type& machine() const noexcept { return m_; }
+  /// How many times this end wrote its state node (a quiet, handed-over end stops counting).
+  std::uint64_t state_writes() const noexcept { return writes_; }
   const std::string& dir() const noexcept { return own_dir_; }
   const std::string& peer_dir() const noexcept { return peer_dir_; }
   /// Where this end writes its fatal errors: /local/domain/<self>/error/<relative dir>/error.
@@ -241,6 +243,7 @@ class device_end {
       stopped_ = true;
       return false;
     }
+    ++writes_;
     log(describe(*t).view());
     peer_events_ = false;
     return true;
@@ -314,6 +317,7 @@ class device_end {
   close_reason reason_ = close_reason::none;
   std::string reason_text_;
   bool stopped_ = false;
+  std::uint64_t writes_ = 0;
 };
 
 }  // namespace detail
