@@ -82,15 +82,6 @@ volatile std::sig_atomic_t stop_requested = 0;
 
 // ---- the child processes ------------------------------------------------------------------
 
-template <class Driver>
-void pump(client_store& s, Driver& d, int wait_ms) {
-  for (int k = 0; k < 256; ++k) {
-    auto ev = s.next_watch_event(k == 0 ? wait_ms : 0);
-    if (!ev) return;
-    d.handle(*ev);
-  }
-}
-
 bool device_gone(client_store& s, const std::string& dir) {
   auto r = s.read(no_tx, dir + "/state");
   return !r && r.error().code == store_errc::noent;
@@ -107,7 +98,7 @@ int run_backend(const options& o, client_store& s, posix::machine& m) {
   std::uint64_t served = 0;
   const auto deadline = clock_type::now() + std::chrono::seconds(30);
   while (!stop_requested && clock_type::now() < deadline && !device_gone(s, address.backend_dir())) {
-    pump(s, be, 0);
+    deliver_watch_events(s, 0, be);
     if (!be.connected()) {
       posix::wait_readable(ev->fd(), 2);
       continue;
@@ -145,7 +136,7 @@ int run_frontend(const options& o, client_store& s, posix::machine& m) {
   std::uint64_t writes_at_handover = 0;
   const auto deadline = clock_type::now() + std::chrono::seconds(30);
   while (!stop_requested && clock_type::now() < deadline && !device_gone(s, address.frontend_dir())) {
-    pump(s, fe, 2);
+    deliver_watch_events(s, 2, fe);
     if (fe.active()) writes_at_handover = fe.state_writes();
     if (!fe.active() && fe.reason() == close_reason::handed_over && !reported_quiet) {
       // The old kernel's frontend: its machine refuses every move now. Watch the backend

@@ -40,9 +40,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
   friend base;
 
  public:
-  using request = typename P::request;
-  using response = typename P::response;
-  using ring_type = back_ring<request, response>;
+  using ring_type = typename detail::protocol_rings<P>::back;
 
   struct queue {
     std::optional<typename G::mapping> pages;
@@ -91,6 +89,9 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
   /// The transport the frontend published, as accepted.
   const transport& negotiated() const noexcept { return accepted_; }
 
+  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
+  result<void, evtchn_error> notify(unsigned q) { return evtchn_->notify(queues_[q].port); }
+
   /// Pushes queue q's responses and notifies the frontend if it asked to be.
   result<bool, ring_error> push(unsigned q) {
     queue& qu = queues_[q];
@@ -102,7 +103,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
 
   /// Copies the next request of queue q out of the ring, once; a ring the peer corrupted is
   /// reported (error node, Closing) and stays broken.
-  result<std::optional<request>, ring_error> take_request(unsigned q) {
+  auto take_request(unsigned q) {
     auto r = queues_[q].ring->take_request();
     if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
     return r;
@@ -227,7 +228,8 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
   /// Reads and checks the frontend's keys, maps its pages, binds its event channels.
   detail::prep connect() {
     if (connected_) return detail::prep::ready;
-    auto t = read_transport(*this->store_, no_tx, this->peer_dir_, opts_.max_ring_page_order, opts_.max_queues, P::abi);
+    auto t = read_transport(*this->store_, no_tx, this->peer_dir_, opts_.max_ring_page_order, opts_.max_queues, P::abi,
+                            detail::event_channel_key<P>());
     if (!t) {
       std::string why(to_string(t.error().code));
       this->fatal(close_reason::negotiation_failed, why);
@@ -239,7 +241,8 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
       auto pages = grants_->map(frontend_domid_, std::span<const grant_ref>(t->queue[q].refs.data(), t->pages()), true);
       if (!pages) return fail_resource("mapping ring-ref: " + std::string(to_string(pages.error().code)));
       qu.pages.emplace(std::move(*pages));
-      auto ring = ring_type::attach(std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
+      auto ring = detail::protocol_rings<P>::make_back(
+          std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
       if (!ring) return fail_resource("ring: " + std::string(to_string(ring.error())));
       qu.ring.emplace(std::move(*ring));
       auto port = evtchn_->bind_interdomain(frontend_domid_, t->queue[q].port);

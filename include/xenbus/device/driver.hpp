@@ -21,18 +21,50 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// A device type as a driver author declares it: the ring's request and response types,
-/// the device type name in xenstore paths, and the transport limits.
+/// A device type as a driver author declares it: the device type name in xenstore paths,
+/// the transport limits, and either the request/response types of a shared ring
 ///   struct blk { using request = blkif_request; using response = blkif_response;
 ///                static constexpr std::string_view type = "vbd", abi = "x86_64-abi";
 ///                static constexpr unsigned max_ring_page_order = 4, max_queues = 4; };
+/// or a ring of its own (a byte ring, say): `front_ring_type`/`back_ring_type` with
+/// `make_front(span<byte>)`/`make_back(span<byte>)` returning result<ring, ring_error>.
+/// Optional: `event_channel_key` (default "event-channel"; the console uses "port").
 template <class P>
-concept device_protocol = ring_message<typename P::request> && ring_message<typename P::response> && requires {
+concept device_protocol = requires {
   { P::type } -> std::convertible_to<std::string_view>;
   { P::abi } -> std::convertible_to<std::string_view>;
   { P::max_ring_page_order } -> std::convertible_to<unsigned>;
   { P::max_queues } -> std::convertible_to<unsigned>;
+} && ((ring_message<typename P::request> && ring_message<typename P::response>) ||
+      requires(std::span<std::byte> page) {
+        { P::make_front(page) } -> std::same_as<result<typename P::front_ring_type, ring_error>>;
+        { P::make_back(page) } -> std::same_as<result<typename P::back_ring_type, ring_error>>;
+      });
+
+namespace detail {
+/// The rings a protocol's queues use: its own, or front_ring/back_ring of its messages.
+template <class P>
+struct protocol_rings {
+  using front = front_ring<typename P::request, typename P::response>;
+  using back = back_ring<typename P::request, typename P::response>;
+  static result<front, ring_error> make_front(std::span<std::byte> page) noexcept { return front::init(page); }
+  static result<back, ring_error> make_back(std::span<std::byte> page) noexcept { return back::attach(page); }
 };
+template <class P>
+  requires requires { typename P::front_ring_type; }
+struct protocol_rings<P> {
+  using front = typename P::front_ring_type;
+  using back = typename P::back_ring_type;
+  static auto make_front(std::span<std::byte> page) { return P::make_front(page); }
+  static auto make_back(std::span<std::byte> page) { return P::make_back(page); }
+};
+/// The key that carries a queue's event channel.
+template <class P>
+constexpr std::string_view event_channel_key() noexcept {
+  if constexpr (requires { P::event_channel_key; }) return P::event_channel_key;
+  else return "event-channel";
+}
+}  // namespace detail
 
 /// The xenstore directories of one device (PROTOCOL.md, "Device layout").
 struct device_address {
@@ -88,6 +120,19 @@ constexpr std::string_view to_string(close_reason r) noexcept {
 
 /// A line for the caller's log: a state change this end made, or one it saw.
 using device_logger = std::function<void(std::string_view)>;
+
+/// Delivers the watch events waiting on `store` (waiting up to `timeout_ms` for the first;
+/// 0 polls) to every driver in `drivers`; each takes only its own. Returns how many came.
+template <device_store S, class... Drivers>
+unsigned deliver_watch_events(S& store, int timeout_ms, Drivers&... drivers) {
+  unsigned n = 0;
+  for (; n < 1024; ++n) {  // bounded: a flood of events cannot pin the caller here
+    auto ev = store.next_watch_event(n == 0 ? timeout_ms : 0);
+    if (!ev) break;
+    (drivers.handle(*ev), ...);
+  }
+  return n;
+}
 
 namespace detail {
 

@@ -45,9 +45,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   friend base;
 
  public:
-  using request = typename P::request;
-  using response = typename P::response;
-  using ring_type = front_ring<request, response>;
+  using ring_type = typename detail::protocol_rings<P>::front;
 
   struct queue {
     std::optional<typename G::shared_pages> pages;
@@ -99,6 +97,9 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   unsigned queue_count() const noexcept { return published_.queues; }
   domid_t backend_domid() const noexcept { return backend_domid_; }
 
+  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
+  result<void, evtchn_error> notify(unsigned q) { return evtchn_->notify(queues_[q].port); }
+
   /// Pushes queue q's requests and notifies the backend if it asked to be.
   result<bool, ring_error> push(unsigned q) {
     queue& qu = queues_[q];
@@ -110,7 +111,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
 
   /// Copies the next response of queue q out of the ring, once; a ring the peer corrupted is
   /// reported (error node, Closing) and stays broken.
-  result<std::optional<response>, ring_error> take_response(unsigned q) {
+  auto take_response(unsigned q) {
     auto r = queues_[q].ring->take_response();
     if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
     return r;
@@ -251,7 +252,8 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
       auto pages = grants_->share(backend_domid_, std::span<grant_ref>(t.queue[q].refs.data(), t.pages()), true);
       if (!pages) return fail_resource("grant: " + std::string(to_string(pages.error().code)));
       qu.pages.emplace(std::move(*pages));
-      auto ring = ring_type::init(std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
+      auto ring = detail::protocol_rings<P>::make_front(
+          std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
       if (!ring) return fail_resource("ring: " + std::string(to_string(ring.error())));
       qu.ring.emplace(std::move(*ring));
       auto port = evtchn_->bind_unbound(backend_domid_);
@@ -263,10 +265,10 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
       auto names = this->store_->directory(tx, this->own_dir_);
       if (!names) return unexpected{names.error()};
       for (const std::string& n : *names)
-        if (n.starts_with(keys::ring_ref) || n == keys::ring_page_order || n == keys::event_channel ||
+        if (n.starts_with(keys::ring_ref) || n == keys::ring_page_order || n == detail::event_channel_key<P>() ||
             n == keys::num_queues || n == keys::protocol || n.starts_with("queue-"))
           if (auto r = this->store_->remove(tx, this->own_dir_ + "/" + n); !r) return r;
-      return publish_transport(*this->store_, tx, this->own_dir_, t);
+      return publish_transport(*this->store_, tx, this->own_dir_, t, detail::event_channel_key<P>());
     });
     if (!w) {
       this->fatal(close_reason::store_failed, "publishing the transport: " + std::string(to_string(w.error().code)));

@@ -109,7 +109,8 @@ inline std::string queue_dir(std::string_view dir, unsigned queues, unsigned q) 
 
 /// Writes `t` under the frontend directory `dir`, inside transaction `tx`.
 template <device_store S>
-result<void, store_error> publish_transport(S& s, store_tx tx, std::string_view dir, const transport& t) {
+result<void, store_error> publish_transport(S& s, store_tx tx, std::string_view dir, const transport& t,
+                                            std::string_view evtchn_key = keys::event_channel) {
   const std::string base(dir);
   auto put = [&](const std::string& path, const std::string& v) { return s.write(tx, path, v); };
   if (t.ring_page_order > 0)
@@ -127,7 +128,7 @@ result<void, store_error> publish_transport(S& s, store_tx tx, std::string_view 
       for (unsigned i = 0; i < t.pages(); ++i)
         if (auto r = put(qd + "/" + std::string(keys::ring_ref) + to_decimal(i), to_decimal(qt.refs[i])); !r) return r;
     }
-    if (auto r = put(qd + "/" + std::string(keys::event_channel), to_decimal(qt.port)); !r) return r;
+    if (auto r = put(qd + "/" + std::string(evtchn_key), to_decimal(qt.port)); !r) return r;
   }
   return {};
 }
@@ -136,7 +137,8 @@ result<void, store_error> publish_transport(S& s, store_tx tx, std::string_view 
 /// backend offered (`max_order`, `max_queues`) and the ABI it speaks (`abi`, "" for any).
 template <device_store S>
 result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::string_view dir, unsigned max_order,
-                                                    unsigned max_queues, std::string_view abi) {
+                                                    unsigned max_queues, std::string_view abi,
+                                                    std::string_view evtchn_key = keys::event_channel) {
   const std::string base(dir);
   auto get = [&](const std::string& path) { return s.read(tx, path); };
   auto number = [&](const std::string& path, std::uint32_t max, bool optional,
@@ -178,7 +180,7 @@ result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::stri
       if (!ref) return unexpected{ref.error()};
       t.queue[q].refs[i] = *ref;
     }
-    auto port = number(qd + "/" + std::string(keys::event_channel), 0xffffffffu, false, 0);
+    auto port = number(qd + "/" + std::string(evtchn_key), 0xffffffffu, false, 0);
     if (!port) return unexpected{port.error()};
     t.queue[q].port = *port;
   }
