@@ -7,14 +7,25 @@ target_link_libraries(xenbus-xen-adapter-tests PRIVATE xenevtchn xengnttab)
 
 # Every sequence of the standard table, in-process and over xenbus-xenstored (libxenstore).
 # (tools/ is configured after tests/, so name the program by its generator expression.)
-if(EXISTS ${PROJECT_SOURCE_DIR}/tools/xenstore.cmake)
+if(XENBUS_BUILD_TOOLS AND EXISTS ${PROJECT_SOURCE_DIR}/tools/xenstore.cmake)
   set(xenbus_xenstored_binary $<TARGET_FILE:xenbus-xenstored>)
 else()
   set(xenbus_xenstored_binary $ENV{XENBUS_XENSTORED_BINARY})
 endif()
 xenbus_add_test(xenbus-device-tests LABELS device SOURCES device_test.cpp)
 target_link_libraries(xenbus-device-tests PRIVATE xenstore)
-target_compile_definitions(xenbus-device-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")
+target_compile_definitions(xenbus-device-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"
+  "DEVICE_ENVS=inproc_env,socket_env")
+# The same sequences with our xs_client (a reader thread per connection): also run under TSan.
+xenbus_add_test(xenbus-device-client-tests LABELS device threads SOURCES device_test.cpp)
+target_link_libraries(xenbus-device-client-tests PRIVATE xenstore)
+target_compile_definitions(xenbus-device-client-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"
+  "DEVICE_ENVS=client_env")
+if(XENBUS_BUILD_TOOLS AND EXISTS ${PROJECT_SOURCE_DIR}/tools/xenstore.cmake)
+  # The socket tests start the server program: build it with them.
+  add_dependencies(xenbus-device-tests xenbus-xenstored)
+  add_dependencies(xenbus-device-client-tests xenbus-xenstored)
+endif()
 
 # The fault-injection harness, and the drivers under every fault it injects.
 xenbus_add_test(xenbus-faults-tests LABELS device SOURCES faults_test.cpp)

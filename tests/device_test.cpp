@@ -6,7 +6,11 @@ using namespace devtest;
 using xenbus::close_reason;
 using xenbus::state;
 
+// Which stores run the sequences: tests/device.cmake builds this file twice, once with the
+// embedded store and libxenstore, once with our own client (threads, so also under TSan).
+#ifndef DEVICE_ENVS
 #define DEVICE_ENVS inproc_env, socket_env, client_env
+#endif
 
 TEST_CASE_TEMPLATE("startup: InitWait, Initialised, Connected, and requests flow through the ring", Env, DEVICE_ENVS) {
   rig<Env> r;

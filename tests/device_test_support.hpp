@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <deque>
 #include <functional>
@@ -22,7 +23,9 @@
 
 #include <csignal>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -83,8 +86,8 @@ struct socket_env {
     std::string bin = XENBUS_XENSTORED_BINARY;
     char* argv[] = {bin.data(), const_cast<char*>("--socket"), socket.data(), nullptr};
     if (::posix_spawn(&server, bin.c_str(), nullptr, nullptr, argv, environ) != 0) server = -1;
-    struct stat st{};
-    for (int i = 0; i < 500 && server > 0 && ::stat(socket.c_str(), &st) != 0; ++i)
+    // The socket file appears at bind(), before listen(): wait until a connect succeeds.
+    for (int i = 0; i < 1000 && server > 0 && !accepts(); ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     ::setenv("XENSTORED_PATH", socket.c_str(), 1);
   }
@@ -99,9 +102,16 @@ struct socket_env {
       ::rmdir(dir.c_str());
     }
   }
-  bool ok() const {
-    struct stat st{};
-    return server > 0 && ::stat(socket.c_str(), &st) == 0;
+  bool ok() const { return server > 0 && accepts(); }
+  bool accepts() const {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    if (socket.size() >= sizeof a.sun_path) return false;
+    std::memcpy(a.sun_path, socket.data(), socket.size());
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+    if (fd >= 0) ::close(fd);
+    return ok;
   }
   store_type& connect(domid_t) {
     auto s = xen::xs_store::open();
