@@ -17,7 +17,7 @@ target_link_libraries(xenbus-device-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-device-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"
   "DEVICE_ENVS=inproc_env,socket_env")
 # The same sequences with our xs_client (a reader thread per connection): also run under TSan.
-xenbus_add_test(xenbus-device-client-tests LABELS device threads SOURCES device_test.cpp)
+xenbus_add_test(xenbus-device-client-tests LABELS device-threads SOURCES device_test.cpp)  # matches -L threads and -L device
 target_link_libraries(xenbus-device-client-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-device-client-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"
   "DEVICE_ENVS=client_env")
