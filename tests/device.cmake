@@ -31,3 +31,5 @@ endif()
 xenbus_add_test(xenbus-faults-tests LABELS device SOURCES faults_test.cpp)
 target_link_libraries(xenbus-faults-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-faults-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")
+
+xenbus_add_test(xenbus-negotiation-tests LABELS device SOURCES negotiation_test.cpp)

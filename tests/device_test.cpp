@@ -29,9 +29,23 @@ TEST_CASE_TEMPLATE("startup: InitWait, Initialised, Connected, and requests flow
   CHECK(r.logged("[frontend-publishes-transport]"));
   CHECK(r.logged("[backend-connects]"));
   CHECK(r.logged("[frontend-connects]"));
-  auto hs = r.ts_store.read(0, r.addr.backend_dir() + "/hotplug-status");
-  REQUIRE(hs.has_value());
-  CHECK(*hs == "connected");
+  // The keys as Linux and QEMU lay them out.
+  auto key = [&](const std::string& path) { return r.ts_store.read(0, path).value_or("(missing)"); };
+  const std::string fe = r.addr.frontend_dir(), be = r.addr.backend_dir();
+  CHECK(key(be + "/hotplug-status") == "connected");
+  CHECK(key(be + "/max-ring-page-order") == "1");
+  CHECK(key(be + "/multi-queue-max-queues") == "2");
+  CHECK(key(fe + "/ring-page-order") == "1");
+  CHECK(key(fe + "/multi-queue-num-queues") == "2");
+  CHECK(key(fe + "/protocol") == "x86_64-abi");
+  for (const char* q : {"/queue-0", "/queue-1"}) {
+    CAPTURE(q);
+    CHECK(key(fe + q + "/ring-ref0") != "(missing)");
+    CHECK(key(fe + q + "/ring-ref1") != "(missing)");
+    CHECK(key(fe + q + "/ring-ref2") == "(missing)");
+    CHECK(key(fe + q + "/event-channel") != "(missing)");
+  }
+  CHECK(key(fe + "/ring-ref") == "(missing)");
 }
 
 TEST_CASE_TEMPLATE("startup: the frontend skips InitWait", Env, DEVICE_ENVS) {

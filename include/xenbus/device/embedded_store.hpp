@@ -2,6 +2,7 @@
 #pragma once
 
 #include <xenbus/device/store.hpp>
+#include <xenbus/evtchn.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/store.hpp>
