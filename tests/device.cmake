@@ -33,3 +33,6 @@ target_link_libraries(xenbus-faults-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-faults-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")
 
 xenbus_add_test(xenbus-negotiation-tests LABELS device SOURCES negotiation_test.cpp)
+
+# The event-channel and grant concepts need no heap or exceptions (a kernel can model them).
+xenbus_add_freestanding_check(xenbus-device-freestanding device_freestanding.cpp)
