@@ -32,8 +32,10 @@ struct backend_options {
   std::vector<std::pair<std::string, std::string>> features{};
 };
 
-/// The backend of a device of type `P` over store `S`, event channels `E` and grants `G`.
-/// Single-threaded, never blocks; once connected, queue_at(q).ring serves requests.
+/// The backend of a device of type `P` over store `S`, event channels `E` and grants `G`
+/// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
+/// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring serves
+/// requests.
 template <device_protocol P, device_store S, event_channel E, grant_mapper G>
 class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S> {
   using base = detail::device_end<backend<P, S, E, G>, role::backend, S>;
@@ -187,13 +189,28 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
       this->stop(close_reason::handed_over, describe(o).view());
       return;
     }
-    if (now == state::closing) {
-      this->set_reason(close_reason::toolstack_unplug, "online = 0");
-      this->local_close_ = true;
-      (void)stop_io();
-    } else if (now == state::reconfiguring && reconfigure_hook_) {
-      reconfigure_hook_();
-    }
+    (this->*on_toolstack_move[static_cast<std::size_t>(now)])();
+  }
+
+  // What a state the toolstack wrote into our node asks of us (indexed by state).
+  static constexpr std::array<duty_fn, state_count> on_toolstack_move{
+      &backend::ignore,              // unknown: the device is being removed
+      &backend::ignore,              // initialising: the device was just created
+      &backend::ignore,              // init_wait
+      &backend::ignore,              // initialised
+      &backend::ignore,              // connected
+      &backend::toolstack_unplugs,   // closing: online = 0 (toolstack-unplugs)
+      &backend::ignore,              // closed
+      &backend::toolstack_reconfigures,  // reconfiguring (toolstack-reconfigures)
+      &backend::ignore,              // reconfigured
+  };
+  void toolstack_unplugs() {
+    this->set_reason(close_reason::toolstack_unplug, "online = 0");
+    this->local_close_ = true;
+    (void)stop_io();
+  }
+  void toolstack_reconfigures() {
+    if (reconfigure_hook_) reconfigure_hook_();
   }
 
   detail::prep nothing() { return detail::prep::ready; }

@@ -36,9 +36,10 @@ struct frontend_options {
   frontend_start start = frontend_start::fresh;
 };
 
-/// The frontend of a device of type `P` over store `S`, event channels `E` and grants `G`.
-/// Single-threaded: feed it the watch events of its store (handle()) and call process()
-/// when in doubt; it never blocks. Once connected, queue(q).ring carries requests.
+/// The frontend of a device of type `P` over store `S`, event channels `E` and grants `G`
+/// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
+/// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring carries
+/// requests.
 template <device_protocol P, device_store S, event_channel E, grant_sharer G>
 class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend, S> {
   using base = detail::device_end<frontend<P, S, E, G>, role::frontend, S>;
