@@ -32,41 +32,35 @@ struct backend_options {
   std::vector<std::pair<std::string, std::string>> features{};
 };
 
+namespace detail {
+template <class P, class G>
+using backend_queue = device_queue<typename G::mapping, typename protocol_rings<P>::back>;
+}  // namespace detail
+
 /// The backend of a device of type `P` over store `S`, event channels `E` and grants `G`
 /// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
 /// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring serves
 /// requests.
 template <device_protocol P, device_store S, event_channel E, grant_mapper G>
-class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S> {
-  using base = detail::device_end<backend<P, S, E, G>, role::backend, S>;
+class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S, E, detail::backend_queue<P, G>> {
+  using base = detail::device_end<backend<P, S, E, G>, role::backend, S, E, detail::backend_queue<P, G>>;
   friend base;
 
  public:
   using ring_type = typename detail::protocol_rings<P>::back;
 
-  struct queue {
-    std::optional<typename G::mapping> pages;
-    evtchn_port port = 0;
-    std::optional<ring_type> ring;
-  };
+  using typename base::queue;
 
   /// The backend in domain `self` of device `devid` of domain `frontend_domid`.
   backend(S& store, E& evtchn, G& grants, domid_t self, domid_t frontend_domid, unsigned devid,
           backend_options opts = {})
-      : base(store, device_address{frontend_domid, self, std::string(P::type), devid}.backend_dir(), self,
+      : base(store, evtchn, device_address{frontend_domid, self, std::string(P::type), devid}.backend_dir(), self,
              "xenbus-be-" + to_decimal(self) + "-" + to_decimal(frontend_domid) + "-" + to_decimal(devid) + "-" +
                  to_decimal(next_instance())),
-        evtchn_{&evtchn},
         grants_{&grants},
         frontend_domid_{frontend_domid},
         opts_{std::move(opts)} {}
 
-  backend(const backend&) = delete;
-  ~backend() {
-    (void)this->store_->unwatch(this->own_dir_ + "/state", this->token_);
-    if (!this->peer_dir_.empty()) (void)this->store_->unwatch(this->peer_dir_ + "/state", this->token_);
-    release_now();
-  }
 
   /// Called when the toolstack moved us to Reconfiguring: rescan what the device exports.
   void on_reconfigure(std::function<void()> f) { reconfigure_hook_ = std::move(f); }
@@ -86,27 +80,13 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
   }
 
   bool connected() const noexcept { return this->own() == state::connected && connected_; }
-  std::span<queue> queues() noexcept { return queues_; }
-  queue& queue_at(unsigned q) noexcept { return queues_[q]; }
   /// The transport the frontend published, as accepted.
   const transport& negotiated() const noexcept { return accepted_; }
-
-  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
-  result<void, evtchn_error> notify(unsigned q) { return evtchn_->notify(queues_[q].port); }
-
-  /// Pushes queue q's responses and notifies the frontend if it asked to be.
-  result<bool, ring_error> push(unsigned q) {
-    queue& qu = queues_[q];
-    auto n = qu.ring->push_and_check_notify();
-    if (n && *n) (void)evtchn_->notify(qu.port);
-    if (!n) this->fatal(close_reason::ring_broken, to_string(n.error()));
-    return n;
-  }
 
   /// Copies the next request of queue q out of the ring, once; a ring the peer corrupted is
   /// reported (error node, Closing) and stays broken.
   auto take_request(unsigned q) {
-    auto r = queues_[q].ring->take_request();
+    auto r = this->queues_[q].ring->take_request();
     if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
     return r;
   }
@@ -252,9 +232,9 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
       this->fatal(close_reason::negotiation_failed, why);
       return detail::prep::failed;
     }
-    queues_.resize(t->queues);
+    this->queues_.resize(t->queues);
     for (unsigned q = 0; q < t->queues; ++q) {
-      queue& qu = queues_[q];
+      queue& qu = this->queues_[q];
       auto pages = grants_->map(frontend_domid_, std::span<const grant_ref>(t->queue[q].refs.data(), t->pages()), true);
       if (!pages) return fail_resource("mapping ring-ref: " + std::string(to_string(pages.error().code)));
       qu.pages.emplace(std::move(*pages));
@@ -262,7 +242,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
           std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
       if (!ring) return fail_resource("ring: " + std::string(to_string(ring.error())));
       qu.ring.emplace(std::move(*ring));
-      auto port = evtchn_->bind_interdomain(frontend_domid_, t->queue[q].port);
+      auto port = this->evtchn_->bind_interdomain(frontend_domid_, t->queue[q].port);
       if (!port) return fail_resource("binding event-channel: " + std::string(to_string(port.error().code)));
       qu.port = *port;
     }
@@ -286,9 +266,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
     return detail::prep::ready;
   }
   void release_now() {
-    for (queue& q : queues_)
-      if (q.port) (void)evtchn_->unbind(q.port);
-    queues_.clear();
+    this->release_queues();
     connected_ = false;
   }
 
@@ -297,11 +275,9 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S>
     return ++n;
   }
 
-  E* evtchn_;
   G* grants_;
   domid_t frontend_domid_;
   backend_options opts_;
-  std::vector<queue> queues_;
   transport accepted_{};
   bool connected_ = false;
   std::function<void()> reconfigure_hook_;

@@ -14,10 +14,12 @@
 #include <concepts>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 XENBUS_BEGIN_NAMESPACE
 
@@ -161,17 +163,48 @@ inline constexpr std::array<duty, duty_count> duty_order{
     duty::release_transport,     duty::read_backend_features, duty::connect_transport,
     duty::read_backend_properties, duty::reconfigure};
 
+/// One queue of a connected device: the ring pages (granted or mapped), the event channel,
+/// and this end's ring cursor over the pages.
+template <class Pages, class Ring>
+struct device_queue {
+  std::optional<Pages> pages;
+  evtchn_port port = 0;
+  std::optional<Ring> ring;
+};
+
 /// What preparing a move found: go ahead, not yet (wait for more events), or fatal.
 enum class prep : std::uint8_t { ready, not_yet, failed };
 
 /// The loop both ends run: read both state nodes, classify changes through the state
 /// machine, discharge duties, then make every move a reaction row asks for.
-/// `D` (the frontend or backend) provides: reactions, guard(g), prepare(to), discharge(d),
-/// own_node_changed(now).
-template <class D, role Role, device_store S>
+/// `D` (the frontend or backend) provides: reactions, holds(when), prepare_for[state],
+/// discharge_for[duty], own_node_changed(now). The base owns the queues (`Queue`, a
+/// device_queue) and the event channel `E` they are bound through.
+template <class D, role Role, device_store S, event_channel E, class Queue>
 class device_end {
  public:
   using machine_type = state_machine<standard_table, Role>;
+  using queue = Queue;
+
+  device_end(const device_end&) = delete;
+  device_end& operator=(const device_end&) = delete;
+
+  /// The queues of the current connection (empty while not connected).
+  std::span<queue> queues() noexcept { return queues_; }
+  queue& queue_at(unsigned q) noexcept { return queues_[q]; }
+
+  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
+  result<void, evtchn_error> notify(unsigned q) { return evtchn_->notify(queues_[q].port); }
+
+  /// Publishes queue q's produced messages and notifies the peer if it asked to be. A ring
+  /// the peer corrupted is reported (error node, Closing) and stays broken.
+  result<bool, ring_error> push(unsigned q) {
+    queue& qu = queues_[q];
+    auto n = qu.ring->push_and_check_notify();
+    if (n && *n) (void)evtchn_->notify(qu.port);
+    if (!n) fatal(close_reason::ring_broken, to_string(n.error()));
+    return n;
+  }
 
   /// This end's state, as its machine holds it.
   state own() const noexcept { return m_.own(); }
@@ -233,11 +266,25 @@ class device_end {
   }
 
  protected:
-  device_end(S& store, std::string own_dir, domid_t self, std::string token)
-      : store_{&store}, own_dir_{std::move(own_dir)}, token_{std::move(token)} {
+  device_end(S& store, E& evtchn, std::string own_dir, domid_t self, std::string token)
+      : store_{&store}, evtchn_{&evtchn}, own_dir_{std::move(own_dir)}, token_{std::move(token)} {
     const std::string prefix = "/local/domain/" + to_decimal(self) + "/";
     const std::string rel = own_dir_.starts_with(prefix) ? own_dir_.substr(prefix.size()) : own_dir_.substr(1);
     error_path_ = prefix + "error/" + rel + "/error";
+  }
+
+  ~device_end() {
+    (void)store_->unwatch(own_dir_ + "/state", token_);
+    if (!peer_dir_.empty()) (void)store_->unwatch(peer_dir_ + "/state", token_);
+    release_queues();
+  }
+
+  /// Unbinds every queue's event channel and drops the rings and pages (ending the grants
+  /// or unmapping them).
+  void release_queues() {
+    for (queue& q : queues_)
+      if (q.port) (void)evtchn_->unbind(q.port);
+    queues_.clear();
   }
 
   /// Reads the peer's directory from `key` in our own directory and starts watching.
@@ -296,6 +343,8 @@ class device_end {
 
   machine_type m_{};
   S* store_;
+  E* evtchn_;
+  std::vector<queue> queues_;
   std::string own_dir_, peer_dir_, token_, error_path_;
   bool local_close_ = false;
   bool peer_events_ = false;  // a peer-node event arrived since our last move

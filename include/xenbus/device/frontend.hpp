@@ -36,40 +36,32 @@ struct frontend_options {
   frontend_start start = frontend_start::fresh;
 };
 
+namespace detail {
+template <class P, class G>
+using frontend_queue = device_queue<typename G::shared_pages, typename protocol_rings<P>::front>;
+}  // namespace detail
+
 /// The frontend of a device of type `P` over store `S`, event channels `E` and grants `G`
 /// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
 /// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring carries
 /// requests.
 template <device_protocol P, device_store S, event_channel E, grant_sharer G>
-class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend, S> {
-  using base = detail::device_end<frontend<P, S, E, G>, role::frontend, S>;
+class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend, S, E, detail::frontend_queue<P, G>> {
+  using base = detail::device_end<frontend<P, S, E, G>, role::frontend, S, E, detail::frontend_queue<P, G>>;
   friend base;
 
  public:
   using ring_type = typename detail::protocol_rings<P>::front;
 
-  struct queue {
-    std::optional<typename G::shared_pages> pages;
-    evtchn_port port = 0;
-    std::optional<ring_type> ring;
-  };
+  using typename base::queue;
 
   /// The frontend of device `devid` of type P::type in domain `self`.
   frontend(S& store, E& evtchn, G& grants, domid_t self, unsigned devid, frontend_options opts = {})
-      : base(store, device_address{self, 0, std::string(P::type), devid}.frontend_dir(), self,
+      : base(store, evtchn, device_address{self, 0, std::string(P::type), devid}.frontend_dir(), self,
              "xenbus-fe-" + to_decimal(self) + "-" + to_decimal(devid) + "-" + to_decimal(next_instance())),
-        evtchn_{&evtchn},
         grants_{&grants},
         opts_{opts} {}
 
-  frontend(const frontend&) = delete;
-  ~frontend() {
-    // A quiet instance leaves the device alone: its successor owns the keys now.
-    (void)this->store_->unwatch(this->own_dir_ + "/state", this->token_);
-    if (!this->peer_dir_.empty()) (void)this->store_->unwatch(this->peer_dir_ + "/state", this->token_);
-    for (queue& q : queues_)
-      if (q.port) (void)evtchn_->unbind(q.port);
-  }
 
   /// Finds the backend (`backend`, `backend-id`), watches both state nodes and begins.
   result<void, store_error> start() {
@@ -91,29 +83,15 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
 
   /// True once both ends are Connected and the rings are attached.
   bool connected() const noexcept { return this->own() == state::connected && attached_; }
-  std::span<queue> queues() noexcept { return queues_; }
-  queue& queue_at(unsigned q) noexcept { return queues_[q]; }
   /// The negotiated transport (valid once published).
   unsigned ring_page_order() const noexcept { return published_.ring_page_order; }
   unsigned queue_count() const noexcept { return published_.queues; }
   domid_t backend_domid() const noexcept { return backend_domid_; }
 
-  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
-  result<void, evtchn_error> notify(unsigned q) { return evtchn_->notify(queues_[q].port); }
-
-  /// Pushes queue q's requests and notifies the backend if it asked to be.
-  result<bool, ring_error> push(unsigned q) {
-    queue& qu = queues_[q];
-    auto n = qu.ring->push_and_check_notify();
-    if (n && *n) (void)evtchn_->notify(qu.port);
-    if (!n) this->fatal(close_reason::ring_broken, to_string(n.error()));
-    return n;
-  }
-
   /// Copies the next response of queue q out of the ring, once; a ring the peer corrupted is
   /// reported (error node, Closing) and stays broken.
   auto take_response(unsigned q) {
-    auto r = queues_[q].ring->take_response();
+    auto r = this->queues_[q].ring->take_response();
     if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
     return r;
   }
@@ -217,16 +195,14 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   }
 
   detail::prep attach_rings() {
-    for (const queue& q : queues_)
+    for (const queue& q : this->queues_)
       if (!q.ring) return detail::prep::not_yet;
-    attached_ = !queues_.empty();
+    attached_ = !this->queues_.empty();
     return attached_ ? detail::prep::ready : detail::prep::not_yet;
   }
 
   void drop_transport() {
-    for (queue& q : queues_)
-      if (q.port) (void)evtchn_->unbind(q.port);
-    queues_.clear();
+    this->release_queues();
     attached_ = false;
     published_ = transport{};
   }
@@ -234,7 +210,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   /// Reads the backend's limits, grants the ring pages, binds the event channels and
   /// writes every key in one transaction. Idempotent while the transport stands.
   detail::prep publish() {
-    if (!queues_.empty()) return detail::prep::ready;
+    if (!this->queues_.empty()) return detail::prep::ready;
     auto limit = [&](std::string_view key, unsigned fallback, unsigned cap) -> unsigned {
       auto v = this->store_->read(no_tx, this->peer_dir_ + "/" + std::string(key));
       if (!v) return fallback;
@@ -247,9 +223,9 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     t.queues = std::max(1u, std::min({opts_.queues, static_cast<unsigned>(P::max_queues),
                                       limit(keys::max_queues, 1, max_supported_queues)}));
     t.protocol = std::string(P::abi);
-    queues_.resize(t.queues);
+    this->queues_.resize(t.queues);
     for (unsigned q = 0; q < t.queues; ++q) {
-      queue& qu = queues_[q];
+      queue& qu = this->queues_[q];
       auto pages = grants_->share(backend_domid_, std::span<grant_ref>(t.queue[q].refs.data(), t.pages()), true);
       if (!pages) return fail_resource("grant: " + std::string(to_string(pages.error().code)));
       qu.pages.emplace(std::move(*pages));
@@ -257,7 +233,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
           std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
       if (!ring) return fail_resource("ring: " + std::string(to_string(ring.error())));
       qu.ring.emplace(std::move(*ring));
-      auto port = evtchn_->bind_unbound(backend_domid_);
+      auto port = this->evtchn_->bind_unbound(backend_domid_);
       if (!port) return fail_resource("event channel: " + std::string(to_string(port.error().code)));
       qu.port = t.queue[q].port = *port;
     }
@@ -277,7 +253,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     }
     published_ = std::move(t);
     this->log("published transport: ring-page-order " + to_decimal(published_.ring_page_order) + ", " +
-              to_decimal(published_.queues) + " queue(s), event-channel " + to_decimal(queues_[0].port));
+              to_decimal(published_.queues) + " queue(s), event-channel " + to_decimal(this->queues_[0].port));
     return detail::prep::ready;
   }
   detail::prep fail_resource(const std::string& what) {
@@ -291,11 +267,9 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     return ++n;
   }
 
-  E* evtchn_;
   G* grants_;
   frontend_options opts_;
   domid_t backend_domid_ = 0;
-  std::vector<queue> queues_;
   transport published_{};
   bool attached_ = false;
   bool resetting_ = false;
