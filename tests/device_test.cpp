@@ -72,10 +72,7 @@ TEST_CASE_TEMPLATE("startup: the backend skips InitWait", Env, DEVICE_ENVS) {
 
 TEST_CASE_TEMPLATE("close from either end ends with both Closed", Env, DEVICE_ENVS) {
   rig<Env> r;
-  REQUIRE(r.tk.create().has_value());
-  r.start_backend();
-  r.start_frontend();
-  REQUIRE(r.connected());
+  r.up();
   SUBCASE("the frontend closes") {
     r.fe().close();
     REQUIRE_MESSAGE(r.both(state::closed, state::closed), r.dump());
@@ -96,10 +93,7 @@ TEST_CASE_TEMPLATE("close from either end ends with both Closed", Env, DEVICE_EN
 
 TEST_CASE_TEMPLATE("toolstack unplug: online = 0 and backend Closing, both end Closed", Env, DEVICE_ENVS) {
   rig<Env> r;
-  REQUIRE(r.tk.create().has_value());
-  r.start_backend();
-  r.start_frontend();
-  REQUIRE(r.connected());
+  r.up();
   REQUIRE(r.tk.unplug().has_value());
   REQUIRE_MESSAGE(r.both(state::closed, state::closed), r.dump());
   CHECK(r.be().reason() == close_reason::toolstack_unplug);
@@ -112,10 +106,7 @@ TEST_CASE_TEMPLATE("toolstack unplug: online = 0 and backend Closing, both end C
 TEST_CASE_TEMPLATE("Linux frontend reset after kexec: Closing, Closed, Initialising, then connected again", Env,
                    DEVICE_ENVS) {
   rig<Env> r;
-  REQUIRE(r.tk.create().has_value());
-  r.start_backend();
-  r.start_frontend();
-  REQUIRE(r.connected());
+  r.up();
   r.kill_frontend();  // the old kernel is gone (kexec)
   r.start_frontend({.start = frontend_start::linux_reset}, "new frontend");
   REQUIRE_MESSAGE(r.connected(), r.dump());
@@ -167,10 +158,7 @@ TEST_CASE_TEMPLATE("a backend that closes first answers a reset frontend after i
 TEST_CASE_TEMPLATE("backend restart: the new instance closes the stale node and the frontend reconnects", Env,
                    DEVICE_ENVS) {
   rig<Env> r;
-  REQUIRE(r.tk.create().has_value());
-  r.start_backend();
-  r.start_frontend({.reconnect = true});
-  REQUIRE(r.connected());
+  r.up({}, {.reconnect = true});
   r.kill_backend();  // the backend process dies
   r.start_backend();
   REQUIRE_MESSAGE(r.connected(), r.dump());

@@ -194,6 +194,14 @@ struct rig {
     REQUIRE(b.start().has_value());
     return b;
   }
+  /// Creates the device, starts a backend and a frontend, and runs them to Connected.
+  void up(backend_options b = {}, frontend_options f = {}, std::string fe_name = "frontend") {
+    REQUIRE(tk.create().has_value());
+    start_backend(std::move(b));
+    start_frontend(f, std::move(fe_name));
+    REQUIRE_MESSAGE(connected(), dump());
+  }
+
   /// The current frontend's kernel goes away (kexec, crash): the driver object is destroyed.
   void kill_frontend() {
     frontends.pop_back();

@@ -155,10 +155,7 @@ TEST_CASE("delayed and invented notifications: a consumer that polls with a time
 
 TEST_CASE("hostile ring indices break the ring for good and close the device with a reason") {
   rig<inproc_env> r;
-  REQUIRE(r.tk.create().has_value());
-  r.start_backend();
-  r.start_frontend();
-  REQUIRE(r.connected());
+  r.up();
   REQUIRE(r.exchange(3));
   xt::fault_rng rng{77};
   auto& fq = r.fe().queue_at(0);
