@@ -260,6 +260,21 @@ TEST_CASE("xenstore ring: the reconnection handshake of xenstore-ring.txt") {
     CHECK(late->reconnected());
     CHECK(*late->write(bytes_of("x")) == 1);
   }
+
+  SUBCASE("a guest that saw a reconnect in progress restarts from the reset indices by itself") {
+    // Another owner of the page (an earlier kernel) asked for the reset before we attached;
+    // our guest sees only `reconnecting`, then connection = 0, and never calls reconnected().
+    REQUIRE(*guest->write(bytes_of("old")) == 3);
+    xs_page(page)->connection = XENSTORE_RECONNECT;
+    auto late = xenbus::xenstore_ring_guest::attach(page.span());  // at req_prod 8
+    REQUIRE(late);
+    CHECK(late->write(bytes_of("x")).error() == ring_error::reconnecting);
+    CHECK(server->handle_reconnect());  // indices back to 0
+    REQUIRE(*late->write(bytes_of("new")) == 3);
+    CHECK(xs_page(page)->req_prod == 3);  // written from 0, not from the stale 8
+    CHECK(*server->read(buf) == 3);
+    CHECK(std::memcmp(buf, "new", 3) == 0);
+  }
 }
 
 TEST_CASE("xenstore ring: reconnection needs the server's feature bit") {

@@ -7,8 +7,7 @@ xenbus_add_test(xenbus-core-tests LABELS core SOURCES
 set_source_files_properties(state_machine_walk_test.cpp PROPERTIES COMPILE_OPTIONS "$<$<CONFIG:Debug>:-O1>")
 
 # Core headers with no exceptions, RTTI or heap: the link fails if anything pulls them in.
-# Deferred: tests/CMakeLists.txt defines the function after it includes the area files.
-cmake_language(DEFER CALL xenbus_add_freestanding_check xenbus-core-freestanding core_freestanding.cpp)
+xenbus_add_freestanding_check(xenbus-core-freestanding core_freestanding.cpp)
 
 # Compile-fail cases: each must fail to compile with its own check's sentence (and no other),
 # so a typo in a case never counts as a pass; the control cases must compile.

@@ -22,3 +22,19 @@ if(XENBUS_LIBXENSTORE AND XENBUS_BUILD_TOOLS)
 else()
   message(STATUS "xenbus: libxenstore or tools missing: xsclient interop tests skipped")
 endif()
+
+# The same client run against Xen's oxenstored (optional: root, and the fixed socket free)
+# and against xenbus-xenstored: both servers must pass the same sequence.
+if(XENBUS_BUILD_TOOLS)
+  xenbus_add_program(xenbus-xsclient-check xsclient_check.cpp)
+  target_link_libraries(xenbus-xsclient-check PRIVATE Threads::Threads)
+  add_test(NAME "xsclient-check: xenbus-xenstored"
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsclient_against.sh
+      $<TARGET_FILE:xenbus-xsclient-check> ours $<TARGET_FILE:xenbus-xenstored>)
+  set_tests_properties("xsclient-check: xenbus-xenstored" PROPERTIES LABELS xsclient-interop TIMEOUT 60)
+  add_test(NAME "xsclient-check: oxenstored"
+    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsclient_against.sh
+      $<TARGET_FILE:xenbus-xsclient-check> oxenstored ${XENBUS_OXENSTORED_RUN})
+  set_tests_properties("xsclient-check: oxenstored" PROPERTIES LABELS xenstore-differential
+    SKIP_RETURN_CODE 77 RESOURCE_LOCK oxenstored TIMEOUT 60)
+endif()

@@ -11,6 +11,8 @@
 #include <thread>
 #include <vector>
 
+#include <cstdlib>
+
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -153,4 +155,14 @@ TEST_CASE("our client against our server: watches fire, end with the handle, and
     CHECK(watcher.stray_events() == 0);  // the server removed it: nothing even in flight
     CHECK(w->next(0ms).error() == xs_errc::closed);
   }
+}
+
+TEST_CASE("open() connects where libxenstore's xs_open would: $XENSTORED_PATH first") {
+  served s;
+  ::setenv("XENSTORED_PATH", s.server.path().c_str(), 1);
+  auto c = xs_client::open();
+  ::unsetenv("XENSTORED_PATH");
+  REQUIRE(c.has_value());
+  REQUIRE(c->write("/opened", "yes").has_value());
+  CHECK(c->read("/opened").value() == "yes");
 }

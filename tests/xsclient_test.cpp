@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -50,7 +51,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     CHECK(f.type == static_cast<std::uint32_t>(xs_type::write));
     CHECK(f.tx_id == 7);
     CHECK(f.payload == std::string("data/x\0" "4", 8));
-    srv.send(msg(xs_type::write, f.req_id, ok()));
+    srv.send(msg(xs_type::write, f.req_id, ok(), f.tx_id));
     CHECK(r.get().has_value());
   }
   SUBCASE("directory splits names") {
@@ -114,7 +115,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     f = srv.recv();
     CHECK(f.tx_id == 42);
     CHECK(f.payload == nul("F"));
-    srv.send(msg(xs_type::transaction_end, f.req_id, ok()));
+    srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
     CHECK(e.get().has_value());
   }
 }
@@ -215,6 +216,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
   const std::vector<std::pair<const char*, xs_fault>> cases = {
       {"unsolicited req_id", xs_fault::unsolicited_reply},
       {"reply of another type", xs_fault::reply_type_mismatch},
+      {"reply in another transaction", xs_fault::reply_tx_mismatch},
       {"len above 4096", xs_fault::oversized_len},
       {"unknown message type", xs_fault::bad_type},
       {"request-only type from the server", xs_fault::bad_type},
@@ -224,7 +226,9 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
       {"watch event with a bad path", xs_fault::malformed_event},
       {"end of stream mid-message", xs_fault::peer_closed},
   };
-  for (const auto& [what, fault] : cases) {
+  for (const auto& one : cases) {
+    const char* what = one.first;
+    const xs_fault fault = one.second;
     CAPTURE(what);
     scripted_peer srv;
     auto c = srv.client();
@@ -233,6 +237,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
     const std::string w = what;
     if (w == "unsolicited req_id") srv.send(msg(xs_type::read, f.req_id + 1, "x"));
     if (w == "reply of another type") srv.send(msg(xs_type::write, f.req_id, ok()));
+    if (w == "reply in another transaction") srv.send(msg(xs_type::read, f.req_id, "x", 5));
     if (w == "len above 4096") {
       std::string h = msg(xs_type::read, f.req_id, "");
       xenbus::detail::xs_put_u32(h.data() + 12, 4097);
@@ -440,12 +445,12 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     srv.send(msg(xs_type::transaction_start, f.req_id, nul("9")));
     f = srv.recv();
     CHECK(f.tx_id == 9);
-    srv.send(msg(xs_type::read, f.req_id, "1"));
+    srv.send(msg(xs_type::read, f.req_id, "1", f.tx_id));
     f = srv.recv();
     REQUIRE(f.type == static_cast<std::uint32_t>(xs_type::transaction_end));
     CHECK(f.payload == nul("T"));
-    if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok()));
-    else srv.send(msg(xs_type::error, f.req_id, nul(end_answer)));
+    if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
+    else srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
   };
   auto body = [&](xs_tx tx) {
     ++calls;
@@ -514,4 +519,34 @@ TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xe
   REQUIRE(!c.has_value());
   CHECK(c.error().fault == xs_fault::io_error);
   CHECK(c.error().sys == ENOENT);
+}
+
+TEST_CASE("with a reply timeout, a server that stops answering latches broken instead of hanging") {
+  scripted_peer srv;
+  auto c = srv.client();
+  c.set_reply_timeout(50ms);
+  auto r = run([&] { return c.read("/a"); });
+  srv.recv();  // taken, never answered
+  auto v = r.get();
+  REQUIRE(!v.has_value());
+  CHECK(v.error() == xs_errc::broken);
+  CHECK(v.error().fault == xs_fault::reply_timeout);
+  CHECK(c.health().error().fault == xs_fault::reply_timeout);
+}
+
+TEST_CASE("a watch may outlive its client: it ends with closed and unregisters nothing") {
+  scripted_peer srv;
+  std::optional<xenbus::xs_watch> kept;
+  {
+    auto c = srv.client();
+    auto w = run([&] { return c.watch("/w"); });
+    auto f = srv.recv();
+    srv.send(msg(xs_type::watch, f.req_id, ok()));
+    auto watch = w.get();
+    REQUIRE(watch.has_value());
+    kept.emplace(std::move(*watch));
+  }  // the client is gone here
+  CHECK(xstest::readable(kept->fd()));
+  CHECK(kept->next(0ms).error() == xs_errc::closed);
+  kept.reset();  // no use-after-free (ASan), no request on a closed connection
 }

@@ -102,6 +102,7 @@ class xenstore_ring_guest {
     // Release: our last index stores come before the request, so the server's reset
     // (after its acquire load of connection) cannot be overtaken by one of them.
     detail::store(x_->connection, xenstore_reconnect, std::memory_order_release);
+    restart_pending_ = true;
     return {};
   }
   /// True once the server has reset the ring (connection back to 0); from then on the
@@ -110,6 +111,7 @@ class xenstore_ring_guest {
     // Acquire: the server reset the indices before storing 0; pairs with its release.
     if (detail::load(x_->connection, std::memory_order_acquire) != xenstore_connected) return false;
     restart();
+    restart_pending_ = false;
     return true;
   }
 
@@ -132,9 +134,20 @@ class xenstore_ring_guest {
   std::optional<ring_error> check() noexcept {
     if (auto e = broken()) return e;
     const std::uint32_t features = server_features();
-    if ((features & xenstore_feature_reconnection) &&
-        detail::load(x_->connection, std::memory_order_acquire) != xenstore_connected)
-      return ring_error::reconnecting;  // not latched: it ends when the server is done
+    if (features & xenstore_feature_reconnection) {
+      if (detail::load(x_->connection, std::memory_order_acquire) != xenstore_connected) {
+        // Whoever asked (we, or an earlier owner of the page before we attached), the
+        // server will reset the indices: restart from them once it is done.
+        restart_pending_ = true;
+        return ring_error::reconnecting;  // not latched: it ends when the server is done
+      }
+      if (restart_pending_) {
+        // The acquire load above saw connection = 0 after a reconnect we had seen in
+        // progress: the server's reset indices are visible (see reconnected()).
+        restart();
+        restart_pending_ = false;
+      }
+    }
     if ((features & xenstore_feature_error) &&
         detail::load(x_->error, std::memory_order_acquire) != xenstore_error_none) {
       req_.mark_broken(ring_error::peer_error);
@@ -147,6 +160,7 @@ class xenstore_ring_guest {
   xenstore_domain_interface_layout* x_;
   byte_ring_producer req_;
   byte_ring_consumer rsp_;
+  bool restart_pending_ = false;  ///< a reconnect was seen in progress: restart when it ends
 };
 
 /// The server's end: reads requests, writes replies and watch events.

@@ -163,6 +163,7 @@ struct xs_watch_state {
 /// One outstanding request, owned by the waiting caller's stack frame.
 struct xs_pending {
   xs_type type{};
+  std::uint32_t tx_id{0};  // servers echo it in the reply header
   bool done{false};
   bool failed{false};
   xs_error err{};
@@ -188,6 +189,7 @@ class xs_conn {
     if (!frame) return unexpected{frame.error()};
     xs_pending p;
     p.type = type;
+    p.tx_id = tx.id;
     {
       std::lock_guard wl{write_mu_};
       if (auto s = send_locked(*frame, p); !s) return unexpected{s.error()};
@@ -223,12 +225,14 @@ class xs_conn {
   /// Latches the connection failed with `e`: outstanding requests fail, watches end.
   bool latch(xs_error e) {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
+    xs_error why;
     {
       std::lock_guard l{mu_};
       if (!broken_) {
         broken_ = true;
         fault_ = e;
       }
+      why = fault_;  // the first failure is the one everybody reports
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
@@ -239,24 +243,30 @@ class xs_conn {
       for (auto& [tok, w] : watches_) ws.push_back(w);
     }
     cv_.notify_all();
-    for (auto& w : ws) w->end(e);
+    for (auto& w : ws) w->end(why);
     return false;
+  }
+
+  /// Creates a watch queue with a fresh token and routes events for it (no request sent).
+  result<std::shared_ptr<xs_watch_state>, xs_error> new_watch(std::string_view path,
+                                                              std::size_t capacity) {
+    std::lock_guard l{mu_};
+    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (broken_) return unexpected{fault_};
+    // Tokens are ours alone, so an event's token names exactly one queue.
+    auto w = std::make_shared<xs_watch_state>(std::string(path),
+                                              "xb" + std::to_string(++next_token_), capacity);
+    if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
+    watches_.emplace(w->token, w);
+    return w;
   }
 
   result<std::shared_ptr<xs_watch_state>, xs_error> add_watch(std::string_view path,
                                                               std::size_t capacity) {
-    std::shared_ptr<xs_watch_state> w;
-    {
-      std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
-      if (broken_) return unexpected{fault_};
-      // Tokens are ours alone, so an event's token names exactly one queue.
-      w = std::make_shared<xs_watch_state>(std::string(path), "xb" + std::to_string(++next_token_),
-                                           capacity);
-      if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
-      // Registered before XS_WATCH is sent: the first event may overtake our wait.
-      watches_.emplace(w->token, w);
-    }
+    // Routed before XS_WATCH is sent: the first event may overtake our wait for the reply.
+    auto made = new_watch(path, capacity);
+    if (!made) return unexpected{made.error()};
+    auto w = std::move(*made);
     auto r = request(xs_type::watch, {}, {w->path, w->token});
     if (!r) {
       forget_watch(w->token);
@@ -293,7 +303,8 @@ class xs_conn {
   }
 
   /// The ring reconnection: fails outstanding requests with reset, resets the transport,
-  /// restarts the reader, and registers every live watch again.
+  /// restarts the reader, and registers every watch again that has not ended (a watch
+  /// ended by an earlier broken connection stays ended).
   xs_status reconnect() {
     if (!t_->can_reconnect()) return unexpected{xs_error{xs_errc::unsupported}};
     std::unique_lock wl{write_mu_};
@@ -305,6 +316,8 @@ class xs_conn {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
     {
       std::lock_guard l{mu_};
+      // close() may have run while we waited for the reader; it has failed everything.
+      if (closed_) return unexpected{xs_error{xs_errc::closed}};
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
@@ -369,6 +382,11 @@ class xs_conn {
     return stray_events_;
   }
 
+  void set_reply_timeout(std::chrono::milliseconds t) {
+    std::lock_guard l{mu_};
+    reply_timeout_ = t;
+  }
+
  private:
   // Caller holds write_mu_, so registration order equals wire order and reconnect() sees
   // either none or all of this request.
@@ -382,7 +400,17 @@ class xs_conn {
 
   result<std::string, xs_error> wait(xs_pending& p) {
     std::unique_lock l{mu_};
-    cv_.wait(l, [&] { return p.done; });
+    if (reply_timeout_.count() > 0) {
+      if (!cv_.wait_for(l, reply_timeout_, [&] { return p.done; })) {
+        // A server that does not answer is treated like one that answers garbage: the
+        // reply could still arrive later, so the connection cannot be trusted any more.
+        l.unlock();
+        latch(xs_error{xs_errc::broken, xs_fault::reply_timeout});
+        l.lock();
+      }
+    } else {
+      cv_.wait(l, [&] { return p.done; });
+    }
     if (p.failed) return unexpected{p.err};
     return std::move(p.payload);
   }
@@ -394,8 +422,8 @@ class xs_conn {
 
   void stop_reader() {
     if (!reader_.joinable()) return;
-    // Observed by the reader after its receive returns 0; the eventfd write and read in
-    // interrupt()/receive order it (a system call on both sides), relaxed is enough.
+    // Relaxed: nothing is published through stop_. receive() keeps returning 0 while
+    // interrupted, so the reader re-checks stop_ until it sees this store.
     stop_.store(true, std::memory_order_relaxed);
     t_->interrupt();
     reader_.join();
@@ -406,13 +434,15 @@ class xs_conn {
   void read_loop() {
     char buf[4096];
     for (;;) {
+      // A server that never stops sending must not keep us from stopping.
+      if (stop_.load(std::memory_order_relaxed)) return;  // relaxed: see stop_reader()
       auto n = t_->receive(buf);
       if (!n) {
         latch(n.error());
         return;
       }
       if (*n == 0) {
-        if (stop_.load(std::memory_order_relaxed)) return;
+        if (stop_.load(std::memory_order_relaxed)) return;  // relaxed: see stop_reader()
         continue;
       }
       if (!feed(std::string_view(buf, *n))) return;
@@ -432,6 +462,7 @@ class xs_conn {
     auto it = pending_.find(m.hdr.req_id);
     if (it == pending_.end()) return xs_fault::unsolicited_reply;
     xs_pending& p = *it->second;
+    if (m.hdr.tx_id != p.tx_id) return xs_fault::reply_tx_mismatch;
     if (type == xs_type::error) {
       auto code = xs_parse_error_reply(m.payload);
       if (!code) return code.error();
@@ -480,6 +511,7 @@ class xs_conn {
   std::uint32_t next_req_id_{1};
   std::uint64_t next_token_{0};
   std::uint64_t stray_events_{0};
+  std::chrono::milliseconds reply_timeout_{0};  // 0: wait as long as the server takes
   bool broken_{false};
   bool closed_{false};
   xs_error fault_{};
@@ -604,6 +636,14 @@ class xs_client {
     if (!t) return unexpected{t.error()};
     return xs_client{std::move(*t)};
   }
+  /// As libxenstore's xs_open(0): the socket if it connects, else /dev/xen/xenbus.
+  static result<xs_client, xs_error> open() {
+    auto c = connect();
+    if (c) return c;
+    auto d = open_device();
+    if (d) return d;
+    return unexpected{c.error()};  // the socket's failure says more off Xen
+  }
   /// Opens /dev/xen/xenbus (in a Xen domain).
   static result<xs_client, xs_error> open_device(const char* path = xs_xenbus_device) {
     auto t = xs_fd_transport::open_device(path);
@@ -611,6 +651,7 @@ class xs_client {
     return xs_client{std::move(*t)};
   }
 
+  /// A moved-from client may only be destroyed.
   xs_client(xs_client&&) noexcept = default;
   xs_client& operator=(xs_client&&) = delete;
   ~xs_client() {
@@ -726,6 +767,10 @@ class xs_client {
 
   /// Ok while the connection works, else the error that latched it broken (or closed).
   xs_status health() const { return conn_->health(); }
+  /// Bounds every wait for a reply (0, the default: no bound). A reply later than this
+  /// latches the connection broken (fault reply_timeout): the caller never hangs on a
+  /// server that stopped answering, and a late reply cannot be mistaken for another.
+  void set_reply_timeout(std::chrono::milliseconds t) { conn_->set_reply_timeout(t); }
   /// Watch events that named no live watch (e.g. in flight while unwatching).
   std::uint64_t stray_events() const { return conn_->stray_events(); }
   /// Shuts the connection down now; every later call fails with closed.

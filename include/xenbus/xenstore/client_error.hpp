@@ -34,11 +34,13 @@ enum class xs_fault : std::uint8_t {
   oversized_len,        ///< header len above XENSTORE_PAYLOAD_MAX (4096)
   unsolicited_reply,    ///< a reply whose req_id matches no outstanding request
   reply_type_mismatch,  ///< a reply of another type than its request
+  reply_tx_mismatch,    ///< a reply whose tx_id is not its request's (servers echo it)
   malformed_payload,    ///< a reply payload that breaks the rules of its type
   bad_error_name,       ///< an XS_ERROR payload that is not an errno name
   malformed_event,      ///< an XS_WATCH_EVENT that is not "path\0token\0"
   ring_index,           ///< ring producer/consumer indices more than a ring apart
   ring_error,           ///< the server set the ring's error field
+  reply_timeout,        ///< no reply within the client's reply timeout
 };
 
 /// A failed operation: the code, and for local failures the fault and system errno.
@@ -101,11 +103,13 @@ constexpr std::string_view xs_error::reason() const noexcept {
     case xs_fault::oversized_len: return "the server sent a header len above 4096";
     case xs_fault::unsolicited_reply: return "the server answered a req_id nobody asked";
     case xs_fault::reply_type_mismatch: return "the server answered with another message type";
+    case xs_fault::reply_tx_mismatch: return "the server answered with another transaction id";
     case xs_fault::malformed_payload: return "the server sent a reply payload that breaks its type's rules";
     case xs_fault::bad_error_name: return "the server sent an XS_ERROR that is not an errno name";
     case xs_fault::malformed_event: return "the server sent a watch event that is not \"path\\0token\\0\"";
     case xs_fault::ring_index: return "the ring's indices are more than a ring apart";
     case xs_fault::ring_error: return "the server reported an error in the ring page";
+    case xs_fault::reply_timeout: return "the server did not answer within the reply timeout";
   }
   return "?";
 }
