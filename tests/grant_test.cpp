@@ -1,4 +1,5 @@
 // Tests include/xenbus/grant.hpp through posix::grant_table (include/xenbus/posix/grant.hpp).
+#include <xenbus/posix/fd_passing.hpp>
 #include <xenbus/posix/grant.hpp>
 
 #include <doctest/doctest.h>
@@ -6,6 +7,7 @@
 #include <array>
 #include <cstring>
 
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -98,4 +100,30 @@ TEST_CASE("a child process maps and writes the parent's granted page") {
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
   CHECK(std::strcmp(static_cast<const char*>(pages->data()), "from the backend") == 0);
+}
+
+TEST_CASE("a machine handed over a unix socket (SCM_RIGHTS) shares its pages") {
+  machine m = make_machine();
+  int sv[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  REQUIRE(xenbus::posix::send_fd(sv[0], m.fd()).has_value());
+  auto fd = xenbus::posix::receive_fd(sv[1]);
+  REQUIRE(fd.has_value());
+  auto other = machine::attach(*fd);  // as an unrelated process would, from the socket
+  REQUIRE(other.has_value());
+  CHECK(other->header().instance == m.header().instance);
+  grant_table front{m, 1}, back{*other, 0};
+  std::array<grant_ref, 1> refs{};
+  auto pages = front.share(0, refs, true);
+  REQUIRE(pages.has_value());
+  auto mapped = back.map(1, refs, false);
+  REQUIRE(mapped.has_value());
+  static_cast<char*>(pages->data())[100] = 'q';
+  CHECK(static_cast<const char*>(mapped->data())[100] == 'q');
+  SUBCASE("a message without a descriptor is refused") {
+    REQUIRE(::send(sv[0], "x", 1, 0) == 1);
+    CHECK(xenbus::posix::receive_fd(sv[1]).error() == EBADMSG);
+  }
+  ::close(sv[0]);
+  ::close(sv[1]);
 }
