@@ -109,6 +109,7 @@ class evtchn_handle {
     }
     // Relaxed owner reset: the release store of the binding below publishes it.
     std::atomic_ref<std::uint32_t>(m_->port(self_, p)->owner).store(0, std::memory_order_relaxed);
+    // Release: our use of the entry happens before the next reserve() (its acquire CAS).
     binding(p).store(detail::port_free, std::memory_order_release);
     return {};
   }
@@ -187,6 +188,7 @@ class evtchn_handle {
     if (!e) return false;
     // Acquire: pairs with the release store that bound the port (owner written before it).
     const auto st = detail::port_state(std::atomic_ref<std::uint64_t>(e->binding).load(std::memory_order_acquire));
+    // Relaxed: the owner was published by the binding's release store, observed above.
     return (st == detail::port_unbound || st == detail::port_interdomain) &&
            std::atomic_ref<std::uint32_t>(e->owner).load(std::memory_order_relaxed) == id_;
   }

@@ -131,7 +131,8 @@ class grant_table {
     }
     for (grant_ref r = 0; have_refs < n && r < m_->header().grants_per_domain; ++r) {
       detail::grant_entry* g = m_->grant(self_, r);
-      // A reference is reusable only once no mapping of its last grant is left.
+      // A reference is reusable only once no mapping of its last grant is left. Acquire:
+      // pairs with the mappers' release decrements (their accesses end before our reuse).
       if (std::atomic_ref<std::uint32_t>(g->maps).load(std::memory_order_acquire) != 0) continue;
       std::uint64_t expect = 0;
       // Acquire: the previous grant's end happens before our reuse.
@@ -168,6 +169,7 @@ class grant_table {
     std::size_t have = 0;
     auto undo = [&] {
       for (std::size_t i = 0; i < have; ++i)
+        // Release: pairs with the owner's acquire read of the count before reusing the entry.
         std::atomic_ref<std::uint32_t>(m_->grant(owner, held[i])->maps).fetch_sub(1, std::memory_order_release);
     };
     for (; have < n; ++have) {
@@ -191,6 +193,7 @@ class grant_table {
         // Seq_cst with the owner's end of access: count ourselves in, then recheck the entry.
         std::atomic_ref<std::uint32_t>(g->maps).fetch_add(1, std::memory_order_seq_cst);
         if (word.load(std::memory_order_seq_cst) != w) {
+          // Relaxed: we never touched the page, so there is nothing to publish.
           std::atomic_ref<std::uint32_t>(g->maps).fetch_sub(1, std::memory_order_relaxed);
           ok = false;
         }

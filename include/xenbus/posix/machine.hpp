@@ -192,6 +192,7 @@ class machine {
     std::atomic_ref<std::uint64_t>(words[f / 64]).fetch_and(~(std::uint64_t{1} << (f % 64)), std::memory_order_release);
   }
   void count_leaked_frame() const noexcept {
+    // Relaxed: a statistic, ordered with nothing.
     std::atomic_ref<std::uint32_t>(hdr().leaked_frames).fetch_add(1, std::memory_order_relaxed);
   }
   off_t frame_offset(std::uint32_t f) const noexcept {
