@@ -36,3 +36,6 @@ xenbus_add_test(xenbus-negotiation-tests LABELS device SOURCES negotiation_test.
 
 # The event-channel and grant concepts need no heap or exceptions (a kernel can model them).
 xenbus_add_freestanding_check(xenbus-device-freestanding device_freestanding.cpp)
+
+# Two threads on one event channel (lock-free pending/mask protocol), also under TSan.
+xenbus_add_test(xenbus-evtchn-threads-tests LABELS device-threads SOURCES evtchn_threads_test.cpp)
