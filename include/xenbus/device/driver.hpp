@@ -98,6 +98,7 @@ enum class close_reason : std::uint8_t {
   store_failed,        ///< xenstore refused a write this end needed
   ring_broken,         ///< the peer corrupted a shared ring (indices out of range)
   handed_over,         ///< a new instance of this end took the device over (kexec)
+  own_node_garbage,    ///< someone wrote text that is not a state into this end's node
   device_removed,      ///< the toolstack removed this end's directory
 };
 
@@ -115,6 +116,7 @@ constexpr std::string_view to_string(close_reason r) noexcept {
     case close_reason::store_failed: return "a xenstore write failed";
     case close_reason::ring_broken: return "the peer corrupted the shared ring";
     case close_reason::handed_over: return "handed over to a new instance";
+    case close_reason::own_node_garbage: return "our state node was overwritten with garbage";
     case close_reason::device_removed: return "the device was removed";
   }
   return "(invalid)";
@@ -360,7 +362,8 @@ class device_end {
     }
     const auto now = parse_state(*text);
     if (!now) {
-      stop(close_reason::handed_over, "own state node holds garbage: " + std::string(to_string(now.error())));
+      // Nobody that follows the protocol writes this: stop acting rather than guess.
+      stop(close_reason::own_node_garbage, to_string(now.error()));
       return;
     }
     if (*now != m_.own()) self().own_node_changed(*now);
