@@ -207,6 +207,16 @@ TEST_CASE_TEMPLATE("a peer that vanishes mid-handshake leaves a clean Closed and
     CHECK(r.fe().reason() == close_reason::peer_garbage);
     CHECK(r.fe().reason_text().find("not a decimal digit") != std::string::npos);
   }
+  SUBCASE("someone writes garbage into the frontend's own state node") {
+    r.start_backend();
+    r.start_frontend();
+    REQUIRE(r.connected());
+    const auto writes = r.fe().state_writes();
+    REQUIRE(r.ts_store.write(0, r.addr.frontend_dir() + "/state", "04").has_value());
+    REQUIRE(r.pump_until([&] { return !r.fe().active(); }));
+    CHECK(r.fe().reason() == close_reason::own_node_garbage);
+    CHECK(r.fe().state_writes() == writes);  // it stopped acting instead of guessing
+  }
   SUBCASE("the frontend directory is removed while the backend waits in InitWait") {
     r.start_backend();
     REQUIRE(r.pump_until([&] { return r.be().own() == state::init_wait; }));
