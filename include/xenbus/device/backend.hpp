@@ -98,21 +98,21 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
 
   // clang-format off
   static constexpr std::array<row, 14> reactions{{
-    // own            peer                                          to             guard
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait},      // backend-publishes-features
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait}, // backend-skips-init-wait
-    {st::init_wait,     state_set{st::initialised, st::connected},            st::connected,     when::always},         // backend-connects
-    {st::initialised,   state_set{st::initialised, st::connected},            st::connected,     when::always},         // backend-connects-after-skip
-    {st::connected,     state_set{st::initialising},                      st::init_wait,     when::reset_at_once},  // backend-resets-at-once (seed)
-    {st::connected,     state_set{st::initialising},                      st::closing,       when::close_first},    // backend-closes (QEMU, FreeBSD)
-    {st::init_wait,     state_set{st::closing, st::closed},                   st::closing,       when::always},         // backend-closes
-    {st::initialised,   state_set{st::closing, st::closed},                   st::closing,       when::always},         // backend-closes
-    {st::connected,     state_set{st::closing, st::closed, st::unknown},          st::closing,       when::always},         // backend-closes
-    {st::reconfiguring, state_set{st::connected, st::reconfiguring},          st::reconfigured,  when::always},         // backend-reconfigured
-    {st::reconfigured,  state_set{st::connected},                         st::connected,     when::peer_moved},     // backend-reconnects
-    {st::reconfigured,  state_set{st::closing, st::closed},                   st::closing,       when::always},         // backend-closes
-    {st::closing,       state_set{st::closed, st::unknown},                   st::closed,        when::always},         // backend-closed
-    {st::closed,        state_set{st::initialising},                      st::init_wait,     when::reconnect},      // backend-prepares-for-reconnect
+    // own              peer                                                       to                guard
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait},       // backend-publishes-features
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait},  // backend-skips-init-wait
+    {st::init_wait,     state_set{st::initialised, st::connected},                 st::connected,    when::always},          // backend-connects
+    {st::initialised,   state_set{st::initialised, st::connected},                 st::connected,    when::always},          // backend-connects-after-skip
+    {st::connected,     state_set{st::initialising},                               st::init_wait,    when::reset_at_once},   // backend-resets-at-once (seed)
+    {st::connected,     state_set{st::initialising},                               st::closing,      when::close_first},     // backend-closes (QEMU, FreeBSD)
+    {st::init_wait,     state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
+    {st::initialised,   state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
+    {st::connected,     state_set{st::closing, st::closed, st::unknown},           st::closing,      when::always},          // backend-closes
+    {st::reconfiguring, state_set{st::connected, st::reconfiguring},               st::reconfigured, when::always},          // backend-reconfigured
+    {st::reconfigured,  state_set{st::connected},                                  st::connected,    when::peer_moved},      // backend-reconnects
+    {st::reconfigured,  state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
+    {st::closing,       state_set{st::closed, st::unknown},                        st::closed,       when::always},          // backend-closed
+    {st::closed,        state_set{st::initialising},                               st::init_wait,    when::reconnect},       // backend-prepares-for-reconnect
   }};
   // clang-format on
   // Fix: a reaction row must be a move the standard table lets the backend make for every

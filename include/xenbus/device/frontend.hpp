@@ -103,20 +103,20 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
 
   // clang-format off
   static constexpr std::array<row, 13> reactions{{
-    // own            peer                                          to             guard
-    {st::initialising,  state_set{st::init_wait},                         st::initialised,   when::always},          // frontend-publishes-transport
-    {st::initialising,  state_set{st::initialised},                       st::initialised,   when::always},          // frontend-skips-init-wait: the backend skipped it, nothing to wait for
-    {st::initialising,  state_set{st::initialising},                      st::initialised,   when::skip_init_wait},  // frontend-skips-init-wait
-    {st::initialised,   state_set{st::connected},                         st::connected,     when::always},          // frontend-connects
-    {st::initialising,  state_set{st::closing},                           st::closing,       when::always},          // frontend-closes
-    {st::initialised,   state_set{st::closing, st::closed, st::unknown},          st::closing,       when::always},          // frontend-closes
-    {st::connected,     state_set{st::closing, st::closed, st::unknown, st::initialising, st::init_wait}, st::closing, when::always}, // frontend-closes: backend went away or restarted
-    {st::connected,     state_set{st::reconfiguring, st::reconfigured},       st::reconfiguring, when::reconfigure_owed}, // frontend-reconfigures, once per backend cycle
-    {st::reconfiguring, state_set{st::reconfigured, st::connected},           st::connected,     when::always},          // frontend-reconfigured
-    {st::reconfiguring, state_set{st::closing, st::closed, st::unknown},          st::closing,       when::always},          // frontend-closes
-    {st::closing,       state_set{st::closing, st::closed, st::unknown},          st::closed,        when::always},          // frontend-closed
-    {st::closed,        state_set{st::closed},                            st::initialising,  when::reconnect},       // frontend-resets
-    {st::initialising,  state_set{st::unknown},                           st::closing,       when::always},          // frontend-closes: backend vanished
+    // own                peer                                                                              to                 guard
+    {st::initialising,  state_set{st::init_wait},                                                         st::initialised,   when::always},            // frontend-publishes-transport
+    {st::initialising,  state_set{st::initialised},                                                       st::initialised,   when::always},            // frontend-skips-init-wait: the backend skipped it, nothing to wait for
+    {st::initialising,  state_set{st::initialising},                                                      st::initialised,   when::skip_init_wait},    // frontend-skips-init-wait
+    {st::initialised,   state_set{st::connected},                                                         st::connected,     when::always},            // frontend-connects
+    {st::initialising,  state_set{st::closing},                                                           st::closing,       when::always},            // frontend-closes
+    {st::initialised,   state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always},            // frontend-closes
+    {st::connected,     state_set{st::closing, st::closed, st::unknown, st::initialising, st::init_wait}, st::closing,       when::always},            // frontend-closes: backend went away or restarted
+    {st::connected,     state_set{st::reconfiguring, st::reconfigured},                                   st::reconfiguring, when::reconfigure_owed},  // frontend-reconfigures, once per backend cycle
+    {st::reconfiguring, state_set{st::reconfigured, st::connected},                                       st::connected,     when::always},            // frontend-reconfigured
+    {st::reconfiguring, state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always},            // frontend-closes
+    {st::closing,       state_set{st::closing, st::closed, st::unknown},                                  st::closed,        when::always},            // frontend-closed
+    {st::closed,        state_set{st::closed},                                                            st::initialising,  when::reconnect},         // frontend-resets
+    {st::initialising,  state_set{st::unknown},                                                           st::closing,       when::always},            // frontend-closes: backend vanished
   }};
   // clang-format on
   // Fix: a reaction row must be a move the standard table lets the frontend make for
