@@ -103,7 +103,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
 
   // clang-format off
   static constexpr std::array<row, 13> reactions{{
-    // own                peer                                                                              to                 guard
+    // own              peer                                                                              to                 guard
     {st::initialising,  state_set{st::init_wait},                                                         st::initialised,   when::always},            // frontend-publishes-transport
     {st::initialising,  state_set{st::initialised},                                                       st::initialised,   when::always},            // frontend-skips-init-wait: the backend skipped it, nothing to wait for
     {st::initialising,  state_set{st::initialising},                                                      st::initialised,   when::skip_init_wait},    // frontend-skips-init-wait
