@@ -1,0 +1,107 @@
+// xenbus::device_store over libxenstore (link -lxenstore): a real xenstored or any socket server.
+#pragma once
+
+#include <xenbus/device/store.hpp>
+#include <xenbus/result.hpp>
+#include <xenbus/version.hpp>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <poll.h>
+
+extern "C" {
+#include <xenstore.h>
+}
+
+XENBUS_BEGIN_NAMESPACE
+namespace xen {
+
+/// One libxenstore connection. `open()` connects where libxenstore does: $XENSTORED_PATH,
+/// the xenstored socket, or /dev/xen/xenbus in a guest.
+class xs_store {
+ public:
+  static result<xs_store, store_error> open() noexcept {
+    errno = 0;
+    xs_handle* h = ::xs_open(0);
+    if (!h) return unexpected{store_error{store_errc::broken}};
+    return xs_store{h};
+  }
+  xs_store(xs_store&& o) noexcept : h_{o.h_} { o.h_ = nullptr; }
+  xs_store& operator=(xs_store&&) = delete;
+  ~xs_store() {
+    if (h_) ::xs_close(h_);
+  }
+
+  result<std::string, store_error> read(store_tx tx, std::string_view path) {
+    unsigned len = 0;
+    void* p = ::xs_read(h_, tx, std::string(path).c_str(), &len);
+    if (!p) return unexpected{err()};
+    std::string out(static_cast<const char*>(p), len);
+    std::free(p);
+    return out;
+  }
+  result<void, store_error> write(store_tx tx, std::string_view path, std::string_view value) {
+    if (!::xs_write(h_, tx, std::string(path).c_str(), value.data(), static_cast<unsigned>(value.size())))
+      return unexpected{err()};
+    return {};
+  }
+  result<void, store_error> remove(store_tx tx, std::string_view path) {
+    if (!::xs_rm(h_, tx, std::string(path).c_str())) return unexpected{err()};
+    return {};
+  }
+  result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
+    unsigned n = 0;
+    char** v = ::xs_directory(h_, tx, std::string(path).c_str(), &n);
+    if (!v) return unexpected{err()};
+    std::vector<std::string> out(v, v + n);
+    std::free(v);
+    return out;
+  }
+  result<store_tx, store_error> transaction_start() {
+    const xs_transaction_t t = ::xs_transaction_start(h_);
+    if (t == XBT_NULL) return unexpected{err()};
+    return store_tx{t};
+  }
+  result<void, store_error> transaction_end(store_tx tx, bool commit) {
+    if (!::xs_transaction_end(h_, tx, commit ? false : true)) return unexpected{err()};
+    return {};
+  }
+  result<void, store_error> watch(std::string_view path, std::string_view token) {
+    if (!::xs_watch(h_, std::string(path).c_str(), std::string(token).c_str())) return unexpected{err()};
+    return {};
+  }
+  result<void, store_error> unwatch(std::string_view path, std::string_view token) {
+    if (!::xs_unwatch(h_, std::string(path).c_str(), std::string(token).c_str())) return unexpected{err()};
+    return {};
+  }
+  result<watch_event, store_error> next_watch_event(int timeout_ms) {
+    for (;;) {
+      char** v = ::xs_check_watch(h_);
+      if (v) {
+        watch_event ev{v[XS_WATCH_PATH], v[XS_WATCH_TOKEN]};
+        std::free(v);
+        return ev;
+      }
+      if (errno != EAGAIN) return unexpected{store_error{store_errc::broken}};
+      pollfd p{::xs_fileno(h_), POLLIN, 0};
+      const int r = ::poll(&p, 1, timeout_ms);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return unexpected{store_error{store_errc::timeout}};
+      timeout_ms = 0;  // readable: one more check, then give up
+    }
+  }
+
+ private:
+  explicit xs_store(xs_handle* h) noexcept : h_{h} {}
+  static store_error err() noexcept { return store_error{store_errc_from_errno(errno)}; }
+  xs_handle* h_;
+};
+
+static_assert(device_store<xs_store>, "xen::xs_store must model xenbus::device_store");
+
+}  // namespace xen
+XENBUS_END_NAMESPACE
