@@ -34,3 +34,8 @@ xenbus_add_compile_case(closed-unreachable closed_unreachable.cpp
   "xenbus transition table: from some reachable state the two ends can no longer both reach Closed")
 xenbus_add_compile_case(request-unreachable request_unreachable.cpp
   "state_machine::request<To>(): no row of the table lets this role drive its own node to that state")
+
+# The umbrella headers: <xenbus/core.hpp> stays freestanding; <xenbus/xenbus.hpp> compiles whole.
+xenbus_add_freestanding_check(xenbus-umbrella-freestanding umbrella_freestanding.cpp)
+xenbus_add_test(xenbus-umbrella-tests LABELS core SOURCES umbrella_test.cpp)
+target_link_libraries(xenbus-umbrella-tests PRIVATE Threads::Threads)
