@@ -8,6 +8,7 @@
 
 #include "xen_peer.h"  // xp_pattern: the byte pattern both byte-ring implementations carry
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdlib>
@@ -27,9 +28,9 @@ std::span<std::byte> bytes_of(const shared_pages& pages) {
   return {static_cast<std::byte*>(pages.data()), pages.size()};
 }
 
-// The frontend as a driver writes it with our API: produce() copies a whole request
-// into its slot (as `*RING_GET_REQUEST(...) = req` does), consume_responses() hands out
-// private copies; ids are checked as the C peer checks them.
+// The frontend as a driver writes it with our API: produce_n() fills a batch of request
+// slots in place (one capacity check per batch, as the C loop tests RING_FULL), and
+// consume_responses() hands out private copies; ids are checked as the C peer checks them.
 template <class P>
 class frontend {
 public:
@@ -42,16 +43,14 @@ public:
   /// Fills free slots with requests until `limit` are in flight or `end` is reached.
   /// Returns how many it produced.
   std::uint64_t produce_until(std::uint64_t end, std::uint64_t limit) {
-    std::uint64_t n = 0;
-    while (seq_ != end && seq_ - expected_ < limit) {
-      typename P::request* slot = ring_.claim();
-      if (slot == nullptr) break;  // full (never here: limit <= size) or broken
-      typename P::request req;
-      P::fill(req, seq_);
-      *slot = req;
-      ++seq_;
-      ++n;
-    }
+    const std::uint64_t in_flight = seq_ - expected_;
+    if (seq_ == end || in_flight >= limit) return 0;
+    const std::uint64_t want = std::min(end - seq_, limit - in_flight);
+    // produce_n stops at the free slots (full: never here, limit <= size; or broken).
+    std::uint64_t seq = seq_;
+    const xenbus::ring_idx n = ring_.produce_n(
+        static_cast<xenbus::ring_idx>(want), [&seq](typename P::request& slot) { P::fill(slot, seq++); });
+    seq_ = seq;
     return n;
   }
 
@@ -114,8 +113,9 @@ private:
   std::uint64_t errors_ = 0;
 };
 
-// The backend: echoes each request it takes (copy-once, then a response built from the
-// private copy), as the C peer's echo loop does.
+// The backend: echoes each request with respond(), which copies the request once and has
+// the response written in place into its slot, as the C peer's echo loop does with
+// RING_COPY_REQUEST and RING_GET_RESPONSE.
 template <class P>
 class backend {
 public:
@@ -123,10 +123,8 @@ public:
 
   /// Echoes every request there is; returns how many, or -1 once the ring is broken.
   long echo() {
-    auto n = ring_.consume_requests(ring_.size(), [this](const typename P::request& req) {
-      typename P::response rsp;
+    auto n = ring_.respond(ring_.size(), [](const typename P::request& req, typename P::response& rsp) {
       P::echo(rsp, req);
-      *ring_.claim() = rsp;  // never null: we just took the request it answers
     });
     return n ? static_cast<long>(*n) : -1;
   }

@@ -471,3 +471,39 @@ TEST_CASE("byte rings against the C peer, processes sharing a memfd mapping") {
     CHECK(WEXITSTATUS(status) == 0);
   }
 }
+
+TEST_CASE("byte ring producer: the cached reader index never lets a write overrun, and a bad one is caught") {
+  alignas(8) std::byte data[16]{};
+  ring_idx cons = 0, prod = 0;
+  const xenbus::byte_ring_location at{data, 16, &cons, &prod};
+  xenbus::byte_ring_producer w(at, 0);
+  const std::byte chunk[12]{};
+
+  SUBCASE("writes stop at the reader's index, however stale our copy of it") {
+    CHECK(*w.write(chunk) == 12);
+    CHECK(*w.write(chunk) == 4);  // room: 16 - 12, read afresh
+    CHECK(*w.write(chunk) == 0);  // full
+    cons = 5;                     // the reader frees 5 bytes
+    CHECK(*w.write(chunk) == 5);  // exactly those, never more
+    CHECK(prod == 21);
+    CHECK(*w.write(chunk) == 0);
+  }
+  SUBCASE("a reader index ahead of what we wrote latches the ring broken") {
+    CHECK(*w.write(std::span<const std::byte>(chunk, 4)) == 4);
+    cons = 9;  // the reader claims bytes we never wrote
+    // The cached room (12) covers a 12-byte write without looking at the index: a stale
+    // index only understates the room, so those bytes land in space that is free.
+    CHECK(*w.write(chunk) == 12);
+    // The next write needs more room than cached: it reads the index, validates it
+    // against what we wrote (16), and fails.
+    cons = 20;
+    CHECK(w.write(chunk).error() == ring_error::cons_overflow);
+    CHECK(w.broken() == ring_error::cons_overflow);
+    cons = 16;  // repaired: still broken
+    CHECK(w.write(std::span<const std::byte>(chunk, 1)).error() == ring_error::cons_overflow);
+  }
+  SUBCASE("space() always reads and validates the reader's index now") {
+    cons = 0xffffffe0u;  // 32 bytes behind a fresh ring: more than the ring holds
+    CHECK(w.space().error() == ring_error::cons_overflow);
+  }
+}

@@ -451,3 +451,179 @@ static_assert([] {
   auto a = ids.issue(5);
   return a && ids.complete(*a).value_or(0) == 5 && !ids.complete(*a);
 }());
+
+TEST_CASE("produce_n fills a batch in place with one capacity check, across the index wrap") {
+  shared_pages mem(1);
+  const ring_idx start = 0xffffffffu - 3;  // the batch crosses 2^32
+  auto f = must(front::init(mem.span(), start));
+  auto b = must(back::attach(mem.span(), start));
+  const ring_idx size = f.size();
+
+  std::uint32_t seq = 0;
+  auto fill = [&seq](xbt_request& slot) { xbt_fill(&slot, seq++); };
+  CHECK(f.produce_n(0, fill) == 0);
+  CHECK(f.produce_n(10, fill) == 10);
+  CHECK(f.unpushed() == 10);
+  CHECK(f.req_prod_pvt() == start + 10);
+  CHECK(raw(mem)->req_prod == start);  // nothing visible before the push
+  // Asking for more than is free fills exactly the free slots, never one more.
+  CHECK(f.produce_n(0xffffffffu, fill) == size - 10);
+  CHECK(f.full());
+  CHECK(f.produce_n(1, fill) == 0);
+  CHECK(seq == size);
+  REQUIRE(f.push());
+
+  std::vector<xbt_request> got(size);
+  auto n = b.take_requests(got);
+  REQUIRE(n);
+  REQUIRE(*n == size);
+  for (std::uint32_t i = 0; i < size; ++i) {
+    CAPTURE(i);
+    const xbt_request want = make_request(i);
+    CHECK(std::memcmp(&got[i], &want, sizeof want) == 0);
+  }
+}
+
+TEST_CASE("produce_n on a broken ring fills nothing") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  REQUIRE(f.produce(make_request(0)));
+  REQUIRE(f.push());
+  raw(mem)->rsp_prod = 2;  // answers a request we never published
+  REQUIRE_FALSE(f.unconsumed_responses());
+  std::uint32_t calls = 0;
+  CHECK(f.produce_n(5, [&calls](xbt_request&) { ++calls; }) == 0);
+  CHECK(calls == 0);
+}
+
+TEST_CASE("respond answers each request in place from its private copy") {
+  shared_pages mem(1);
+  const ring_idx start = 0xffffffffu - 2;
+  auto f = must(front::init(mem.span(), start));
+  auto b = must(back::attach(mem.span(), start));
+
+  for (std::uint32_t i = 0; i < 6; ++i) REQUIRE(f.produce(make_request(i)));
+  REQUIRE(f.push());
+  std::uint32_t calls = 0;
+  auto n = b.respond(4, [&calls](const xbt_request& q, xbt_response& slot) {
+    ++calls;
+    slot = answer(q);
+  });
+  REQUIRE(n);
+  CHECK(*n == 4);  // bounded by max
+  CHECK(calls == 4);
+  CHECK(b.awaiting_response() == 0);
+  CHECK(b.unpushed() == 4);
+  CHECK(raw(mem)->rsp_prod == start);  // visible only after the push
+  REQUIRE(b.push());
+  auto rest = b.respond(100, [](const xbt_request& q, xbt_response& slot) { slot = answer(q); });
+  REQUIRE(rest);
+  CHECK(*rest == 2);
+  REQUIRE(b.push());
+
+  std::vector<xbt_response> got(8);
+  auto m = f.take_responses(got);
+  REQUIRE(m);
+  REQUIRE(*m == 6);
+  for (std::uint32_t i = 0; i < 6; ++i) {
+    CAPTURE(i);
+    const xbt_request q = make_request(i);
+    CHECK(got[i].seq == i);
+    CHECK(got[i].id == q.id);
+    CHECK(got[i].sum == xbt_checksum(&q));
+  }
+}
+
+TEST_CASE("respond waits for earlier requests taken without an answer") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  for (std::uint32_t i = 0; i < 3; ++i) REQUIRE(f.produce(make_request(i)));
+  REQUIRE(f.push());
+  REQUIRE(b.take_request());  // taken, not answered
+  std::uint32_t calls = 0;
+  auto n = b.respond(8, [&calls](const xbt_request&, xbt_response&) { ++calls; });
+  REQUIRE(n);
+  CHECK(*n == 0);
+  CHECK(calls == 0);
+  REQUIRE(b.produce(xbt_response{}));
+  auto rest = b.respond(8, [&calls](const xbt_request&, xbt_response&) { ++calls; });
+  REQUIRE(rest);
+  CHECK(*rest == 2);
+  CHECK(calls == 2);
+}
+
+TEST_CASE("respond against a hostile frontend: overflow latches, slot rewrites are not seen") {
+  shared_pages mem(1);
+  auto b = must(back::attach(mem.span()));
+  const ring_idx size = b.size();
+  std::uint32_t calls = 0;
+  auto count = [&calls](const xbt_request&, xbt_response&) { ++calls; };
+
+  SUBCASE("req_prod more than the ring size ahead") {
+    raw(mem)->req_prod = size + 1;
+    auto n = b.respond(0xffffffffu, count);
+    REQUIRE_FALSE(n);
+    CHECK(n.error() == ring_error::prod_overflow);
+    CHECK(calls == 0);
+    raw(mem)->req_prod = 1;  // latched
+    CHECK(b.respond(1, count).error() == ring_error::prod_overflow);
+    CHECK(calls == 0);
+  }
+  SUBCASE("a huge index is one check, not a long loop") {
+    raw(mem)->req_prod = 0x80000000u;
+    CHECK_FALSE(b.respond(0xffffffffu, count));
+    CHECK(calls == 0);
+  }
+  SUBCASE("req_prod moved back behind what we answered") {
+    raw(mem)->req_prod = 4;
+    REQUIRE(*b.respond(8, count) == 4);
+    raw(mem)->req_prod = 3;
+    CHECK(b.respond(8, count).error() == ring_error::prod_overflow);
+    CHECK(calls == 4);
+  }
+  SUBCASE("the request is copied before the response overwrites its slot") {
+    xbt_request* shared_slot = &raw(mem)->ring[0].req;
+    xbt_fill(shared_slot, 7);
+    raw(mem)->req_prod = 1;
+    auto n = b.respond(1, [&](const xbt_request& q, xbt_response& slot) {
+      REQUIRE(static_cast<const void*>(&q) != static_cast<const void*>(shared_slot));
+      shared_slot->len = 0xffffffffu;  // the peer rewrites the slot after our copy
+      shared_slot->seq = 999;
+      slot = answer(q);               // and our response overwrites it too
+      CHECK(q.seq == 7);
+      CHECK(q.len == make_request(7).len);
+      ++calls;
+    });
+    REQUIRE(n);
+    CHECK(*n == 1);
+    const xbt_request original = make_request(7);
+    CHECK(raw(mem)->ring[0].rsp.seq == 7);
+    CHECK(raw(mem)->ring[0].rsp.sum == xbt_checksum(&original));
+  }
+}
+
+TEST_CASE("consume loops see a consistent ring from the handler") {
+  shared_pages mem(1);
+  auto f = must(front::init(mem.span()));
+  auto b = must(back::attach(mem.span()));
+  for (std::uint32_t i = 0; i < 4; ++i) REQUIRE(f.produce(make_request(i)));
+  REQUIRE(f.push());
+  // The handler answers through claim(): the loop must have advanced req_cons first.
+  auto n = b.consume_requests(8, [&b](const xbt_request& q) {
+    xbt_response* slot = b.claim();
+    REQUIRE(slot != nullptr);
+    *slot = answer(q);
+  });
+  REQUIRE(n);
+  CHECK(*n == 4);
+  REQUIRE(b.push());
+  ring_idx seen = 0;
+  auto m = f.consume_responses(8, [&](const xbt_response& r) {
+    CHECK(r.seq == seen);
+    ++seen;
+    CHECK(f.rsp_cons() == seen);
+  });
+  REQUIRE(m);
+  CHECK(*m == 4);
+}

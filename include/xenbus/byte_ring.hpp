@@ -36,18 +36,26 @@ class byte_ring_producer {
   byte_ring_producer() noexcept = default;
   /// Starts writing at `prod` (the index the ring holds now: never assume 0).
   constexpr byte_ring_producer(byte_ring_location at, ring_idx prod) noexcept
-      : at_(at), prod_(prod) {}
+      : at_(at), prod_(prod), cons_seen_(prod - at.size) {}
 
   /// Copies as much of `bytes` as fits (possibly 0) and publishes it; returns how much.
   result<std::size_t, ring_error> write(std::span<const std::byte> bytes) noexcept {
-    auto room = space();
-    if (!room) return unexpected{room.error()};
-    const ring_idx n = bytes.size() < *room ? static_cast<ring_idx>(bytes.size()) : *room;
+    if (broken_) return unexpected{*broken_};
+    // The reader's index as we last saw it (validated then) only ever understates the
+    // room: re-read the shared one, whose cache line the reader keeps writing, only when
+    // that room is not enough for this write.
+    ring_idx room = at_.size - (prod_ - cons_seen_);
+    if (room < bytes.size()) {
+      auto now = space();
+      if (!now) return unexpected{now.error()};
+      room = *now;
+    }
+    const ring_idx n = bytes.size() < room ? static_cast<ring_idx>(bytes.size()) : room;
     if (n == 0) return std::size_t{0};
     const ring_idx off = prod_ & (at_.size - 1);
     const ring_idx first = at_.size - off < n ? at_.size - off : n;
-    std::memcpy(at_.data + off, bytes.data(), first);
-    std::memcpy(at_.data, bytes.data() + first, n - first);
+    detail::copy_bytes(at_.data + off, bytes.data(), first);
+    if (n != first) detail::copy_bytes(at_.data, bytes.data() + first, n - first);
     prod_ += n;
     // Release: the bytes above are visible before the new prod; pairs with the reader's
     // acquire load of prod.
@@ -64,6 +72,7 @@ class byte_ring_producer {
     const ring_idx used = prod_ - cons;
     // The reader can be at most `size` behind us and never ahead (that wraps to huge).
     if (used > at_.size) return fail(ring_error::cons_overflow);
+    cons_seen_ = cons;
     return at_.size - used;
   }
 
@@ -82,6 +91,7 @@ class byte_ring_producer {
   }
   byte_ring_location at_{};
   ring_idx prod_ = 0;
+  ring_idx cons_seen_ = 0;  // last validated reader index (starts as "ring full": unknown)
   std::optional<ring_error> broken_{};
 };
 
@@ -101,8 +111,8 @@ class byte_ring_consumer {
     if (n == 0) return std::size_t{0};
     const ring_idx off = cons_ & (at_.size - 1);
     const ring_idx first = at_.size - off < n ? at_.size - off : n;
-    std::memcpy(out.data(), at_.data + off, first);
-    std::memcpy(out.data() + first, at_.data, n - first);
+    detail::copy_bytes(out.data(), at_.data + off, first);
+    if (n != first) detail::copy_bytes(out.data() + first, at_.data, n - first);
     cons_ += n;
     // Release: our reads of those bytes complete before the writer may reuse the space;
     // pairs with the writer's acquire load of cons.

@@ -91,8 +91,12 @@ struct ring_view {
     return true;
   }
   // Slot of a free-running index: the index is masked, so any value stays in bounds.
-  std::byte* slot(ring_idx i) const noexcept {
-    return slots + static_cast<std::size_t>(i & (size - 1)) * sizeof(entry);
+  std::byte* slot(ring_idx i) const noexcept { return slot_at(slots, size - 1, i); }
+  // The same from a base and mask the caller keeps in registers across a loop: stores
+  // into a slot may alias the ring object, so a loop that re-read slots/size from it
+  // would reload them after every slot it writes.
+  static std::byte* slot_at(std::byte* base, ring_idx mask, ring_idx i) noexcept {
+    return base + static_cast<std::size_t>(i & mask) * sizeof(entry);
   }
 };
 
@@ -182,6 +186,23 @@ class front_ring {
     std::memcpy(static_cast<void*>(slot), &req, sizeof(Req));
     return true;
   }
+  /// Fills up to `n` request slots in place, calling fill(Req&) once per slot in ring
+  /// order, and returns how many it filled: min(n, free_requests()), 0 on a broken ring.
+  /// One capacity check per batch. The slot is shared memory the peer can change: write
+  /// it, never read it back. `fill` must not call this ring (the private index is kept in
+  /// a register and written back once, at the end). Visible to the peer at the next push.
+  template <class Fill>
+  ring_idx produce_n(ring_idx n, Fill&& fill) noexcept(noexcept(fill(std::declval<Req&>()))) {
+    const ring_idx room = free_requests();  // capacity_ is 0 once broken: room 0
+    if (n > room) n = room;
+    std::byte* const base = v_.slots;
+    const ring_idx mask = v_.size - 1;
+    ring_idx i = req_prod_pvt_;
+    for (const ring_idx end = i + n; i != end; ++i) fill(*reinterpret_cast<Req*>(view::slot_at(base, mask, i)));
+    req_prod_pvt_ = i;
+    return n;
+  }
+
   /// Requests claimed but not yet pushed.
   ring_idx unpushed() const noexcept { return req_prod_pvt_ - req_published_; }
 
@@ -254,10 +275,16 @@ class front_ring {
     auto avail = refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
     if (!avail) return avail;
     const ring_idx n = *avail < max ? *avail : max;
-    for (ring_idx i = 0; i < n; ++i) {
+    // Base, mask and index live in locals: the handler may store anywhere, and the
+    // compiler would otherwise reload them from *this after each call. The index is
+    // still written back before each call, so the handler sees a consistent ring.
+    std::byte* const base = v_.slots;
+    const ring_idx mask = v_.size - 1;
+    ring_idx i = rsp_cons_;
+    for (const ring_idx end = i + n; i != end;) {
       Rsp copy;
-      detail::copy_once(copy, v_.slot(rsp_cons_));
-      ++rsp_cons_;
+      detail::copy_once(copy, view::slot_at(base, mask, i));
+      rsp_cons_ = ++i;
       handle(static_cast<const Rsp&>(copy));
     }
     return n;
@@ -319,6 +346,7 @@ class front_ring {
     return unexpected{e};
   }
 
+  using view = detail::ring_view<Req, Rsp>;
   detail::ring_view<Req, Rsp> v_{};
   ring_idx req_prod_pvt_ = 0;   // next request slot to claim
   ring_idx req_published_ = 0;  // last value we stored to req_prod
@@ -407,12 +435,47 @@ class back_ring {
     auto avail = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
     if (!avail) return avail;
     const ring_idx n = *avail < max ? *avail : max;
-    for (ring_idx i = 0; i < n; ++i) {
+    std::byte* const base = v_.slots;  // locals: see front_ring::consume_responses
+    const ring_idx mask = v_.size - 1;
+    ring_idx i = req_cons_;
+    for (const ring_idx end = i + n; i != end;) {
       Req copy;
-      detail::copy_once(copy, v_.slot(req_cons_));
-      ++req_cons_;
+      detail::copy_once(copy, view::slot_at(base, mask, i));
+      req_cons_ = ++i;  // before the call: the handler may claim() the response slot
       handle(static_cast<const Req&>(copy));
     }
+    return n;
+  }
+
+  /// The synchronous backend loop: for each of up to `max` published requests, copies the
+  /// request once into private memory, then calls fn(const Req& copy, Rsp& slot) to write
+  /// its response in place into the response slot. Returns how many it answered.
+  /// Needs every earlier request answered (awaiting_response() == 0), else it answers
+  /// nothing and returns 0: responses go out in request order, so each response takes
+  /// the slot its request came from (the private copy is taken first). The slot is shared
+  /// memory: write it, never read it back. `fn` must not call this ring. Responses become
+  /// visible at the next push.
+  template <class Fn>
+  result<ring_idx, ring_error> respond(ring_idx max, Fn&& fn) noexcept(
+      noexcept(fn(std::declval<const Req&>(), std::declval<Rsp&>()))) {
+    if (broken_) return unexpected{error_};
+    if (req_cons_ != rsp_prod_pvt_) return ring_idx{0};
+    // Acquire: pairs with the frontend's release store of req_prod (slots before index).
+    auto avail = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
+    if (!avail) return avail;
+    // refresh() bounded avail by the ring size, so every response slot written below
+    // belongs to a request taken in this loop: the frontend cannot make us overrun.
+    const ring_idx n = *avail < max ? *avail : max;
+    std::byte* const base = v_.slots;
+    const ring_idx mask = v_.size - 1;
+    ring_idx i = req_cons_;
+    for (const ring_idx end = i + n; i != end; ++i) {
+      std::byte* const slot = view::slot_at(base, mask, i);
+      Req copy;
+      detail::copy_once(copy, slot);
+      fn(static_cast<const Req&>(copy), *reinterpret_cast<Rsp*>(slot));
+    }
+    req_cons_ = rsp_prod_pvt_ = i;
     return n;
   }
 
@@ -507,6 +570,7 @@ class back_ring {
     return avail;
   }
 
+  using view = detail::ring_view<Req, Rsp>;
   detail::ring_view<Req, Rsp> v_{};
   ring_idx req_cons_ = 0;       // next request to take
   ring_idx req_seen_ = 0;       // last validated req_prod
