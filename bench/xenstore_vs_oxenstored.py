@@ -46,7 +46,8 @@ def main():
     ap.add_argument("--server", default=os.path.join(here, "..", "build", "dev", "tools", "xenbus-xenstored"))
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--oxenstored-run", default="/work/shared/tools/oxenstored/run")
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "oxenstored", "run")
+    ap.add_argument("--oxenstored-run", default=beside if os.path.exists(beside) else "/work/shared/tools/oxenstored/run")
     args = ap.parse_args()
     if wait_socket(OX_SOCKET, 0.1):
         sys.exit(f"{OX_SOCKET} is already served by someone: stop it first")
@@ -54,7 +55,7 @@ def main():
     ours_sock = os.path.join(tmp, "xenbus.sock")
     ours = subprocess.Popen([args.server, "--socket", ours_sock])
     oxdir = os.path.join(tmp, "ox")
-    subprocess.run([args.oxenstored_run, oxdir], check=True, capture_output=True)
+    subprocess.run(["bash", args.oxenstored_run, oxdir], check=True, capture_output=True)
     # The transport floor: a responder with no store answers the tests that only need "OK".
     inc = os.path.join(here, "..", "include")
     null_exe = os.path.join(tmp, "null_responder")

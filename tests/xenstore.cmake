@@ -51,7 +51,12 @@ endif()
 
 # Differential: the same request sequences against Xen's oxenstored and ours. Needs root
 # and oxenstored (started and stopped by the script); skipped (exit 77) otherwise.
-set(XENBUS_OXENSTORED_RUN /work/shared/tools/oxenstored/run CACHE FILEPATH
+# The workplace keeps the script in shared/ beside the checkout.
+set(xenbus_oxenstored_run ${PROJECT_SOURCE_DIR}/../shared/tools/oxenstored/run)
+if(NOT EXISTS ${xenbus_oxenstored_run})
+  set(xenbus_oxenstored_run /work/shared/tools/oxenstored/run)
+endif()
+set(XENBUS_OXENSTORED_RUN ${xenbus_oxenstored_run} CACHE FILEPATH
   "Script that starts oxenstored without a hypervisor (for differential tests)")
 if(XENBUS_BUILD_TOOLS)
   find_package(Python3 COMPONENTS Interpreter)

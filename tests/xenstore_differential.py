@@ -205,7 +205,8 @@ def wait_socket(path, seconds=10):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("server")
-    ap.add_argument("--oxenstored-run", default="/work/shared/tools/oxenstored/run")
+    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "oxenstored", "run")
+    ap.add_argument("--oxenstored-run", default=beside if os.path.exists(beside) else "/work/shared/tools/oxenstored/run")
     args = ap.parse_args()
     if os.geteuid() != 0 or not os.path.exists("/usr/lib/xen-4.17/bin/oxenstored") or not os.path.exists(args.oxenstored_run):
         print("skipped: needs root, /usr/lib/xen-4.17/bin/oxenstored and", args.oxenstored_run)
@@ -217,7 +218,7 @@ def main():
     ours_sock = os.path.join(tmp, "ours.sock")
     ours = subprocess.Popen([args.server, "--socket", ours_sock])
     oxdir = os.path.join(tmp, "ox")
-    started = subprocess.run([args.oxenstored_run, oxdir], capture_output=True, text=True)
+    started = subprocess.run(["bash", args.oxenstored_run, oxdir], capture_output=True, text=True)
     try:
         if started.returncode != 0:
             print("skipped: oxenstored did not start:", started.stderr.strip())

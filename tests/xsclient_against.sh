@@ -24,6 +24,7 @@ case $mode in
   oxenstored)
     [ "$(id -u)" = 0 ] || { echo "skipped: oxenstored needs root"; exit 77; }
     [ -x /usr/lib/xen-4.17/bin/oxenstored ] || { echo "skipped: no oxenstored"; exit 77; }
+    [ -f "$server" ] || { echo "skipped: no $server to start oxenstored"; exit 77; }
     if python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect("/var/run/xenstored/socket")' 2>/dev/null; then
       echo "skipped: /var/run/xenstored/socket is already served"; exit 77
     fi
