@@ -4,6 +4,7 @@
 
 #include <xenbus/console_ring.hpp>
 #include <xenbus/ring.hpp>
+#include <xenbus/ring_wait.hpp>
 #include <xenbus/xenstore_ring.hpp>
 
 #include "xen_peer.h"  // xp_pattern: the byte pattern both byte-ring implementations carry
@@ -99,6 +100,8 @@ public:
 
   [[nodiscard]] std::uint64_t next_seq() const { return seq_; }
   [[nodiscard]] std::uint64_t expected() const { return expected_; }
+  /// The ring itself, for the library's wait_for_work().
+  front_t<P>& ring() { return ring_; }
 
 private:
   static front_t<P> init(const shared_pages& pages) {
@@ -144,6 +147,8 @@ public:
     auto r = ring_.final_check();
     return !r || *r;
   }
+  /// The ring itself, for the library's wait_for_work().
+  back_t<P>& ring() { return ring_; }
 
 private:
   static back_t<P> attach(const shared_pages& pages) {
@@ -251,26 +256,12 @@ enum class policy {
   standard,   // final_check(): wake me at the next response (RING_FINAL_CHECK_FOR_RESPONSES)
   moderated,  // frontend final_check(k): wake me once every request in flight is
               // answered, with the wait bounded by moderation_timeout_ns
-  polled,     // moderated, and both ends poll their ring for up to poll_ns before the
-              // final check (not a ring feature: a driver policy, measured to show what
-              // sleeping costs on this machine)
+  polled,     // the library's wait_for_work(): both ends poll their ring for up to
+              // poll_budget before the final check (the frontend's moderated, with its
+              // sleep bounded): polling spends CPU to save kicks and wakeups
 };
 inline constexpr long moderation_timeout_ns = 200'000;
 inline constexpr auto poll_budget = std::chrono::microseconds(25);
-
-// Polls `has_work` for up to poll_budget; true as soon as it says there is work.
-template <class HasWork>
-bool poll_for_work(HasWork has_work) {
-  const auto deadline = std::chrono::steady_clock::now() + poll_budget;
-  unsigned spins = 0;
-  do {
-    for (int i = 0; i < 64; ++i) {
-      if (has_work()) return true;
-      xb_spin_relax(&spins);
-    }
-  } while (std::chrono::steady_clock::now() < deadline);
-  return false;
-}
 
 template <class P>
 void notify(benchmark::State& state, unsigned outstanding, policy pol) {
@@ -294,7 +285,23 @@ void notify(benchmark::State& state, unsigned outstanding, policy pol) {
             }
             continue;
           }
-          if (pol == policy::polled && poll_for_work([&b] { return b.pending(); })) continue;
+          if (pol == policy::polled) {
+            // The library's poll-then-sleep; the stop flag is checked before each sleep.
+            bool stopping = false;
+            const xenbus::wait_policy wp{.poll_budget = poll_budget};
+            auto w = xenbus::wait_for_work(b.ring(), wp, [&](std::optional<std::chrono::nanoseconds>) {
+              if (xb_should_stop(stop)) {
+                stopping = true;
+                return false;
+              }
+              to_back.wait();
+              ++back_waits;
+              return true;
+            });
+            if (stopping) return;
+            (void)w;  // a broken ring: echo() reports it on the next pass
+            continue;
+          }
           if (b.final_check()) continue;
           if (xb_should_stop(stop)) return;
           to_back.wait();
@@ -314,7 +321,21 @@ void notify(benchmark::State& state, unsigned outstanding, policy pol) {
         ++kicks;
       }
       if (front.consume() != 0) continue;
-      if (pol == policy::polled && poll_for_work([&front] { return front.pending(); })) continue;
+      if (pol == policy::polled) {
+        const xenbus::wait_policy wp{.poll_budget = poll_budget,
+                                     .batch = static_cast<xenbus::ring_idx>(front.in_flight()),
+                                     .sleep_bound = std::chrono::nanoseconds(moderation_timeout_ns)};
+        auto w = xenbus::wait_for_work(front.ring(), wp, [&](std::optional<std::chrono::nanoseconds> bound) {
+          ++waits;
+          if (!bound) {
+            to_front.wait();
+            return true;
+          }
+          return to_front.wait_for(static_cast<long>(bound->count()));
+        });
+        if (w && *w == xenbus::wake::timed_out) ++timeouts;
+        continue;
+      }
       if (pol == policy::standard) {
         if (front.final_check(1)) continue;
         to_front.wait();

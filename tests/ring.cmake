@@ -10,7 +10,8 @@ if(XENBUS_SANITIZE)
 endif()
 
 xenbus_add_test(xenbus-ring-tests LABELS ring
-  SOURCES ring_test.cpp ring_layout_test.cpp ring_interop_test.cpp byte_ring_test.cpp)
+  SOURCES ring_test.cpp ring_layout_test.cpp ring_interop_test.cpp byte_ring_test.cpp
+    ring_wait_test.cpp)
 target_link_libraries(xenbus-ring-tests PRIVATE xenbus_ring_c_peer)
 
 # Ours-vs-ours two-thread checksum stress, also run under ThreadSanitizer (label threads).

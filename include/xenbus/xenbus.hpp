@@ -5,6 +5,7 @@
 
 // Hosted (C++ standard library with heap and threads, POSIX sockets, memfd, eventfd).
 #include <xenbus/device.hpp>
+#include <xenbus/ring_wait.hpp>
 #include <xenbus/device/client_store.hpp>
 #include <xenbus/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
