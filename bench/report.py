@@ -233,7 +233,7 @@ def plot(f, loads, path, machine):
     series = (("xen\\_macros standard", "notify/xen_macros/standard"),
               ("xenbus default", "notify/xenbus/default"),
               ("xenbus moderated", "notify/xenbus/moderated"),
-              ("xenbus polled (driver policy)", "notify/xenbus/polled"))
+              ("xenbus polled (wait_for_work)", "notify/xenbus/polled"))
     with tempfile.TemporaryDirectory() as tmp:
         data = os.path.join(tmp, "notify.dat")
         with open(data, "w") as out:
