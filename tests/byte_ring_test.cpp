@@ -275,6 +275,18 @@ TEST_CASE("xenstore ring: the reconnection handshake of xenstore-ring.txt") {
     CHECK(*server->read(buf) == 3);
     CHECK(std::memcmp(buf, "new", 3) == 0);
   }
+
+  SUBCASE("a guest attached during a reconnect restarts even if the server is done first") {
+    REQUIRE(*guest->write(bytes_of("old")) == 3);
+    xs_page(page)->connection = XENSTORE_RECONNECT;
+    auto late = xenbus::xenstore_ring_guest::attach(page.span());  // at req_prod 8
+    REQUIRE(late);
+    CHECK(server->handle_reconnect());  // reset before the guest ever looks again
+    REQUIRE(*late->write(bytes_of("new")) == 3);
+    CHECK(xs_page(page)->req_prod == 3);  // written from 0, not from the stale 8
+    CHECK(*server->read(buf) == 3);
+    CHECK(std::memcmp(buf, "new", 3) == 0);
+  }
 }
 
 TEST_CASE("xenstore ring: reconnection needs the server's feature bit") {

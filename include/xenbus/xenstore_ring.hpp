@@ -65,6 +65,12 @@ class xenstore_ring_guest {
     if (x == nullptr) return unexpected{ring_error::bad_memory};
     xenstore_ring_guest g(x);
     g.restart();
+    // xenstore-ring.txt: an earlier owner of the page may have asked for a reconnection
+    // (connection = 1). The indices we attached at are then stale: restart from the
+    // server's reset ones, even if it is done before our first read or write.
+    if ((g.server_features() & xenstore_feature_reconnection) &&
+        detail::load(x->connection, std::memory_order_acquire) != xenstore_connected)
+      g.restart_pending_ = true;  // acquire: pairs with the server's release of connection
     return g;
   }
 

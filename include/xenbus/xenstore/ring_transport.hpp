@@ -89,15 +89,9 @@ class xs_ring_transport {
   static result<xs_ring_transport, xs_error> attach(std::span<std::byte> page, E evtchn) {
     auto g = xenstore_ring_guest::attach(page);
     if (!g) return unexpected{xs_error{xs_errc::bad_request}};
+    // A reconnection already in progress at attach is the guest's to follow
+    // (xenstore_ring_guest restarts from the reset indices by itself).
     xs_ring_transport t{std::move(*g), std::move(evtchn)};
-    // xenstore-ring.txt: a guest may find connection = 1 already (someone else asked for a
-    // reconnection). The indices it attached at are then stale: it must wait for the
-    // server's reset and start over from the reset indices, however early it looks again.
-    auto* x = reinterpret_cast<xenstore_domain_interface_layout*>(page.data());
-    // Acquire: pairs with the server's release stores of these two words.
-    const auto features = std::atomic_ref(x->server_features).load(std::memory_order_acquire);
-    const auto conn = std::atomic_ref(x->connection).load(std::memory_order_acquire);
-    t.s_->restart_pending = (features & xenstore_feature_reconnection) && conn != xenstore_connected;
     return t;
   }
   xs_ring_transport(xs_ring_transport&&) noexcept = default;
@@ -111,10 +105,6 @@ class xs_ring_transport {
       bool again = false;
       auto n = [&]() -> result<std::size_t, ring_error> {
         std::lock_guard l{s.ring_mu};
-        if (s.restart_pending) {
-          if (!s.guest.reconnected()) return unexpected{ring_error::reconnecting};
-          s.restart_pending = false;
-        }
         auto r = s.guest.write(std::as_bytes(out));
         // A reconnection someone else asked for (or ours) finished: start over fresh.
         if (!r && r.error() == ring_error::reconnecting && s.guest.reconnected()) again = true;
@@ -141,10 +131,6 @@ class xs_ring_transport {
       bool again = false;
       auto n = [&]() -> result<std::size_t, ring_error> {
         std::lock_guard l{s.ring_mu};
-        if (s.restart_pending) {
-          if (!s.guest.reconnected()) return unexpected{ring_error::reconnecting};
-          s.restart_pending = false;
-        }
         auto r = s.guest.read(std::as_writable_bytes(in));
         // A reconnection someone else asked for (or ours) finished: start over fresh.
         if (!r && r.error() == ring_error::reconnecting && s.guest.reconnected()) again = true;
@@ -201,7 +187,6 @@ class xs_ring_transport {
     }
     std::mutex ring_mu;  // the guest end's two directions share latched state
     xenstore_ring_guest guest;
-    bool restart_pending{false};  // under ring_mu: attached during someone's reconnection
     E evtchn;
     std::mutex m;
     std::condition_variable cv;
