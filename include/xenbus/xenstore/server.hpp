@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -21,6 +22,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -34,6 +36,9 @@ struct server_stats {
   std::uint64_t disconnected = 0;
   std::uint64_t broken_streams = 0;     ///< clients dropped for breaking the framing
   std::uint64_t partial_disconnects = 0;///< clients gone in the middle of a message
+  std::uint64_t refused = 0;            ///< connections closed at once: limit reached or no descriptor
+  std::uint64_t accept_pauses = 0;      ///< times accepting paused, out of descriptors and reserve
+  std::size_t peak_held_bytes = 0;      ///< most output one connection held (store::held_bytes)
 };
 
 /// Serves one store on a unix socket. Every client of the socket is privileged (domain 0),
@@ -41,6 +46,9 @@ struct server_stats {
 /// from it.
 class server {
  public:
+  /// Connections served at once unless set_max_connections() says otherwise.
+  static constexpr std::size_t default_max_connections = 1024;
+
   explicit server(store& s) : store_{s} {}
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -49,6 +57,7 @@ class server {
       if (c) ::close(c->fd);
     if (listen_fd_ >= 0) ::close(listen_fd_);
     if (epoll_fd_ >= 0) ::close(epoll_fd_);
+    if (reserve_fd_ >= 0) ::close(reserve_fd_);
     if (!path_.empty()) ::unlink(path_.c_str());
   }
 
@@ -71,6 +80,10 @@ class server {
     ev.events = EPOLLIN;
     ev.data.u64 = listen_tag;
     if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) != 0) return unexpected{errno};
+    // A spare descriptor: closed when accept fails for want of one (EMFILE, ENFILE), so
+    // that the pending connection can be accepted and closed instead of staying queued
+    // and waking the loop again at once.
+    reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     return {};
   }
 
@@ -86,7 +99,15 @@ class server {
     auto last_activity = std::chrono::steady_clock::now() - spin_;
     for (;;) {
       const bool spinning = spin_.count() > 0 && std::chrono::steady_clock::now() - last_activity < spin_;
-      const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), spinning ? 0 : -1);
+      int timeout = spinning ? 0 : -1;
+      if (accept_paused_) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= resume_accept_) resume_accepting();
+        else if (!spinning)
+          timeout = static_cast<int>(
+              std::chrono::ceil<std::chrono::milliseconds>(resume_accept_ - now).count());
+      }
+      const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
       if (n < 0) {
         if (errno == EINTR) continue;
         return unexpected{errno};
@@ -117,6 +138,16 @@ class server {
   /// (0, the default: never). Trades CPU for latency when clients talk back to back.
   void set_spin(std::chrono::microseconds d) noexcept { spin_ = d; }
 
+  /// At most `n` clients at once (at least 1); a connection beyond is accepted and closed
+  /// at once, and the log hears of it. Each connection's memory is bounded by the store's
+  /// limits, so this bounds the memory of all of them together.
+  void set_max_connections(std::size_t n) noexcept { max_connections_ = n > 0 ? n : 1; }
+  std::size_t max_connections() const noexcept { return max_connections_; }
+
+  /// Where the server reports trouble (connection limit reached, out of descriptors): one
+  /// line, no newline. None by default.
+  void set_log(std::function<void(std::string_view)> log) { log_ = std::move(log); }
+
   const server_stats& stats() const noexcept { return stats_; }
   std::size_t clients() const noexcept { return live_; }
   const std::string& path() const noexcept { return path_; }
@@ -141,10 +172,83 @@ class server {
     return clients_[slot].get();
   }
 
+  void log(std::string_view line) {
+    if (log_) log_(line);
+  }
+
+  /// Accepts one pending connection and closes it (refused); false with errno set when
+  /// none was taken.
+  bool accept_and_close() {
+    const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return false;
+    ::close(fd);
+    ++stats_.refused;
+    return true;
+  }
+
+  /// accept() failed with `err`: nothing pending (EAGAIN), a connection that went away
+  /// (ECONNABORTED) or an interruption is no trouble. Anything else would leave the
+  /// connection queued and the socket readable: handle it rather than spin.
+  void accept_failed(int err) {
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR || err == ECONNABORTED) return;
+    if (err == EMFILE || err == ENFILE) return out_of_descriptors(err);
+    pause_accepting();  // ENOBUFS, ENOMEM and the like: retry in a while
+  }
+
+  void pause_accepting() {
+    ++stats_.accept_pauses;
+    accept_paused_ = true;
+    resume_accept_ = std::chrono::steady_clock::now() + accept_pause;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  }
+
+  /// accept() failed for want of a descriptor: the pending connection would stay queued
+  /// and wake the loop at once, forever. Spend the reserve descriptor to take it off the
+  /// queue and close it; without a reserve, stop watching the socket for a while.
+  void out_of_descriptors(int err) {
+    if (!fd_shortage_) {
+      fd_shortage_ = true;
+      log(std::string{"out of file descriptors ("} + std::strerror(err) +
+          "): refusing new connections until some close");
+    }
+    if (reserve_fd_ >= 0) {
+      ::close(reserve_fd_);
+      reserve_fd_ = -1;
+      while (accept_and_close()) {
+      }
+      const int why = errno;  // why the draining stopped
+      reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+      if (reserve_fd_ >= 0 && (why == EAGAIN || why == EWOULDBLOCK)) return;  // queue empty
+    }
+    // No reserve to spend: poll the socket again in a while instead of spinning.
+    pause_accepting();
+  }
+
+  void resume_accepting() {
+    accept_paused_ = false;
+    if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = listen_tag;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+
   void accept_all() {
     for (;;) {
+      if (live_ >= max_connections_) {
+        // Full: take each newcomer off the queue and close it (its peer sees EOF).
+        if (!accept_and_close()) return accept_failed(errno);
+        if (!at_limit_) {
+          at_limit_ = true;
+          log("connection limit (" + std::to_string(max_connections_) +
+              ") reached: refusing new connections until some close");
+        }
+        continue;
+      }
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN, or a transient error: the next wakeup retries
+      if (fd < 0) return accept_failed(errno);
+      fd_shortage_ = false;
+      if (reserve_fd_ < 0) reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
       std::size_t slot = 0;
       while (slot < clients_.size() && clients_[slot]) ++slot;
       if (slot == clients_.size()) clients_.emplace_back();
@@ -178,6 +282,10 @@ class server {
     const auto slot = static_cast<std::size_t>(c.tag & 0xffffffffu);
     ++stats_.disconnected;
     --live_;
+    if (at_limit_ && live_ < max_connections_) {
+      at_limit_ = false;
+      log("below the connection limit again: accepting");
+    }
     clients_[slot].reset();
   }
 
@@ -193,6 +301,7 @@ class server {
       if (c.dec->ready()) {
         store_.handle(c.id, c.dec->current());
         c.dec->next();
+        note_held(c);
       }
     }
     c.in.erase(0, used);
@@ -219,12 +328,25 @@ class server {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c.fd, &ev);
   }
 
+  void note_held(const client& c) {
+    const std::size_t h = store_.held_bytes(c.id);
+    if (h > stats_.peak_held_bytes) stats_.peak_held_bytes = h;
+  }
+
   /// Writes what the store queued; re-arms reading once the store accepts again.
   void flush(client& c) {
+    note_held(c);
     for (;;) {
-      auto out = store_.output(c.id);
-      if (out.empty()) break;
-      const ssize_t n = ::send(c.fd, out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      // Up to 16 chunks (64 KiB) in one gathering write.
+      std::string_view runs[16];
+      const std::size_t k = store_.output_spans(c.id, runs);
+      if (k == 0) break;
+      iovec iov[16];
+      for (std::size_t i = 0; i < k; ++i) iov[i] = iovec{const_cast<char*>(runs[i].data()), runs[i].size()};
+      msghdr mh{};
+      mh.msg_iov = iov;
+      mh.msg_iovlen = k;
+      const ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) break;
         return drop(c);
@@ -266,6 +388,14 @@ class server {
   std::size_t live_ = 0;
   server_stats stats_;
   std::chrono::microseconds spin_{0};
+  static constexpr std::chrono::milliseconds accept_pause{100};
+  std::size_t max_connections_ = default_max_connections;
+  std::function<void(std::string_view)> log_;
+  int reserve_fd_ = -1;        ///< spare descriptor for out_of_descriptors()
+  bool fd_shortage_ = false;   ///< logged running out of descriptors, not accepted since
+  bool at_limit_ = false;      ///< logged reaching max_connections_, not below it since
+  bool accept_paused_ = false; ///< listen socket out of epoll until resume_accept_
+  std::chrono::steady_clock::time_point resume_accept_{};
 };
 
 /// A server with its own store, run on a background thread until destroyed: for tests

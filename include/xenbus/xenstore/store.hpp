@@ -7,9 +7,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -34,8 +36,16 @@ struct limits {
   std::size_t queued_events = 1024;      ///< watch events queued unread; more are dropped
   // Bounds for privileged connections (no quotas, but memory must stay bounded).
   std::size_t privileged_queued_events = 16384;
+  /// Any connection: output bytes held (store::held_bytes) at which the store stops taking
+  /// requests until some are sent (named for the privileged case, where it is the only
+  /// bound on replies; unprivileged connections also have `outstanding`).
   std::size_t privileged_outstanding_bytes = 256 * 1024;
   std::size_t queued_event_bytes = 4 * 1024 * 1024;  ///< any connection: event bytes queued
+  std::size_t privileged_watches = 1024;             ///< watches per privileged connection (E2BIG)
+  std::size_t privileged_transactions = 256;         ///< open per privileged connection (ENOSPC)
+  /// Any connection: bytes its open transactions may hold together (node copies, paths,
+  /// pending events, as store::transaction_bytes counts them); ENOSPC beyond.
+  std::size_t transaction_bytes = 4 * 1024 * 1024;
 };
 
 /// Handle of one connection to the store (a socket client, a ring, an in-process user).
@@ -103,6 +113,12 @@ inline void remove_child(std::string& children, std::string_view name) {
     at = end + 1;
   }
 }
+/// A literal's text and its terminating NUL, the length taken from the array itself: the
+/// way every fixed reply is built (never a hand-counted length).
+template <std::size_t N>
+constexpr std::string_view with_nul(const char (&text)[N]) noexcept {
+  return std::string_view{text, N};
+}
 inline void append_u64(std::string& out, std::uint64_t v) {
   char b[24];
   std::size_t n = 0;
@@ -112,6 +128,122 @@ inline void append_u64(std::string& out, std::uint64_t v) {
   } while (v != 0);
   while (n) out += b[--n];
 }
+
+/// The output of one connection: wire messages queued in fixed-size chunks, each chunk
+/// freed as soon as its last byte is sent (a message may span chunks). Bound: held()
+/// counts every chunk allocated, which is at most the unsent bytes plus two chunks (the
+/// sent head of the first one, the free tail of the last one).
+class out_queue {
+ public:
+  /// Bytes one chunk occupies (its header included): what held() counts per chunk.
+  static constexpr std::size_t chunk_bytes = 4096;
+
+  out_queue() = default;
+  out_queue(const out_queue&) = delete;
+  out_queue& operator=(const out_queue&) = delete;
+  ~out_queue() { clear(); }
+
+  /// Appends bytes at the end (allocating chunks as needed).
+  void append(std::string_view bytes) {
+    while (!bytes.empty()) {
+      if (!tail_ || tail_->used == chunk::room) {
+        auto fresh = std::make_unique<chunk>();
+        chunk* raw = fresh.get();
+        if (tail_) tail_->next = std::move(fresh);
+        else head_ = std::move(fresh);
+        tail_ = raw;
+        ++chunks_;
+      }
+      const std::size_t n = bytes.size() < chunk::room - tail_->used ? bytes.size() : chunk::room - tail_->used;
+      std::memcpy(tail_->bytes + tail_->used, bytes.data(), n);
+      tail_->used += n;
+      unsent_ += n;
+      bytes.remove_prefix(n);
+    }
+  }
+
+  /// The first contiguous run of unsent bytes (empty when nothing is queued).
+  std::string_view front() const noexcept {
+    return head_ ? std::string_view{head_->bytes + sent_, head_->used - sent_} : std::string_view{};
+  }
+  /// Fills `out` with successive runs of unsent bytes (for a gathering write); returns how many.
+  std::size_t fronts(std::span<std::string_view> out) const noexcept {
+    std::size_t k = 0;
+    std::size_t skip = sent_;
+    for (const chunk* c = head_.get(); c && k < out.size(); c = c->next.get(), skip = 0)
+      if (c->used > skip) out[k++] = std::string_view{c->bytes + skip, c->used - skip};
+    return k;
+  }
+
+  /// Marks `n` bytes from the front sent (at most unsent()) and frees every chunk sent in
+  /// full. Calls done(header) for each message whose last byte this sends.
+  template <class Done>
+  void consume(std::size_t n, Done&& done) {
+    if (n > unsent_) n = unsent_;
+    while (n > 0) {
+      if (msg_left_ == 0) {  // at the start of a message: learn its type and length
+        char h[header_size];
+        copy_front(h, header_size);
+        msg_ = decode_header(std::span<const char, header_size>{h, header_size});
+        msg_left_ = header_size + msg_.len;
+      }
+      const std::size_t in_head = head_->used - sent_;
+      std::size_t take = n < in_head ? n : in_head;
+      if (take > msg_left_) take = msg_left_;
+      sent_ += take;
+      unsent_ -= take;
+      msg_left_ -= take;
+      n -= take;
+      if (msg_left_ == 0) done(msg_);
+      if (sent_ == head_->used) pop();  // sent in full (a partly filled chunk is the last)
+    }
+  }
+
+  std::size_t unsent() const noexcept { return unsent_; }
+  /// Bytes allocated for this queue (every chunk, sent parts included).
+  std::size_t held() const noexcept { return chunks_ * chunk_bytes; }
+  bool empty() const noexcept { return unsent_ == 0; }
+
+  void clear() noexcept {
+    while (head_) pop();  // iteratively: no deep recursion through unique_ptr
+  }
+
+ private:
+  struct chunk {
+    static constexpr std::size_t room = chunk_bytes - sizeof(void*) - sizeof(std::size_t);
+    std::unique_ptr<chunk> next;
+    std::size_t used = 0;
+    char bytes[room];
+  };
+  static_assert(sizeof(chunk) == chunk_bytes);
+
+  void pop() noexcept {
+    std::unique_ptr<chunk> rest = std::move(head_->next);
+    head_ = std::move(rest);
+    if (!head_) tail_ = nullptr;
+    sent_ = 0;
+    --chunks_;
+  }
+  /// Copies the next `n` unsent bytes (n <= unsent) into `to`, across chunks.
+  void copy_front(char* to, std::size_t n) const noexcept {
+    std::size_t skip = sent_;
+    for (const chunk* c = head_.get(); c && n > 0; c = c->next.get(), skip = 0) {
+      std::size_t k = c->used - skip;
+      if (k > n) k = n;
+      std::memcpy(to, c->bytes + skip, k);
+      to += k;
+      n -= k;
+    }
+  }
+
+  std::unique_ptr<chunk> head_;
+  chunk* tail_ = nullptr;
+  std::size_t sent_ = 0;     ///< bytes of the head chunk already sent
+  std::size_t unsent_ = 0;
+  std::size_t chunks_ = 0;
+  header msg_{};             ///< the message being sent
+  std::size_t msg_left_ = 0; ///< its bytes not yet sent (0: at a message boundary)
+};
 
 }  // namespace detail
 
@@ -168,32 +300,50 @@ class store {
 
   bool connected(conn_id id) const noexcept { return lookup(id) != nullptr; }
 
-  /// Wire bytes queued for the connection (replies and watch events).
+  /// The first contiguous run of wire bytes queued for the connection (replies and watch
+  /// events); empty when nothing is queued. Take it with consume(), then ask again: the
+  /// queue is kept in chunks, so one call may not show everything queued.
   std::string_view output(conn_id id) const noexcept {
     const auto* c = lookup(id);
-    return c ? std::string_view{c->out}.substr(c->out_sent) : std::string_view{};
+    return c ? c->out.front() : std::string_view{};
   }
-  /// The peer took `n` bytes of output().
+  /// Fills `out` with successive runs of queued bytes (for a gathering write such as
+  /// sendmsg); returns how many it filled.
+  std::size_t output_spans(conn_id id, std::span<std::string_view> out) const noexcept {
+    const auto* c = lookup(id);
+    return c ? c->out.fronts(out) : 0;
+  }
+  /// The peer took `n` bytes from the front of the queue (at most what is queued). Chunks
+  /// sent in full are freed, and each reply or event stops counting against the bounds
+  /// once its last byte is sent.
   void consume(conn_id id, std::size_t n) noexcept {
     auto* c = lookup(id);
     if (!c) return;
-    c->out_sent += n;
-    if (c->out_sent >= c->out.size()) {
-      c->out.clear();
-      c->out_sent = 0;
-      c->queued_replies = 0;
-      c->queued_events = 0;
-      c->queued_event_bytes = 0;
-    }
+    c->out.consume(n, [c](const header& h) noexcept {
+      if (h.kind() == msg_type::watch_event) {
+        --c->queued_events;
+        c->queued_event_bytes -= header_size + h.len;
+      } else {
+        --c->queued_replies;
+      }
+    });
   }
-  /// False while the connection has as many replies queued as it may have outstanding:
+  /// Bytes of memory the connection's output holds (queued and not yet freed), the
+  /// figure flow control counts.
+  std::size_t held_bytes(conn_id id) const noexcept {
+    const auto* c = lookup(id);
+    return c ? c->out.held() : 0;
+  }
+  /// False while the connection holds `privileged_outstanding_bytes` of output (replies and
+  /// events, sent or not, until freed) or, unprivileged, has `outstanding` replies unsent:
   /// the transport should stop reading its requests until it drains (cxenstored's
-  /// outstanding-requests quota, as flow control).
+  /// outstanding-requests quota, as flow control). Reading one more request adds at most
+  /// one reply, so replies hold under privileged_outstanding_bytes + 4112 bytes + a chunk.
   bool accepting(conn_id id) const noexcept {
     const auto* c = lookup(id);
     if (!c) return false;
-    if (c->privileged) return c->out.size() - c->out_sent < limits_.privileged_outstanding_bytes;
-    return c->queued_replies < limits_.outstanding;
+    if (c->out.held() >= limits_.privileged_outstanding_bytes) return false;
+    return c->privileged || c->queued_replies < limits_.outstanding;
   }
   /// Moves into `out` the connections whose output went from empty to non-empty since the
   /// last call (watch events land on connections other than the one that asked).
@@ -346,7 +496,8 @@ class store {
   result<std::uint32_t, errc> transaction_start(conn_id id) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    if (!c->privileged && c->txs.size() >= limits_.transactions) return unexpected{errc::enospc};
+    if (c->txs.size() >= (c->privileged ? limits_.privileged_transactions : limits_.transactions))
+      return unexpected{errc::enospc};
     do {
       ++next_tx_;
     } while (next_tx_ == 0 || c->txs.count(next_tx_));
@@ -364,7 +515,9 @@ class store {
     if (tx == 0 || it == c->txs.end()) return unexpected{errc::enoent};
     std::unique_ptr<transaction> t = std::move(it->second);
     c->txs.erase(it);
+    c->tx_bytes -= t->bytes;
     if (!commit) return {};
+    if (t->failed) return unexpected{errc::enospc};
     for (auto& [path, e] : t->nodes) {
       auto g = nodes_.find(path);
       const std::uint64_t now = g == nodes_.end() ? 0 : g->second.gen;
@@ -373,6 +526,17 @@ class store {
         return unexpected{errc::eagain};
       }
     }
+    // Each transaction checked the node quota against the committed count plus its own
+    // changes; transactions open side by side may each have fit. Check again against what
+    // is committed now, as C xenstored does when it ends a transaction (ENOSPC, nothing
+    // committed): a domain only gaining nodes here must stay within its quota.
+    if (!c->privileged)
+      for (const auto& [dom, delta] : t->owned_delta) {
+        if (delta <= 0) continue;
+        const auto o = owned_.find(dom);
+        const std::ptrdiff_t have = o == owned_.end() ? 0 : o->second;
+        if (have + delta > static_cast<std::ptrdiff_t>(limits_.nodes_per_domain)) return unexpected{errc::enospc};
+      }
     for (auto& [path, e] : t->nodes) {
       if (!e.modified) continue;
       if (e.value) set_global(path, std::move(*e.value));
@@ -392,7 +556,8 @@ class store {
     std::string canon = canonical(*c, path, *kind);
     for (auto& w : c->watches)
       if (w.path == canon && w.token == token) return unexpected{errc::eexist};
-    if (!c->privileged && c->watches.size() >= limits_.watches) return unexpected{errc::e2big};
+    if (c->watches.size() >= (c->privileged ? limits_.privileged_watches : limits_.watches))
+      return unexpected{errc::e2big};
     c->watches.push_back(conn_watch{canon, std::string{token}, *kind == path_kind::relative});
     watch_index_[canon].push_back(watch_ref{id.index, c->generation, std::string{token}, *kind == path_kind::relative});
     return {};
@@ -420,6 +585,7 @@ class store {
     if (!c) return unexpected{errc::einval};
     drop_watches(*c, id.index);
     c->txs.clear();
+    c->tx_bytes = 0;
     return {};
   }
 
@@ -507,22 +673,24 @@ class store {
     std::unordered_map<std::string, tx_entry, detail::string_hash, std::equal_to<>> nodes;
     std::vector<pending_event> events;
     std::unordered_map<std::uint32_t, std::ptrdiff_t> owned_delta;
+    std::size_t bytes = 0;  ///< what this transaction holds, as tx_cost() counts it
+    bool failed = false;    ///< an operation stopped halfway: committing answers ENOSPC
   };
   struct connection {
     std::uint32_t domid = 0;
     bool privileged = false;
     std::uint32_t generation = 0;
     std::string prefix;  ///< /local/domain/<domid>
-    std::string out;
-    std::size_t out_sent = 0;
-    std::size_t queued_replies = 0;
-    std::size_t queued_events = 0;
-    std::size_t queued_event_bytes = 0;
+    detail::out_queue out;             ///< replies and events, freed as they are sent
+    std::size_t queued_replies = 0;    ///< replies in `out` not sent in full
+    std::size_t queued_events = 0;     ///< events in `out` not sent in full
+    std::size_t queued_event_bytes = 0;///< their wire bytes
     std::uint64_t dropped_events = 0;
     std::uint32_t index = 0;
     bool listed = false;  ///< in writable_
     std::vector<conn_watch> watches;
     std::unordered_map<std::uint32_t, std::unique_ptr<transaction>> txs;
+    std::size_t tx_bytes = 0;  ///< sum of txs' bytes (limit: transaction_bytes)
   };
   /// One operation in progress: who, in which transaction, on which canonical path.
   struct op {
@@ -576,6 +744,22 @@ class store {
     return e && e->value ? &*e->value : nullptr;
   }
 
+  /// What one node copy costs a transaction: its bytes plus a fixed allowance for the map
+  /// entry and a pending event.
+  static std::size_t tx_cost(std::string_view path, const std::optional<detail::node>& n) noexcept {
+    constexpr std::size_t overhead = 256;
+    std::size_t b = overhead + 2 * path.size();  // the entry's key, and an event's path
+    if (n) b += n->data.size() + n->children.size() + n->perms.size() * sizeof(perm);
+    return b;
+  }
+  /// Charges (or, negative, refunds) a transaction; false when it would pass transaction_bytes.
+  bool charge(op& o, std::size_t add, std::size_t refund) {
+    if (add > refund && o.conn->tx_bytes + (add - refund) > limits_.transaction_bytes) return false;
+    o.conn->tx_bytes = o.conn->tx_bytes + add - refund;
+    o.tx->bytes = o.tx->bytes + add - refund;
+    return true;
+  }
+
   /// The transaction's copy of a node, made on first access (records what it saw).
   tx_entry* touch(op& o, std::string_view path) {
     auto& m = o.tx->nodes;
@@ -587,6 +771,7 @@ class store {
       e.value = g->second;
       e.seen_gen = g->second.gen;
     }
+    if (!charge(o, tx_cost(path, e.value), 0)) return nullptr;
     return &m.emplace(std::string{path}, std::move(e)).first->second;
   }
 
@@ -601,6 +786,12 @@ class store {
     if (!e) return unexpected{errc::enospc};
     const std::optional<std::uint32_t> old_owner =
         e->value ? std::optional<std::uint32_t>{e->value->perms[0].domid} : std::nullopt;
+    if (!charge(o, tx_cost(path, n), tx_cost(path, e->value))) {
+      // Possibly midway through an operation that puts several nodes: the transaction
+      // may be left half-changed, so it can no longer commit (C xenstored's trans->fail).
+      o.tx->failed = true;
+      return unexpected{errc::enospc};
+    }
     if (old_owner) --o.tx->owned_delta[*old_owner];
     if (n) {
       ++o.tx->owned_delta[n->perms[0].domid];
@@ -840,7 +1031,7 @@ class store {
     ++c.queued_events;
     c.queued_event_bytes += bytes;
     ++stats_.events;
-    append_message(c, msg_type::watch_event, 0, 0, {path, {"\0", 1}, token, {"\0", 1}});
+    append_message(c, msg_type::watch_event, 0, 0, {path, detail::with_nul(""), token, detail::with_nul("")});
   }
 
   void unindex_watch(const std::string& path, std::uint32_t index, std::uint32_t generation,
@@ -874,7 +1065,7 @@ class store {
       c.listed = true;
       writable_.push_back(c.index);
     }
-    c.out.append(h, header_size);
+    c.out.append(std::string_view{h, header_size});
     for (auto p : parts) c.out.append(p);
   }
 
@@ -886,12 +1077,12 @@ class store {
     append_message(c, req.kind(), req.req_id, req.tx_id, parts);
   }
 
-  void send_ok(connection& c, const header& req) { send_reply(c, req, {{"OK\0", 3}}); }
+  void send_ok(connection& c, const header& req) { send_reply(c, req, {detail::with_nul("OK")}); }
 
   void send_error(connection& c, const header& req, errc e) {
     ++stats_.errors;
     ++c.queued_replies;
-    append_message(c, msg_type::error, req.req_id, req.tx_id, {to_string(e), {"\0", 1}});
+    append_message(c, msg_type::error, req.req_id, req.tx_id, {to_string(e), detail::with_nul("")});
   }
 
   template <class R>
@@ -969,7 +1160,7 @@ class store {
       case msg_type::introduce: return ack(c, h, introduce(id, r.domid));
       case msg_type::release: return ack(c, h, release(id, r.domid));
       case msg_type::is_domain_introduced:
-        return send_reply(c, h, {is_domain_introduced(r.domid) ? std::string_view{"T\0", 2} : std::string_view{"F\0", 2}});
+        return send_reply(c, h, {is_domain_introduced(r.domid) ? detail::with_nul("T") : detail::with_nul("F")});
       case msg_type::resume:
         if (!c.privileged) return send_error(c, h, errc::eacces);
         if (!is_domain_introduced(r.domid)) return send_error(c, h, errc::enoent);
@@ -996,7 +1187,7 @@ class store {
     string_list l{args};
     auto it = l.begin();
     const std::string_view cmd = *it;
-    if (cmd == "help") return send_reply(c, h, {{"check\nhelp\nprint <text>\n\0", 27}});
+    if (cmd == "help") return send_reply(c, h, {detail::with_nul("check\nhelp\nprint <text>\n")});
     if (cmd == "check" || cmd == "print") return send_ok(c, h);
     send_error(c, h, errc::einval);
   }
