@@ -6,9 +6,18 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 
 using namespace std::string_view_literals;
 using namespace std::string_literals;
@@ -162,4 +171,145 @@ TEST_CASE("hostile: requests pipelined without reading replies are flow-controll
   }
   sender.join();
   CHECK(got == 2000);
+}
+
+TEST_CASE("hostile: a pipelining client that reads slowly holds bounded memory in the server") {
+  // Regression: output was one string, reclaimed only when it drained in full, and flow
+  // control counted only unsent bytes; a client that always lagged a little made the
+  // server keep every reply it ever sent (3 MB -> 516 MB in 18 s). Now sent chunks are
+  // freed and flow control counts every byte held.
+  xs::limits l;
+  l.privileged_outstanding_bytes = 64 * 1024;
+  running r{"slowpipe", l};
+  sock p{r.srv.path()};
+  REQUIRE(p.write("/p", std::string(3000, 'p')).ok());
+  constexpr std::uint32_t n = 1500;  // 4.5 MB of replies
+  std::string batch;
+  for (std::uint32_t i = 0; i < n; ++i) batch += sock::frame(T::read, "/p\0"sv, i + 1);
+  std::thread sender{[&] { (void)p.send_raw(batch); }};
+  std::uint32_t got = 0;
+  while (got < n) {
+    auto rep = p.reply();
+    if (!rep) break;
+    CHECK(rep->payload.size() == 3000);
+    if (++got % 4 == 0) std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
+  sender.join();
+  CHECK(got == n);
+  r.srv.stop();
+  const std::size_t bound = l.privileged_outstanding_bytes + xs::header_size + xs::payload_max +
+                            2 * xs::detail::out_queue::chunk_bytes;
+  MESSAGE("peak held bytes " << r.srv.stats().peak_held_bytes << ", bound " << bound);
+  CHECK(r.srv.stats().peak_held_bytes <= bound);
+}
+
+namespace {
+
+/// CPU time (user + system) a process has used, in clock ticks, from /proc/<pid>/stat.
+long cpu_ticks(pid_t pid) {
+  std::ifstream f{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::istringstream rest{all.substr(all.rfind(')') + 2)};
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {  // fields 14 and 15: utime, stime
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+}  // namespace
+
+TEST_CASE("hostile: out of descriptors, the server neither spins nor stops serving") {
+  // Regression: with its descriptors exhausted, accept failed with EMFILE, the connection
+  // stayed queued and epoll woke the loop at once, forever (100% CPU). The server now
+  // spends a reserve descriptor to accept and close it.
+  const std::string path = xstest::temp_socket("emfile");
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {  // the server, alone in a child with few descriptors
+    const rlimit rl{32, 32};
+    if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) ::_exit(2);
+    xs::store st;
+    xs::server srv{st};
+    if (!srv.listen(path)) ::_exit(1);
+    const int stop = ::eventfd(0, EFD_CLOEXEC);
+    (void)srv.run(stop);
+    ::_exit(0);
+  }
+  struct reap {
+    pid_t pid;
+    std::string path;
+    ~reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      ::unlink(path.c_str());
+    }
+  } guard{pid, path};
+  std::unique_ptr<sock> first;
+  for (int i = 0; i < 500 && !(first && first->ok()); ++i) {
+    if (i) std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    first = std::make_unique<sock>(path);
+  }
+  REQUIRE(first->ok());
+  REQUIRE(first->write("/before", "1").ok());
+  // Many more connections than the child has descriptors.
+  std::vector<std::unique_ptr<sock>> flood;
+  for (int i = 0; i < 80; ++i) flood.push_back(std::make_unique<sock>(path));
+  std::this_thread::sleep_for(std::chrono::milliseconds{300});
+  const long t0 = cpu_ticks(pid);
+  std::this_thread::sleep_for(std::chrono::seconds{1});
+  const long used = cpu_ticks(pid) - t0;
+  MESSAGE("server CPU over 1 s at EMFILE: " << used << " ticks of " << ::sysconf(_SC_CLK_TCK));
+  CHECK(used < ::sysconf(_SC_CLK_TCK) / 10);
+  // The connection served before keeps working; once descriptors free up, new ones work.
+  CHECK(first->read("/before").payload == "1");
+  flood.clear();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    sock late{path};
+    if (late.ok() && late.send(T::read, "/before\0"sv)) {
+      auto a = late.reply(1000);
+      served = a && a->payload == "1";
+    }
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  CHECK(served);
+}
+
+TEST_CASE("server: a global connection limit refuses newcomers, with a log line") {
+  std::vector<std::string> logs;  // written by the loop thread, read after stop() joins it
+  xs::server_thread srv{xstest::temp_socket("maxconn"), {}, [&](xs::server& s) {
+                          s.set_max_connections(3);
+                          s.set_log([&](std::string_view line) { logs.emplace_back(line); });
+                        }};
+  REQUIRE(srv.ok());
+  auto a = std::make_unique<sock>(srv.path());
+  sock b{srv.path()};
+  sock c{srv.path()};
+  CHECK(a->write("/a", "1").ok());
+  CHECK(b.write("/b", "1").ok());
+  CHECK(c.write("/c", "1").ok());
+  sock d{srv.path()};
+  sock e{srv.path()};
+  CHECK(d.closed_by_peer());
+  CHECK(e.closed_by_peer());
+  CHECK(b.read("/a").payload == "1");
+  a.reset();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    sock late{srv.path()};
+    if (late.send(T::read, "/c\0"sv)) {
+      auto rep = late.reply(1000);
+      served = rep && rep->payload == "1";
+    }
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  CHECK(served);
+  srv.stop();
+  CHECK(srv.stats().refused >= 2);
+  REQUIRE(logs.size() >= 2);
+  CHECK(logs[0] == "connection limit (3) reached: refusing new connections until some close");
+  CHECK(logs[1] == "below the connection limit again: accepting");
 }

@@ -402,3 +402,173 @@ TEST_CASE("quotas for unprivileged domains use cxenstored's defaults") {
     CHECK(s.accepting(g.id()));
   }
 }
+
+namespace {
+
+/// Every byte queued for `id`, across the output chunks, without taking any.
+std::string unsent(xs::store& s, xs::conn_id id) {
+  std::string_view runs[4096];
+  const std::size_t k = s.output_spans(id, runs);
+  std::string all;
+  for (std::size_t i = 0; i < k; ++i) all += runs[i];
+  return all;
+}
+
+/// Takes `n` bytes of output from `id` as a peer would, counting the watch events in them.
+struct slow_reader {
+  xs::store& s;
+  xs::conn_id id;
+  std::unique_ptr<xs::decoder> dec = std::make_unique<xs::decoder>();
+  std::size_t events = 0;
+  std::size_t replies = 0;
+  void take(std::size_t n) {
+    const std::string bytes = unsent(s, id).substr(0, n);
+    std::size_t used = 0;
+    while (used < bytes.size()) {
+      used += dec->feed(std::string_view{bytes}.substr(used));
+      REQUIRE_FALSE(dec->broken());
+      if (dec->ready()) {
+        (dec->current().hdr.kind() == T::watch_event ? events : replies) += 1;
+        dec->next();
+      }
+    }
+    s.consume(id, bytes.size());
+  }
+};
+
+xs::message msg(T t, std::string_view payload, std::uint32_t req = 1) {
+  return xs::message{xs::header{static_cast<std::uint32_t>(t), req, 0, static_cast<std::uint32_t>(payload.size())},
+                     payload};
+}
+
+}  // namespace
+
+TEST_CASE("output: a watcher that reads steadily but a little behind loses no events") {
+  // Regression: the event counters were reset only when the whole output drained, so a
+  // watcher that always left a few bytes unread hit the bound after 64 events and lost
+  // every later one. Events now stop counting once their last byte is sent.
+  xs::limits l;
+  l.privileged_queued_events = 64;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  slow_reader w{s, s.connect(0, true)};
+  s.handle(w.id, msg(T::watch, "/flood\0f\0"sv));
+  constexpr std::size_t writes = 2000;
+  for (std::size_t i = 0; i < writes; ++i) {
+    REQUIRE(d0.write("/flood", std::to_string(i)).ok());
+    const std::size_t queued = unsent(s, w.id).size();
+    w.take(queued - 5);  // always 5 bytes behind: the output never drains
+  }
+  w.take(unsent(s, w.id).size());
+  CHECK(s.dropped_events(w.id) == 0);
+  CHECK(w.events == writes + 1);  // and the one fired when the watch was set
+  CHECK(w.replies == 1);
+  CHECK(s.held_bytes(w.id) == 0);
+}
+
+TEST_CASE("output: sent chunks are freed and what a pipelining connection holds stays bounded") {
+  xs::limits l;
+  l.privileged_outstanding_bytes = 64 * 1024;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  REQUIRE(d0.write("/big", std::string(3000, 'b')).ok());
+  slow_reader p{s, s.connect(0, true)};
+  // The bound the store states: what flow control allows, one more reply, two chunks.
+  const std::size_t bound = l.privileged_outstanding_bytes + xs::header_size + xs::payload_max +
+                            2 * xs::detail::out_queue::chunk_bytes;
+  std::size_t peak = 0;
+  std::uint32_t req = 0;
+  for (int round = 0; round < 400; ++round) {
+    while (s.accepting(p.id)) s.handle(p.id, msg(T::read, "/big\0"sv, ++req));
+    peak = std::max(peak, s.held_bytes(p.id));
+    p.take(unsent(s, p.id).size() / 2);  // the client reads, but never all of it
+    CHECK(s.held_bytes(p.id) <= bound);
+  }
+  CHECK(peak <= bound);
+  CHECK(peak >= l.privileged_outstanding_bytes);
+  p.take(unsent(s, p.id).size());
+  CHECK(p.replies == req);
+  CHECK(s.held_bytes(p.id) == 0);
+}
+
+TEST_CASE("fixed replies are exactly their text and one NUL (CONTROL help, OK, T/F, errors)") {
+  // Regression: CONTROL help's reply was built from a literal with a hand-counted length
+  // one byte too long: it sent a byte past the literal's end (ASan: global-buffer-overflow).
+  xs::store s;
+  caller d0{s, 0, true};
+  CHECK(d0.call(T::control, "help\0"sv).payload == "check\nhelp\nprint <text>\n\0"sv);
+  CHECK(d0.call(T::control, "check\0"sv).payload == "OK\0"sv);
+  CHECK(d0.write("/x", "1").payload == "OK\0"sv);
+  CHECK(d0.call(T::is_domain_introduced, "0\0"sv).payload == "T\0"sv);
+  CHECK(d0.call(T::is_domain_introduced, "7\0"sv).payload == "F\0"sv);
+  CHECK(d0.read("/nope").payload == "ENOENT\0"sv);
+  CHECK(d0.call(T::control, "bogus\0"sv).payload == "EINVAL\0"sv);
+  caller g{s, 5, false};
+  CHECK(g.call(T::control, "help\0"sv).payload == "EACCES\0"sv);
+}
+
+TEST_CASE("quotas: transactions open side by side cannot together pass the node quota") {
+  // Each transaction checks the quota against committed nodes plus its own; both fit on
+  // their own. As C xenstored does at TRANSACTION_END, the commit checks again: the second
+  // answers ENOSPC and commits nothing.
+  xs::limits l;
+  l.nodes_per_domain = 50;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  REQUIRE(d0.mkdir("/local/domain/9").ok());
+  REQUIRE(d0.set_perms("/local/domain/9", {"n9"}).ok());
+  caller g{s, 9, false};
+  // Separate parents, so that the two transactions do not conflict.
+  REQUIRE(g.mkdir("a").ok());
+  REQUIRE(g.mkdir("b").ok());
+  const auto t1 = g.start();
+  const auto t2 = g.start();
+  for (int i = 0; i < 30; ++i) {
+    REQUIRE(g.write("a/" + std::to_string(i), "", t1).ok());
+    REQUIRE(g.write("b/" + std::to_string(i), "", t2).ok());
+  }
+  CHECK(g.end(t1, true).ok());
+  CHECK(g.end(t2, true).err() == "ENOSPC");
+  CHECK(g.read("a/29").ok());
+  CHECK(g.read("b/0").err() == "ENOENT");
+  CHECK(s.consistent());
+  // The home, a, b and 30 nodes owned: 17 more fit, as outside transactions.
+  int made = 0;
+  while (g.write("c" + std::to_string(made), "").ok()) ++made;
+  CHECK(made == 17);
+  // A transaction that removes nodes commits even while the domain is at its quota.
+  const auto t3 = g.start();
+  CHECK(g.rm("c0", t3).ok());
+  CHECK(g.end(t3, true).ok());
+}
+
+TEST_CASE("privileged connections are bounded too: watches, transactions, transaction bytes") {
+  xs::limits l;
+  l.privileged_watches = 8;
+  l.privileged_transactions = 4;
+  l.transaction_bytes = 64 * 1024;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  for (int i = 0; i < 8; ++i) REQUIRE(d0.watch("/w", std::to_string(i)).ok());
+  CHECK(d0.watch("/w", "more").err() == "E2BIG");
+  std::vector<std::uint32_t> txs;
+  for (int i = 0; i < 4; ++i) txs.push_back(d0.start());
+  CHECK(d0.call(T::transaction_start, "\0"sv).err() == "ENOSPC");
+  // 4000-byte nodes: the transactions of the connection hold at most 64 KiB together.
+  std::string last;
+  int written = 0;
+  for (int i = 0; i < 100 && last.empty(); ++i) {
+    last = d0.write("/t/" + std::to_string(i), std::string(4000, 'x'), txs[static_cast<std::size_t>(i % 4)]).err();
+    if (last.empty()) ++written;
+  }
+  CHECK(last == "ENOSPC");
+  CHECK(written < 16);
+  CHECK(written > 8);
+  // Ending transactions gives the room back; commits keep the store whole.
+  for (auto t : txs) (void)d0.end(t, true);
+  CHECK(s.consistent());
+  const auto t = d0.start();
+  CHECK(d0.write("/t/again", std::string(4000, 'y'), t).ok());
+  CHECK(d0.end(t, true).ok());
+  CHECK(d0.read("/t/again").payload == std::string(4000, 'y'));
+}
