@@ -9,21 +9,69 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <sys/signalfd.h>
 #include <unistd.h>
 
 namespace {
 
+using xenbus::xenstore::limits;
+
+/// The fields of `limits` that --limit may set, by name.
+constexpr std::pair<const char*, std::size_t limits::*> limit_fields[] = {
+    {"nodes_per_domain", &limits::nodes_per_domain},
+    {"node_size", &limits::node_size},
+    {"watches", &limits::watches},
+    {"transactions", &limits::transactions},
+    {"perms_per_node", &limits::perms_per_node},
+    {"outstanding", &limits::outstanding},
+    {"transaction_nodes", &limits::transaction_nodes},
+    {"queued_events", &limits::queued_events},
+    {"privileged_queued_events", &limits::privileged_queued_events},
+    {"privileged_outstanding_bytes", &limits::privileged_outstanding_bytes},
+    {"queued_event_bytes", &limits::queued_event_bytes},
+    {"privileged_watches", &limits::privileged_watches},
+    {"privileged_transactions", &limits::privileged_transactions},
+    {"transaction_bytes", &limits::transaction_bytes},
+};
+
+/// A whole decimal number within [1, 2^40]; false otherwise.
+bool parse_count(std::string_view text, std::size_t& out) {
+  if (text.empty() || text.size() > 13) return false;
+  std::size_t v = 0;
+  for (char ch : text) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + static_cast<std::size_t>(ch - '0');
+  }
+  if (v == 0 || v > (std::size_t{1} << 40)) return false;
+  out = v;
+  return true;
+}
+
+/// NAME=VALUE into `l`; false for an unknown name or a bad value.
+bool set_limit(limits& l, std::string_view arg) {
+  const auto eq = arg.find('=');
+  if (eq == std::string_view::npos) return false;
+  for (const auto& [name, field] : limit_fields)
+    if (arg.substr(0, eq) == name) return parse_count(arg.substr(eq + 1), l.*field);
+  return false;
+}
+
 int usage(const char* argv0, int rc) {
   std::fprintf(rc ? stderr : stdout,
-               "usage: %s [--socket PATH] [--pid-file FILE]\n"
-               "  --socket PATH    unix socket to serve (default /var/run/xenstored/socket)\n"
-               "  --pid-file FILE  write the process id there once the socket listens\n"
-               "  --spin-us N      busy-poll N microseconds after activity before sleeping\n"
-               "                   (lower latency for back-to-back requests; default 0)\n"
-               "Stops cleanly on SIGINT or SIGTERM.\n",
-               argv0);
+               "usage: %s [--socket PATH] [--pid-file FILE] [--max-connections N] [--limit NAME=N]...\n"
+               "  --socket PATH        unix socket to serve (default /var/run/xenstored/socket)\n"
+               "  --pid-file FILE      write the process id there once the socket listens\n"
+               "  --spin-us N          busy-poll N microseconds after activity before sleeping\n"
+               "                       (lower latency for back-to-back requests; default 0)\n"
+               "  --max-connections N  serve at most N clients at once; newcomers beyond are\n"
+               "                       closed at once, with a line on stderr (default %zu)\n"
+               "  --limit NAME=N       set one field of the store's limits (xenstore/store.hpp):\n"
+               "                      ",
+               argv0, xenbus::xenstore::server::default_max_connections);
+  for (const auto& f : limit_fields) std::fprintf(rc ? stderr : stdout, " %s", f.first);
+  std::fprintf(rc ? stderr : stdout, "\nStops cleanly on SIGINT or SIGTERM.\n");
   return rc;
 }
 
@@ -33,12 +81,21 @@ int main(int argc, char** argv) {
   std::string socket_path = "/var/run/xenstored/socket";
   std::string pid_file;
   long spin_us = 0;
+  std::size_t max_connections = xenbus::xenstore::server::default_max_connections;
+  limits lim;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
     if ((a == "--socket" || a == "--pid-file") && i + 1 < argc) {
       (a == "--socket" ? socket_path : pid_file) = argv[++i];
     } else if (a == "--spin-us" && i + 1 < argc) {
       spin_us = std::atol(argv[++i]);
+    } else if (a == "--max-connections" && i + 1 < argc) {
+      if (!parse_count(argv[++i], max_connections)) return usage(argv[0], 2);
+    } else if (a == "--limit" && i + 1 < argc) {
+      if (!set_limit(lim, argv[++i])) {
+        std::fprintf(stderr, "xenbus-xenstored: bad --limit %s\n", argv[i]);
+        return usage(argv[0], 2);
+      }
     } else if (a == "-h" || a == "--help") {
       return usage(argv[0], 0);
     } else {
@@ -59,8 +116,12 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  xenbus::xenstore::store store;
+  xenbus::xenstore::store store{lim};
   xenbus::xenstore::server server{store};
+  server.set_max_connections(max_connections);
+  server.set_log([](std::string_view line) {
+    std::fprintf(stderr, "xenbus-xenstored: %.*s\n", static_cast<int>(line.size()), line.data());
+  });
   if (auto r = server.listen(socket_path); !r) {
     std::fprintf(stderr, "xenbus-xenstored: cannot listen on %s: %s\n", socket_path.c_str(),
                  std::strerror(r.error()));

@@ -402,9 +402,11 @@ class server {
 /// and programs that embed xenstore in-process.
 class server_thread {
  public:
-  /// Starts serving on `path`; check ok() (or error()) before use.
-  explicit server_thread(std::string path, limits l = {})
+  /// Starts serving on `path`; check ok() (or error()) before use. `configure`, if given,
+  /// sets the server up (connection limit, log) before its loop starts.
+  explicit server_thread(std::string path, limits l = {}, const std::function<void(server&)>& configure = {})
       : store_{std::make_unique<store>(l)}, server_{std::make_unique<server>(*store_)} {
+    if (configure) configure(*server_);
     stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (stop_fd_ < 0) {
       error_ = errno;
