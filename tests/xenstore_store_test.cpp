@@ -547,10 +547,18 @@ TEST_CASE("privileged connections are bounded too: watches, transactions, transa
   l.privileged_watches = 8;
   l.privileged_transactions = 4;
   l.transaction_bytes = 64 * 1024;
+  l.watch_bytes = 16 * 1024;
   xs::store s{l};
   caller d0{s, 0, true};
   for (int i = 0; i < 8; ++i) REQUIRE(d0.watch("/w", std::to_string(i)).ok());
   CHECK(d0.watch("/w", "more").err() == "E2BIG");
+  // Watch bytes: two watches with 3000-byte tokens fit in 16 KiB, a third does not.
+  caller d1{s, 0, true};
+  CHECK(d1.watch("/w", std::string(3000, 'a')).ok());
+  CHECK(d1.watch("/w", std::string(3000, 'b')).ok());
+  CHECK(d1.watch("/w", std::string(3000, 'c')).err() == "E2BIG");
+  CHECK(d1.unwatch("/w", std::string(3000, 'a')).ok());
+  CHECK(d1.watch("/w", std::string(3000, 'c')).ok());
   std::vector<std::uint32_t> txs;
   for (int i = 0; i < 4; ++i) txs.push_back(d0.start());
   CHECK(d0.call(T::transaction_start, "\0"sv).err() == "ENOSPC");

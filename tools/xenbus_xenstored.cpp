@@ -32,6 +32,7 @@ constexpr std::pair<const char*, std::size_t limits::*> limit_fields[] = {
     {"privileged_outstanding_bytes", &limits::privileged_outstanding_bytes},
     {"queued_event_bytes", &limits::queued_event_bytes},
     {"privileged_watches", &limits::privileged_watches},
+    {"watch_bytes", &limits::watch_bytes},
     {"privileged_transactions", &limits::privileged_transactions},
     {"transaction_bytes", &limits::transaction_bytes},
 };

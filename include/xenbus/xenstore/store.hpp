@@ -41,7 +41,10 @@ struct limits {
   /// bound on replies; unprivileged connections also have `outstanding`).
   std::size_t privileged_outstanding_bytes = 256 * 1024;
   std::size_t queued_event_bytes = 4 * 1024 * 1024;  ///< any connection: event bytes queued
-  std::size_t privileged_watches = 1024;             ///< watches per privileged connection (E2BIG)
+  std::size_t privileged_watches = 4096;             ///< watches per privileged connection (E2BIG)
+  /// Any connection: bytes its watches may hold together (2 x (path + token) + 128 each);
+  /// E2BIG beyond. 128 unprivileged watches of the longest paths fit.
+  std::size_t watch_bytes = 2 * 1024 * 1024;
   std::size_t privileged_transactions = 256;         ///< open per privileged connection (ENOSPC)
   /// Any connection: bytes its open transactions may hold together (node copies, paths,
   /// pending events, as store::transaction_bytes counts them); ENOSPC beyond.
@@ -558,6 +561,8 @@ class store {
       if (w.path == canon && w.token == token) return unexpected{errc::eexist};
     if (c->watches.size() >= (c->privileged ? limits_.privileged_watches : limits_.watches))
       return unexpected{errc::e2big};
+    if (c->watch_bytes + watch_cost(canon, token) > limits_.watch_bytes) return unexpected{errc::e2big};
+    c->watch_bytes += watch_cost(canon, token);
     c->watches.push_back(conn_watch{canon, std::string{token}, *kind == path_kind::relative});
     watch_index_[canon].push_back(watch_ref{id.index, c->generation, std::string{token}, *kind == path_kind::relative});
     return {};
@@ -573,6 +578,7 @@ class store {
       if (c->watches[i].path == canon && c->watches[i].token == token) {
         c->watches.erase(c->watches.begin() + static_cast<std::ptrdiff_t>(i));
         unindex_watch(canon, id.index, c->generation, token);
+        c->watch_bytes -= watch_cost(canon, token);
         return {};
       }
     }
@@ -691,6 +697,7 @@ class store {
     std::vector<conn_watch> watches;
     std::unordered_map<std::uint32_t, std::unique_ptr<transaction>> txs;
     std::size_t tx_bytes = 0;  ///< sum of txs' bytes (limit: transaction_bytes)
+    std::size_t watch_bytes = 0;  ///< sum of watch_cost() over watches (limit: watch_bytes)
   };
   /// One operation in progress: who, in which transaction, on which canonical path.
   struct op {
@@ -1050,6 +1057,13 @@ class store {
   void drop_watches(connection& c, std::uint32_t index) {
     for (auto& w : c.watches) unindex_watch(w.path, index, c.generation, w.token);
     c.watches.clear();
+    c.watch_bytes = 0;
+  }
+
+  /// What one watch costs its connection: its path and token, kept twice (the
+  /// connection's list and the path index), and an allowance for the bookkeeping.
+  static std::size_t watch_cost(std::string_view path, std::string_view token) noexcept {
+    return 2 * (path.size() + token.size()) + 128;
   }
 
   // ---- Replies ----------------------------------------------------------------------
