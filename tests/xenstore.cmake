@@ -68,3 +68,15 @@ if(XENBUS_BUILD_TOOLS)
       LABELS xenstore-differential SKIP_RETURN_CODE 77 RESOURCE_LOCK oxenstored TIMEOUT 120)
   endif()
 endif()
+
+# Soak: 100 hostile clients beside 4 honest ones for 20 s against xenbus-xenstored (or,
+# without the tools, a server in a forked child); asserts the stated memory bound, that
+# every honest request is answered and no committed write is lost. Label soak.
+add_executable(xenbus-xenstore-soak xenstore_soak_test.cpp)
+target_link_libraries(xenbus-xenstore-soak PRIVATE xenbus::xenbus xenbus_dev_flags Threads::Threads)
+if(XENBUS_BUILD_TOOLS)
+  add_test(NAME xenstore-soak COMMAND xenbus-xenstore-soak --server $<TARGET_FILE:xenbus-xenstored> --seconds 20)
+else()
+  add_test(NAME xenstore-soak COMMAND xenbus-xenstore-soak --seconds 20)
+endif()
+set_tests_properties(xenstore-soak PROPERTIES LABELS soak TIMEOUT 60 RUN_SERIAL TRUE)
