@@ -341,12 +341,17 @@ class server {
       std::string_view runs[16];
       const std::size_t k = store_.output_spans(c.id, runs);
       if (k == 0) break;
-      iovec iov[16];
-      for (std::size_t i = 0; i < k; ++i) iov[i] = iovec{const_cast<char*>(runs[i].data()), runs[i].size()};
-      msghdr mh{};
-      mh.msg_iov = iov;
-      mh.msg_iovlen = k;
-      const ssize_t n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n;
+      if (k == 1) {  // the common case, a reply or two: plain send
+        n = ::send(c.fd, runs[0].data(), runs[0].size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      } else {
+        iovec iov[16];
+        for (std::size_t i = 0; i < k; ++i) iov[i] = iovec{const_cast<char*>(runs[i].data()), runs[i].size()};
+        msghdr mh{};
+        mh.msg_iov = iov;
+        mh.msg_iovlen = k;
+        n = ::sendmsg(c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
       if (n < 0) {
         if (errno == EAGAIN || errno == EINTR) break;
         return drop(c);
