@@ -354,12 +354,13 @@ void hostile_loop(const std::string& path, const std::atomic<bool>& stop, std::s
           send_some(h);
           h.next = now + std::chrono::milliseconds{20};
           break;
-        case kind::slow_reader:  // the same, but takes 4 KiB of replies every 50 ms
+        case kind::slow_reader:  // asks for 64 KiB of replies every 20 ms but takes only 32 KiB:
+                                 // always behind, never idle (the output never drains)
           if (h.pending.size() < 4096)
             for (int i = 0; i < 16; ++i) h.pending += frame(T::read, "/soak/big\0"sv, ++h.req);
           send_some(h);
-          read_some(h, 4096);
-          h.next = now + std::chrono::milliseconds{50};
+          read_some(h, 32 * 1024);
+          h.next = now + std::chrono::milliseconds{20};
           break;
         case kind::deaf_watcher:  // watches with long tokens on the hot subtree; never reads
           if (h.stage < 200) {
