@@ -82,8 +82,7 @@ xs::limits soak_limits() {
 /// threshold, one more reply, two chunks, queued events), watches, transactions.
 std::size_t per_connection_bound(const xs::limits& l) {
   const std::size_t input = 16384 + xs::header_size + xs::payload_max + 1024;
-  const std::size_t output = l.privileged_outstanding_bytes + xs::header_size + xs::payload_max +
-                             2 * xs::detail::out_queue::chunk_bytes + l.queued_event_bytes;
+  const std::size_t output = xs::store::output_bound(l);
   return input + output + l.watch_bytes + l.transaction_bytes + l.privileged_transactions * 512;
 }
 

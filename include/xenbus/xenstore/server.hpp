@@ -161,7 +161,9 @@ class server {
     conn_id id;
     std::uint64_t tag = 0;
     std::unique_ptr<decoder> dec = std::make_unique<decoder>();
-    std::string in;          ///< bytes read but not yet fed (while the store is not accepting)
+    /// Bytes read but not yet fed (while the store is not accepting). Bound: one read (16
+    /// KiB): reading is armed only while the store accepts, and then `in` is empty.
+    std::string in;
     bool want_out = false;   ///< EPOLLOUT armed
     bool reading = true;     ///< EPOLLIN armed
   };

@@ -140,6 +140,13 @@ class out_queue {
  public:
   /// Bytes one chunk occupies (its header included): what held() counts per chunk.
   static constexpr std::size_t chunk_bytes = 4096;
+  /// Bytes of messages one chunk carries.
+  static constexpr std::size_t chunk_room = chunk_bytes - sizeof(void*) - sizeof(std::size_t);
+  /// Most held() can be while `pending` bytes are unsent: their chunks, the sent head of
+  /// the first and the free tail of the last.
+  static constexpr std::size_t held_bound(std::size_t pending) noexcept {
+    return (pending + chunk_room - 1) / chunk_room * chunk_bytes + 2 * chunk_bytes;
+  }
 
   out_queue() = default;
   out_queue(const out_queue&) = delete;
@@ -213,7 +220,7 @@ class out_queue {
 
  private:
   struct chunk {
-    static constexpr std::size_t room = chunk_bytes - sizeof(void*) - sizeof(std::size_t);
+    static constexpr std::size_t room = chunk_room;
     std::unique_ptr<chunk> next;
     std::size_t used = 0;
     char bytes[room];
@@ -337,11 +344,19 @@ class store {
     const auto* c = lookup(id);
     return c ? c->out.held() : 0;
   }
+  /// Most output one connection can hold (held_bytes()): replies reach at most
+  /// privileged_outstanding_bytes plus the one more a last request adds (header and
+  /// payload_max), events queued_event_bytes; out_queue::held_bound() adds the chunking.
+  static constexpr std::size_t output_bound(const limits& l) noexcept {
+    return detail::out_queue::held_bound(l.privileged_outstanding_bytes + header_size + payload_max +
+                                         l.queued_event_bytes);
+  }
+
   /// False while the connection holds `privileged_outstanding_bytes` of output (replies and
   /// events, sent or not, until freed) or, unprivileged, has `outstanding` replies unsent:
   /// the transport should stop reading its requests until it drains (cxenstored's
   /// outstanding-requests quota, as flow control). Reading one more request adds at most
-  /// one reply, so replies hold under privileged_outstanding_bytes + 4112 bytes + a chunk.
+  /// one reply: see output_bound().
   bool accepting(conn_id id) const noexcept {
     const auto* c = lookup(id);
     if (!c) return false;
