@@ -234,6 +234,8 @@ class device_end {
   std::uint64_t state_writes() const noexcept { return writes_; }
   const std::string& dir() const noexcept { return own_dir_; }
   const std::string& peer_dir() const noexcept { return peer_dir_; }
+  /// The token of this instance's watches ("xenbus-fe-<dom>-<devid>-<instance>", say).
+  const std::string& token() const noexcept { return token_; }
   /// Where this end writes its fatal errors: /local/domain/<self>/error/<relative dir>/error.
   std::string error_path() const { return error_path_; }
   void set_logger(device_logger log) { log_ = std::move(log); }
