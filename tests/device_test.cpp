@@ -295,3 +295,29 @@ TEST_CASE_TEMPLATE("a removed device stays removed when its drivers close or mov
   for (auto& f : r.frontends) CHECK(f.reason() == (fatal_first ? close_reason::resource_failed : close_reason::device_removed));
   for (auto& b : r.backends) CHECK(b.reason() != close_reason::none);
 }
+
+// The toolstack itself: an unplug or a reconfiguration asked for after someone else removed
+// the device must not write the backend's directory back into existence.
+TEST_CASE_TEMPLATE("the toolstack does not re-create a removed device when it unplugs or reconfigures", Env,
+                   DEVICE_ENVS) {
+  rig<Env> r;
+  r.up();
+  const std::string be = r.addr.backend_dir();
+  const std::string be_parent = be.substr(0, be.rfind('/'));
+  REQUIRE(r.tk.refresh().has_value());  // the toolstack saw both ends Connected
+  REQUIRE(r.tk.backend_state() == state::connected);
+  REQUIRE(r.ts_store.remove(0, r.addr.frontend_dir()).has_value());
+  REQUIRE(r.ts_store.remove(0, be).has_value());
+  SUBCASE("unplug") {
+    auto u = r.tk.unplug();
+    REQUIRE_FALSE(u.has_value());
+    CHECK(u.error().store == store_errc::noent);
+  }
+  SUBCASE("reconfigure") {
+    auto c = r.tk.reconfigure();
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().store == store_errc::noent);
+  }
+  auto d = r.ts_store.directory(0, be_parent);
+  CHECK((!d || d->empty()));
+}
