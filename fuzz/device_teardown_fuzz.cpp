@@ -1,11 +1,11 @@
 // Device teardown with removal and watch events interleaved. The input is a script: the
 // toolstack removes the frontend's directory, the backend's, or both (at once, or between
-// any two store operations of a driver); the drivers close, re-read, report fatal errors,
-// lose a watch, are destroyed and started again; their watch events are fetched and
-// delivered one at a time, all at once, coalesced or twice. After every step: no removed
-// directory has come back (a xenstore write creates missing parents), and the step did a
-// bounded amount of store work. At the end each driver left is Closing or Closed, or has
-// stopped, with a reason. ASan and UBSan watch for the rest.
+// any two store operations of a driver), unplugs or reconfigures; the drivers close,
+// re-read, report fatal errors, lose a watch, are destroyed and started again; their watch
+// events are fetched and delivered one at a time, all at once, coalesced or twice. After
+// every step: no removed directory has come back (a xenstore write creates missing
+// parents), and the step did a bounded amount of store work. At the end each driver left
+// is Closing or Closed, or has stopped, with a reason. ASan and UBSan watch for the rest.
 #include "device_removal.hpp"
 
 #include <xenbus/device.hpp>
@@ -81,7 +81,8 @@ struct end {
     if (pending.empty()) return false;
     watch_event ev = std::move(pending.front());
     pending.pop_front();
-    if (coalesce) std::erase_if(pending, [&](const watch_event& e) { return e.path == ev.path && e.token == ev.token; });
+    if (coalesce)
+      std::erase_if(pending, [&](const watch_event& e) { return e.path == ev.path && e.token == ev.token; });
     if (drv) {
       (void)drv->handle(ev);
       if (twice) (void)drv->handle(ev);
@@ -197,7 +198,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (unsigned steps = 0; i < size && steps < 512; ++steps) {
     const std::uint64_t before = w.ops();
     const std::uint8_t op = next();
-    switch (op % 26) {
+    switch (op % 28) {
       case 0: w.remove(true, false); break;
       case 1: w.remove(false, true); break;
       case 2: w.remove(true, true); break;
@@ -238,6 +239,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 24: w.start_frontend(); break;  // a new instance (after a destruction)
       case 25: w.start_backend(); break;
+      case 26: (void)w.tk.unplug(); break;       // online = 0, backend Closing (refused once removed)
+      case 27: (void)w.tk.reconfigure(); break;  // backend Reconfiguring (refused unless Connected)
     }
     if (w.ops() - before > max_ops_per_step) fail("one step did unbounded store work");
     w.check_removed();

@@ -292,7 +292,8 @@ TEST_CASE_TEMPLATE("a removed device stays removed when its drivers close or mov
   CHECK_MESSAGE(children(be_parent).empty(), r.dump());
   CHECK(r.ts_store.read(0, fe + "/state").error().code == store_errc::noent);
   CHECK(r.ts_store.read(0, be + "/state").error().code == store_errc::noent);
-  for (auto& f : r.frontends) CHECK(f.reason() == (fatal_first ? close_reason::resource_failed : close_reason::device_removed));
+  const close_reason expected = fatal_first ? close_reason::resource_failed : close_reason::device_removed;
+  for (auto& f : r.frontends) CHECK(f.reason() == expected);
   for (auto& b : r.backends) CHECK(b.reason() != close_reason::none);
 }
 
