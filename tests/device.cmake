@@ -40,6 +40,11 @@ xenbus_add_freestanding_check(xenbus-device-freestanding device_freestanding.cpp
 # Two threads on one event channel (lock-free pending/mask protocol), also under TSan.
 xenbus_add_test(xenbus-evtchn-threads-tests LABELS device-threads SOURCES evtchn_threads_test.cpp)
 
+# Drivers created on many threads at once (their instance counter), also under TSan.
+xenbus_add_test(xenbus-device-threads-tests LABELS device-threads SOURCES device_threads_test.cpp)
+target_link_libraries(xenbus-device-threads-tests PRIVATE xenstore)
+target_compile_definitions(xenbus-device-threads-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}")
+
 # The drivers over xenstore rings with a real ring reconnection (threads: also under TSan).
 xenbus_add_test(xenbus-device-ring-tests LABELS device-threads SOURCES device_ring_test.cpp)
 target_link_libraries(xenbus-device-ring-tests PRIVATE xenstore)

@@ -237,3 +237,88 @@ TEST_CASE_TEMPLATE("a peer that vanishes mid-handshake leaves a clean Closed and
     CHECK(r.be().reason_text().find("max-ring-page-order") != std::string::npos);
   }
 }
+
+// The toolstack removes both directories at once (a forced detach, a destroyed domain)
+// while both drivers still run; each then closes or moves before it has handled the
+// removal's watch events. A state write outside a transaction would create the missing
+// parents again and leave both directories behind as orphans (state 6); Linux's
+// xenbus_switch_state writes in a transaction that first reads the node, and skips the
+// write when it is gone.
+TEST_CASE_TEMPLATE("a removed device stays removed when its drivers close or move before they see the removal", Env,
+                   DEVICE_ENVS) {
+  rig<Env> r;
+  r.up();
+  const std::string fe = r.addr.frontend_dir(), be = r.addr.backend_dir();
+  const std::string fe_parent = fe.substr(0, fe.rfind('/')), be_parent = be.substr(0, be.rfind('/'));
+  auto children = [&](const std::string& parent) {
+    auto d = r.ts_store.directory(0, parent);
+    return d ? *d : std::vector<std::string>{};
+  };
+  REQUIRE(children(fe_parent) == std::vector<std::string>{std::to_string(devid)});
+  REQUIRE(children(be_parent) == std::vector<std::string>{std::to_string(devid)});
+  REQUIRE(r.ts_store.remove(0, fe).has_value());
+  REQUIRE(r.ts_store.remove(0, be).has_value());
+  bool fatal_first = false;  // a fatal error's reason is kept over the removal's
+  SUBCASE("both close, the frontend first") {
+    r.fe().close();
+    r.be().close();
+  }
+  SUBCASE("both close, the backend first") {
+    r.be().close();
+    r.fe().close();
+  }
+  SUBCASE("both report a fatal error (which moves them to Closing)") {
+    r.be().fatal(close_reason::resource_failed, "test");
+    r.fe().fatal(close_reason::resource_failed, "test");
+    fatal_first = true;
+  }
+  SUBCASE("the frontend closes, the backend re-reads before any event") {
+    r.fe().close();
+    r.be().process();
+  }
+  SUBCASE("the frontend's kernel goes away, the backend closes") {
+    r.kill_frontend();
+    r.be().close();
+  }
+  const bool settled = r.pump_until([&] {
+    for (auto& f : r.frontends)
+      if (f.active()) return false;
+    for (auto& b : r.backends)
+      if (b.active()) return false;
+    return true;
+  });
+  CHECK_MESSAGE(settled, r.dump());
+  CHECK_MESSAGE(children(fe_parent).empty(), r.dump());
+  CHECK_MESSAGE(children(be_parent).empty(), r.dump());
+  CHECK(r.ts_store.read(0, fe + "/state").error().code == store_errc::noent);
+  CHECK(r.ts_store.read(0, be + "/state").error().code == store_errc::noent);
+  const close_reason expected = fatal_first ? close_reason::resource_failed : close_reason::device_removed;
+  for (auto& f : r.frontends) CHECK(f.reason() == expected);
+  for (auto& b : r.backends) CHECK(b.reason() != close_reason::none);
+}
+
+// The toolstack itself: an unplug or a reconfiguration asked for after someone else removed
+// the device must not write the backend's directory back into existence.
+TEST_CASE_TEMPLATE("the toolstack does not re-create a removed device when it unplugs or reconfigures", Env,
+                   DEVICE_ENVS) {
+  rig<Env> r;
+  r.up();
+  const std::string be = r.addr.backend_dir();
+  const std::string be_parent = be.substr(0, be.rfind('/'));
+  REQUIRE(r.tk.refresh().has_value());  // the toolstack saw both ends Connected
+  REQUIRE(r.tk.backend_state() == state::connected);
+  REQUIRE(r.ts_store.remove(0, r.addr.frontend_dir()).has_value());
+  REQUIRE(r.ts_store.remove(0, be).has_value());
+  SUBCASE("unplug") {
+    auto u = r.tk.unplug();
+    REQUIRE_FALSE(u.has_value());
+    CHECK(u.error().store == store_errc::noent);
+  }
+  SUBCASE("reconfigure") {
+    auto c = r.tk.reconfigure();
+    REQUIRE_FALSE(c.has_value());
+    CHECK(c.error().store == store_errc::noent);
+  }
+  auto d = r.ts_store.directory(0, be_parent);
+  CHECK((!d || d->empty()));
+}

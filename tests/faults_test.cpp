@@ -1,5 +1,6 @@
 // Tests include/xenbus/testing/faults.hpp: the wrappers inject what they promise, the same
 // seed gives the same run, and the device drivers survive every fault they inject.
+#include "device_removal.hpp"
 #include "device_test_support.hpp"
 
 #include <xenbus/testing/faults.hpp>
@@ -179,5 +180,76 @@ TEST_CASE("hostile ring indices break the ring for good and close the device wit
     REQUIRE_FALSE(rsp.has_value());
     CHECK(r.fe().reason() == close_reason::ring_broken);
     REQUIRE_MESSAGE(r.both(state::closed, state::closed), r.dump());
+  }
+}
+
+// The toolstack removes the device between any two store operations of one driver, during
+// the handshake and the close that follows: no write of either driver may bring a
+// directory back (a xenstore write creates missing parents), and every driver that
+// started ends stopped, with a reason.
+TEST_CASE("a removal between any two store operations of a driver never re-creates the device") {
+  const device_address addr{front_dom, back_dom, std::string(test_protocol::type), devid};
+  using S = devtest::removing_store<embedded_store>;
+  using fe_type = frontend<test_protocol, S, posix::evtchn_handle, posix::grant_table>;
+  using be_type = backend<test_protocol, S, posix::evtchn_handle, posix::grant_table>;
+  for (const bool in_frontend : {true, false}) {
+    bool fired = true;
+    unsigned k = 0;
+    for (; fired && k < 1000; ++k) {  // bounded: a handshake and close take a few dozen operations
+      CAPTURE(in_frontend);
+      CAPTURE(k);
+      auto m = posix::machine::create({.frames = 16, .domains = 4, .grants_per_domain = 16, .ports_per_domain = 8});
+      REQUIRE(m.has_value());
+      auto fev = posix::evtchn_handle::open(*m, front_dom);
+      auto bev = posix::evtchn_handle::open(*m, back_dom);
+      REQUIRE((fev && bev));
+      posix::grant_table fg{*m, front_dom}, bg{*m, back_dom};
+      xenstore::store st;
+      embedded_store ts{st, 0}, fi{st, front_dom}, bi{st, back_dom};
+      S fs{fi}, bs{bi};
+      toolstack<embedded_store> tk{ts, addr};
+      REQUIRE(tk.create().has_value());
+      (in_frontend ? fs : bs).arm(k, [&] {
+        REQUIRE(ts.remove(no_tx, addr.frontend_dir()).has_value());
+        REQUIRE(ts.remove(no_tx, addr.backend_dir()).has_value());
+      });
+      std::optional<be_type> be;
+      std::optional<fe_type> fe;
+      be.emplace(bs, *bev, bg, back_dom, front_dom, devid);
+      if (!be->start()) be.reset();
+      fe.emplace(fs, *fev, fg, front_dom, devid);
+      if (!fe->start()) fe.reset();
+      auto pump = [&] {
+        for (int round = 0; round < 64; ++round) {
+          unsigned n = 0;
+          if (be) n += deliver_watch_events(bs, 0, *be);
+          if (fe) n += deliver_watch_events(fs, 0, *fe);
+          if (!n) return;
+        }
+      };
+      pump();
+      if (fe) fe->close();
+      if (be) be->close();
+      pump();
+      fired = (in_frontend ? fs : bs).fired();
+      if (!fired) {
+        // The whole run passed before the removal: both ends closed on request.
+        CHECK((fe && fe->own() == state::closed));
+        CHECK((be && be->own() == state::closed));
+        break;
+      }
+      CHECK(devtest::children(ts, devtest::frontend_parent(addr)).empty());
+      CHECK(devtest::children(ts, devtest::backend_parent(addr)).empty());
+      if (fe) {
+        CHECK_FALSE(fe->active());
+        CHECK(fe->reason() != close_reason::none);
+      }
+      if (be) {
+        CHECK_FALSE(be->active());
+        CHECK(be->reason() != close_reason::none);
+      }
+    }
+    CHECK(k > 20);  // the sweep covered the handshake, not just the first operations
+    CHECK(k < 1000);
   }
 }

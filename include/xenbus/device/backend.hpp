@@ -56,7 +56,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
           backend_options opts = {})
       : base(store, evtchn, device_address{frontend_domid, self, std::string(P::type), devid}.backend_dir(), self,
              "xenbus-be-" + to_decimal(self) + "-" + to_decimal(frontend_domid) + "-" + to_decimal(devid) + "-" +
-                 to_decimal(next_instance())),
+                 to_decimal(detail::next_instance())),
         grants_{&grants},
         frontend_domid_{frontend_domid},
         opts_{std::move(opts)} {}
@@ -208,6 +208,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
   detail::prep offer_features() {
     const std::string d = this->own_dir_ + "/";
     auto w = in_transaction(*this->store_, [&](store_tx tx) -> result<void, store_error> {
+      if (auto e = this->own_node_exists(tx); !e) return e;  // never re-create a removed device
       if (auto r = this->store_->write(tx, d + std::string(keys::max_ring_page_order), to_decimal(opts_.max_ring_page_order)); !r) return r;
       if (opts_.max_queues > 1)
         if (auto r = this->store_->write(tx, d + std::string(keys::max_queues), to_decimal(opts_.max_queues)); !r) return r;
@@ -215,6 +216,10 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
         if (auto r = this->store_->write(tx, d + k, v); !r) return r;
       return this->store_->write(tx, d + std::string(keys::hotplug_status), "connected");
     });
+    if (!w && w.error().code == store_errc::noent) {
+      this->removed();
+      return detail::prep::failed;
+    }
     if (!w) {
       this->fatal(close_reason::store_failed, "offering features: " + std::string(to_string(w.error().code)));
       return detail::prep::failed;
@@ -268,11 +273,6 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
   void release_now() {
     this->release_queues();
     connected_ = false;
-  }
-
-  static unsigned next_instance() noexcept {
-    static unsigned n = 0;
-    return ++n;
   }
 
   G* grants_;

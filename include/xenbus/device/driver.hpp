@@ -11,6 +11,7 @@
 #include <xenbus/version.hpp>
 
 #include <array>
+#include <atomic>
 #include <concepts>
 #include <cstdint>
 #include <functional>
@@ -159,6 +160,16 @@ constexpr bool reactions_follow_table(driver by, const std::array<reaction<Guard
   return true;
 }
 
+/// A number no other driver instance in this process was given: it makes each instance's
+/// watch token its own (frontends and backends of every type share the one counter).
+/// Drivers may be created on several threads at once, so the counter is atomic.
+inline std::uint64_t next_instance() noexcept {
+  // Relaxed: fetch_add alone makes each number distinct (one modification order); nothing
+  // is published through the counter, so it pairs with no other access.
+  static std::atomic<std::uint64_t> n{0};
+  return n.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 /// The order a driver discharges duties in: forget and reset before new work.
 inline constexpr std::array<duty, duty_count> duty_order{
     duty::forget_device,         duty::reset_for_new_peer, duty::stop_io,
@@ -223,6 +234,8 @@ class device_end {
   std::uint64_t state_writes() const noexcept { return writes_; }
   const std::string& dir() const noexcept { return own_dir_; }
   const std::string& peer_dir() const noexcept { return peer_dir_; }
+  /// The token of this instance's watches ("xenbus-fe-<dom>-<devid>-<instance>", say).
+  const std::string& token() const noexcept { return token_; }
   /// Where this end writes its fatal errors: /local/domain/<self>/error/<relative dir>/error.
   std::string error_path() const { return error_path_; }
   void set_logger(device_logger log) { log_ = std::move(log); }
@@ -276,6 +289,8 @@ class device_end {
   }
 
   ~device_end() {
+    // Teardown ignores every failure, ENOENT included: a watch the store no longer holds
+    // (a reconnection, a store that dropped it) leaves nothing to undo.
     (void)store_->unwatch(own_dir_ + "/state", token_);
     if (!peer_dir_.empty()) (void)store_->unwatch(peer_dir_ + "/state", token_);
     release_queues();
@@ -330,7 +345,11 @@ class device_end {
     if ((self().*D::prepare_for[static_cast<std::size_t>(to)])() != prep::ready) return false;
     auto t = m_.request(to);
     if (!t) return false;
-    if (auto w = store_->write(no_tx, own_dir_ + "/state", to_node_text(to)); !w) {
+    if (auto w = write_state(to); !w) {
+      if (w.error().code == store_errc::noent) {
+        removed();  // the toolstack removed our directory: nothing left to tell
+        return false;
+      }
       // The machine moved but the node did not: a later process() sees the mismatch as a
       // change by someone else. Report it; a store that refuses our own node is fatal.
       set_reason(close_reason::store_failed, to_string(w.error().code));
@@ -342,6 +361,29 @@ class device_end {
     peer_events_ = false;
     return true;
   }
+
+  /// Inside transaction `tx`: fails with ENOENT once this end's state node is gone. A
+  /// xenstore write creates missing parents, so every transaction that writes into our
+  /// directory starts with this check; otherwise a write that comes after the toolstack
+  /// removed the device would bring the directory back as an orphan.
+  result<void, store_error> own_node_exists(store_tx tx) {
+    auto cur = store_->read(tx, own_dir_ + "/state");
+    if (!cur) return unexpected{cur.error()};
+    return {};
+  }
+
+  /// Writes `to` into our state node as Linux's xenbus_switch_state does: in a transaction
+  /// that first reads the node and leaves it alone (ENOENT) when it is gone; retried on
+  /// EAGAIN up to in_transaction's bound (Linux retries without one).
+  result<void, store_error> write_state(state to) {
+    return in_transaction(*store_, [&](store_tx tx) -> result<void, store_error> {
+      if (auto e = own_node_exists(tx); !e) return e;
+      return store_->write(tx, own_dir_ + "/state", to_node_text(to));
+    });
+  }
+
+  /// Our state node was found gone while writing: the device was removed; stop acting.
+  void removed() { stop(close_reason::device_removed, own_dir_); }
 
   machine_type m_{};
   S* store_;

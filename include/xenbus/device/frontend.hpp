@@ -58,7 +58,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
   /// The frontend of device `devid` of type P::type in domain `self`.
   frontend(S& store, E& evtchn, G& grants, domid_t self, unsigned devid, frontend_options opts = {})
       : base(store, evtchn, device_address{self, 0, std::string(P::type), devid}.frontend_dir(), self,
-             "xenbus-fe-" + to_decimal(self) + "-" + to_decimal(devid) + "-" + to_decimal(next_instance())),
+             "xenbus-fe-" + to_decimal(self) + "-" + to_decimal(devid) + "-" + to_decimal(detail::next_instance())),
         grants_{&grants},
         opts_{opts} {}
 
@@ -238,6 +238,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
       qu.port = t.queue[q].port = *port;
     }
     auto w = in_transaction(*this->store_, [&](store_tx tx) -> result<void, store_error> {
+      if (auto e = this->own_node_exists(tx); !e) return e;  // never re-create a removed device
       // Keys a previous instance published would mislead the backend: clear them first.
       auto names = this->store_->directory(tx, this->own_dir_);
       if (!names) return unexpected{names.error()};
@@ -247,6 +248,11 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
           if (auto r = this->store_->remove(tx, this->own_dir_ + "/" + n); !r) return r;
       return publish_transport(*this->store_, tx, this->own_dir_, t, detail::event_channel_key<P>());
     });
+    if (!w && w.error().code == store_errc::noent) {
+      drop_transport();
+      this->removed();
+      return detail::prep::failed;
+    }
     if (!w) {
       this->fatal(close_reason::store_failed, "publishing the transport: " + std::string(to_string(w.error().code)));
       return detail::prep::failed;
@@ -260,11 +266,6 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     drop_transport();
     this->fatal(close_reason::resource_failed, what);
     return detail::prep::failed;
-  }
-
-  static unsigned next_instance() noexcept {
-    static unsigned n = 0;
-    return ++n;
   }
 
   G* grants_;

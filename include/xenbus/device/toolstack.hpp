@@ -68,6 +68,7 @@ class toolstack {
     if (!t.unplug()) return unexpected{toolstack_error{toolstack_errc::refused}};
     const std::string be = addr_.backend_dir();
     auto w = in_transaction(*s_, [&](store_tx tx) -> result<void, store_error> {
+      if (auto r = backend_exists(tx); !r) return r;
       if (auto r = s_->write(tx, be + "/online", "0"); !r) return r;
       return s_->write(tx, be + "/state", to_node_text(state::closing));
     });
@@ -83,8 +84,11 @@ class toolstack {
     auto t = m_;
     auto tr = t.request(role::backend, state::reconfiguring);
     if (!tr) return unexpected{toolstack_error{toolstack_errc::refused}};
-    if (auto w = s_->write(no_tx, addr_.backend_dir() + "/state", to_node_text(state::reconfiguring)); !w)
-      return unexpected{toolstack_error{toolstack_errc::store_failed, w.error().code}};
+    auto w = in_transaction(*s_, [&](store_tx tx) -> result<void, store_error> {
+      if (auto r = backend_exists(tx); !r) return r;
+      return s_->write(tx, addr_.backend_dir() + "/state", to_node_text(state::reconfiguring));
+    });
+    if (!w) return unexpected{toolstack_error{toolstack_errc::store_failed, w.error().code}};
     m_ = t;
     log(std::string("toolstack: ") + std::string(describe(*tr).view()));
     return {};
@@ -121,6 +125,14 @@ class toolstack {
   }
 
  private:
+  /// Inside `tx`: ENOENT once the backend's state node is gone. A xenstore write creates
+  /// missing parents, so a write into a device someone else removed would bring it back.
+  result<void, store_error> backend_exists(store_tx tx) {
+    auto r = s_->read(tx, addr_.backend_dir() + "/state");
+    if (!r) return unexpected{r.error()};
+    return {};
+  }
+
   void log(std::string_view line) const {
     if (log_) log_(line);
   }
