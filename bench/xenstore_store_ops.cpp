@@ -21,9 +21,14 @@ std::string_view call(xs::msg_type t, std::string_view payload, std::uint32_t tx
   st.handle(id, xs::message{xs::header{static_cast<std::uint32_t>(t), ++req, tx,
                                        static_cast<std::uint32_t>(payload.size())},
                             payload});
-  auto out = st.output(id);
-  st.consume(id, out.size());
-  return out.substr(xs::header_size);
+  // The output queue is chunked and frees what is consumed: copy the reply out first.
+  static std::string reply;
+  reply.clear();
+  for (auto out = st.output(id); !out.empty(); out = st.output(id)) {
+    reply.append(out);
+    st.consume(id, out.size());
+  }
+  return std::string_view{reply}.substr(xs::header_size);
 }
 
 template <class F>

@@ -29,21 +29,23 @@ struct conn {
 };
 
 void drain(xs::store& s, conn& c) {
-  auto out = s.output(c.id);
-  std::size_t used = 0;
-  while (used < out.size()) {
-    used += c.dec->feed(out.substr(used));
-    if (c.dec->broken()) std::abort();  // the store framed a reply wrongly
-    if (!c.dec->ready()) continue;
-    const auto m = c.dec->current();
-    auto r = xs::parse_reply(m);
-    if (!r) std::abort();  // the store sent something a client must refuse
-    if (m.hdr.kind() == xs::msg_type::transaction_start) {
-      c.txs.push_back(static_cast<std::uint32_t>(std::strtoul(std::string{m.payload}.c_str(), nullptr, 10)));
+  // output() hands out one contiguous run of the chunked queue at a time: take them all.
+  for (auto out = s.output(c.id); !out.empty(); out = s.output(c.id)) {
+    std::size_t used = 0;
+    while (used < out.size()) {
+      used += c.dec->feed(out.substr(used));
+      if (c.dec->broken()) std::abort();  // the store framed a reply wrongly
+      if (!c.dec->ready()) continue;
+      const auto m = c.dec->current();
+      auto r = xs::parse_reply(m);
+      if (!r) std::abort();  // the store sent something a client must refuse
+      if (m.hdr.kind() == xs::msg_type::transaction_start) {
+        c.txs.push_back(static_cast<std::uint32_t>(std::strtoul(std::string{m.payload}.c_str(), nullptr, 10)));
+      }
+      c.dec->next();
     }
-    c.dec->next();
+    s.consume(c.id, out.size());
   }
-  s.consume(c.id, out.size());
 }
 
 }  // namespace
