@@ -590,6 +590,9 @@ class xs_conn {
         continue;
       }
       if (!feed(std::string_view(buf, *n))) return;
+      // The server reads again (it answered): XS_UNWATCH frames left waiting for room
+      // may fit now. Never blocks: try_lock, and no waiting for room.
+      kick_deferred(true);
     }
   }
 
