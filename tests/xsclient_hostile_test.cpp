@@ -105,7 +105,9 @@ TEST_CASE("a relative watch's event path may be longer than a relative path a cl
 namespace {
 // Answers one DIRECTORY_PART request after checking its offset.
 void serve_part(scripted_peer& srv, const std::string& want_offset, const std::string& reply) {
-  auto f = srv.recv();
+  auto got = srv.recv_for(5000ms);
+  REQUIRE(got.has_value());  // before the fallback: the client gave up with E2BIG, asks nothing
+  auto& f = *got;
   REQUIRE(f.type == static_cast<std::uint32_t>(xs_type::directory_part));
   CHECK(f.payload == nul("/big") + nul(want_offset));
   srv.send(msg(xs_type::directory_part, f.req_id, reply));

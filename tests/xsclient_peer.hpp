@@ -67,7 +67,7 @@ class scripted_peer {
   /// Makes the client's socket buffer as small as Linux allows (about 4.5 KiB), so that a
   /// server that stops reading blocks the client's sending after a frame or two.
   void shrink_client_send_buffer() {
-    const int size = 4096;  // the kernel doubles it, then raises it to its minimum
+    const int size = 1;  // the kernel doubles it, then raises it to its minimum
     REQUIRE(::setsockopt(client_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) == 0);
   }
 

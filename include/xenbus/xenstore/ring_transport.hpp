@@ -233,8 +233,9 @@ class xs_ring_transport {
       l.unlock();
       int ms = -1;
       if (bounded) {
-        const auto c = std::chrono::ceil<std::chrono::milliseconds>(deadline - xs_clock::now()).count();
-        ms = c < 0 ? 0 : c > 60000 ? 60000 : static_cast<int>(c);
+        const auto now = xs_clock::now();  // compared first: min() - now overflows
+        const auto c = deadline <= now ? 0 : std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+        ms = c > 60000 ? 60000 : static_cast<int>(c);
       }
       pollfd p[2] = {{evtchn.fd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
       int r;

@@ -207,8 +207,9 @@ class xs_fd_transport {
     for (;;) {
       int ms = -1;
       if (deadline != xs_clock::time_point::max()) {
-        const auto left = deadline - xs_clock::now();
-        if (left <= xs_clock::duration::zero()) return ready::timed_out;
+        const auto now = xs_clock::now();
+        if (deadline <= now) return ready::timed_out;  // compared first: min() - now overflows
+        const auto left = deadline - now;
         // Rounded up, so that a wake-up before the deadline is not taken for it.
         const auto c = std::chrono::ceil<std::chrono::milliseconds>(left).count();
         ms = c > 60000 ? 60000 : static_cast<int>(c);  // re-armed each minute for longer ones
