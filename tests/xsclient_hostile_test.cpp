@@ -87,7 +87,9 @@ TEST_CASE("a relative watch's event path may be longer than a relative path a cl
   // (up to 3072 bytes), so the relative event path can exceed XENSTORE_REL_PATH_MAX.
   scripted_peer srv;
   auto c = srv.client();
-  auto [w, token] = watched(srv, c, "data");
+  auto watched_ = watched(srv, c, "data");
+  auto& w = watched_.first;
+  const std::string token = watched_.second;
   const std::string long_rel = "data/" + std::string(2100, 'n') + "/x@y";
   srv.send(msg(xs_type::watch_event, 0, nul(long_rel) + nul(token)));
   auto e = w.next(5000ms);
@@ -229,7 +231,9 @@ TEST_CASE("destroying a watch returns at once while the server does not read, an
   scripted_peer srv;
   srv.shrink_client_send_buffer();
   auto c = srv.client();
-  auto [w, token] = watched(srv, c, "/w");
+  auto watched_ = watched(srv, c, "/w");
+  auto& w = watched_.first;
+  const std::string token = watched_.second;
   std::vector<std::future<xenbus::xs_status>> fillers;
   for (int i = 0; i < 4; ++i)
     fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
@@ -270,7 +274,9 @@ TEST_CASE("a watch destroyed while the socket is full (and the wire free) is unw
   scripted_peer srv;
   srv.shrink_client_send_buffer();
   auto c = srv.client();
-  auto [w, token] = watched(srv, c, "/w");
+  auto watched_ = watched(srv, c, "/w");
+  auto& w = watched_.first;
+  const std::string token = watched_.second;
   auto first = run([&c] { return c.write("/a", std::string(2000, 'a')); });
   auto f1 = srv.recv();  // the server reads this one, and then nothing for a while:
   CHECK(f1.type == static_cast<std::uint32_t>(xs_type::write));
@@ -311,7 +317,9 @@ TEST_CASE("a watch destroyed while the socket is full (and the wire free) is unw
 TEST_CASE("a watch queue forgets a path once taken: the same path queues again afterwards") {
   scripted_peer srv;
   auto c = srv.client();
-  auto [w, token] = watched(srv, c, "/w", 4);
+  auto watched_ = watched(srv, c, "/w", 4);
+  auto& w = watched_.first;
+  const std::string token = watched_.second;
   auto ev = [&](const std::string& p) { return msg(xs_type::watch_event, 0, nul(p) + nul(token)); };
   srv.send(ev("/w/a") + ev("/w/b") + ev("/w/a"));
   barrier(srv, c);
@@ -329,7 +337,9 @@ TEST_CASE("a watch queue of capacity 100000 takes a flood of 100000 distinct eve
   scripted_peer srv;
   auto c = srv.client();
   constexpr std::size_t n = 100000;
-  auto [w, token] = watched(srv, c, "/w", n);
+  auto watched_ = watched(srv, c, "/w", n);
+  auto& w = watched_.first;
+  const std::string token = watched_.second;
   std::string flood;
   for (std::size_t i = 0; i < n; ++i)
     flood += msg(xs_type::watch_event, 0, nul("/w/" + std::to_string(i)) + nul(token));

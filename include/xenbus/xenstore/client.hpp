@@ -207,6 +207,44 @@ struct xs_watch_state {
   }
 };
 
+/// A lock with a timed wait (TimedLockable, for std::unique_lock), built on a mutex and a
+/// condition variable rather than std::timed_mutex: the holder's unlock happens-before the
+/// next lock through `m` (thread sanitizers follow that; libstdc++'s timed_mutex uses
+/// pthread_mutex_clocklock, which some of them do not intercept).
+class xs_wire_lock {
+ public:
+  void lock() {
+    std::unique_lock l{m_};
+    cv_.wait(l, [&] { return !held_; });
+    held_ = true;
+  }
+  bool try_lock() {
+    std::lock_guard l{m_};
+    if (held_) return false;
+    held_ = true;
+    return true;
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
+    std::unique_lock l{m_};
+    if (!cv_.wait_until(l, t, [&] { return !held_; })) return false;
+    held_ = true;
+    return true;
+  }
+  void unlock() {
+    {
+      std::lock_guard l{m_};
+      held_ = false;
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool held_{false};
+};
+
 /// One outstanding request, owned by the waiting caller's stack frame.
 struct xs_pending {
   xs_type type{};
@@ -653,7 +691,7 @@ class xs_conn {
   std::unique_ptr<xs_transport_iface> t_;
   // One request on the wire at a time; reconnect() excludes senders. Timed, so that a
   // request with a deadline stops waiting for a sender stuck on a full transport.
-  std::timed_mutex write_mu_;
+  xs_wire_lock write_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::uint32_t, xs_pending*> pending_;
