@@ -236,7 +236,9 @@ class xs_wire_lock {
       std::lock_guard l{m_};
       held_ = false;
     }
-    cv_.notify_one();
+    // All: a timed waiter woken at its deadline may return without taking the lock, and
+    // must not swallow the wake-up another waiter needs.
+    cv_.notify_all();
   }
 
  private:
