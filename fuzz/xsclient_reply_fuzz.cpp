@@ -26,7 +26,7 @@ constexpr xs_type request_types[] = {
     xs_type::read,  xs_type::write,     xs_type::mkdir,           xs_type::rm,
     xs_type::directory, xs_type::get_perms, xs_type::set_perms,   xs_type::watch,
     xs_type::unwatch, xs_type::transaction_start, xs_type::transaction_end,
-    xs_type::get_domain_path,
+    xs_type::get_domain_path, xs_type::directory_part,
 };
 
 void check(bool ok) {
@@ -59,6 +59,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto n = rest.size() < chunk ? rest.size() : chunk;
     alive = conn->feed(rest.substr(0, n));
     rest.remove_prefix(n);
+    if (chunk % 2) {  // a consumer taking events now and then: paths leave the duplicate set
+      std::lock_guard l{(*watch)->mu};
+      if (!(*watch)->queue.empty()) (void)(*watch)->pop_locked();
+    }
   }
   // What the client promised: a latched connection failed every waiter; an answered
   // waiter holds a reply its typed accessor can use; the watch queue stayed bounded.
@@ -69,11 +73,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (p->done && !p->failed) {
       check(xenbus::detail::xs_reply_payload_ok(p->type, p->payload));
       if (p->type == xs_type::get_perms) check(!xenbus::detail::xs_parse_perms(p->payload).empty());
+      if (p->type == xs_type::directory_part) {
+        // A checked part splits into a number and whole, valid names.
+        const auto part = xenbus::detail::xs_split_dir_part(p->payload);
+        check(xenbus::xenstore::parse_u64(part.generation).has_value());
+        check(part.names.empty() || part.names.back() == '\0');
+        for (auto n : xenbus::xenstore::string_list{part.names})
+          check(xenbus::detail::xs_valid_node_name(n));
+      }
     }
   }
   {
     std::lock_guard l{(*watch)->mu};
     check((*watch)->queue.size() <= 3);
+    check((*watch)->queued.size() == (*watch)->queue.size());  // the duplicate set in step
   }
   conn->shutdown();
   for (auto& p : waiters) check(p->done);

@@ -4,6 +4,7 @@ find_package(Threads REQUIRED)
 xenbus_add_test(xenbus-xsclient-tests LABELS threads SOURCES
   xsclient_test.cpp
   xsclient_ring_test.cpp
+  xsclient_hostile_test.cpp
   xsclient_server_test.cpp)
 target_link_libraries(xenbus-xsclient-tests PRIVATE Threads::Threads)
 

@@ -225,3 +225,34 @@ TEST_CASE("the xenbus-xenstored program serves our client and libxenstore togeth
   CHECK(w->next(5000ms).value().path == "/prog/y");
   CHECK(c->get_domain_path(3).value() == "/local/domain/3");
 }
+
+TEST_CASE("libxenstore and our client list the same x@y child and the same directory over 4 KiB") {
+  xenbus::xenstore::server_thread server{temp_path("names") + ".sock"};
+  REQUIRE(server.ok());
+  libxs lx{server.path()};
+  auto c = xs_client::connect(server.path());
+  REQUIRE(c.has_value());
+  REQUIRE(lx.write("/names/x@y", "1"));
+  auto listed = c->directory("/names");
+  REQUIRE(listed.has_value());  // before: refused as a malformed reply, the connection broken
+  CHECK(*listed == std::vector<std::string>{"x@y"});
+  CHECK(c->health().has_value());
+  CHECK(sh(server.path(), "xenstore-list /names") == "x@y");
+
+  std::vector<std::string> made;
+  std::size_t bytes = 0;
+  for (int i = 0; bytes <= 2 * 4096; ++i) {
+    made.push_back("libxs-child-" + std::to_string(i) + "@n");
+    bytes += made.back().size() + 1;
+    REQUIRE(c->write("/names/big/" + made.back(), "v").has_value());
+  }
+  unsigned n = 0;
+  char** theirs = xs_directory(lx.h, XBT_NULL, "/names/big", &n);  // falls back itself
+  REQUIRE(theirs != nullptr);
+  std::vector<std::string> libxs_names(theirs, theirs + n);
+  std::free(theirs);
+  CHECK(libxs_names == made);
+  auto ours = c->directory("/names/big");
+  REQUIRE(ours.has_value());
+  CHECK(*ours == libxs_names);
+}

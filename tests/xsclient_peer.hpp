@@ -6,7 +6,9 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -60,6 +62,20 @@ class scripted_peer {
     auto t = xenbus::xs_fd_transport::adopt(client_fd_, true);
     REQUIRE(t.has_value());
     return xenbus::xs_client{std::move(*t)};
+  }
+
+  /// Makes the client's socket buffer as small as Linux allows (about 4.5 KiB), so that a
+  /// server that stops reading blocks the client's sending after a frame or two.
+  void shrink_client_send_buffer() {
+    const int size = 1;  // the kernel doubles it, then raises it to its minimum
+    REQUIRE(::setsockopt(client_fd_, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) == 0);
+  }
+
+  /// Reads one request if one starts within `timeout` (then blocks for the rest of it).
+  std::optional<xs_frame> recv_for(std::chrono::milliseconds timeout) {
+    pollfd p{server_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(timeout.count())) != 1) return std::nullopt;
+    return recv();
   }
 
   /// Reads one request the client sent (blocks).

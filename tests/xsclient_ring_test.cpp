@@ -261,3 +261,24 @@ TEST_CASE("a hostile ring server latches the connection broken") {
   CHECK(!c.health().has_value());
   CHECK(c.reconnect().error() == xs_errc::unsupported);  // no reconnection feature offered
 }
+
+TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sender instead of hanging") {
+  ring_page page;
+  auto [guest, srv] = xs_eventfd_channel::make_pair();
+  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  REQUIRE(t.has_value());
+  xs_client c{std::move(*t)};
+  c.set_reply_timeout(200ms);
+  // A frame larger than the 1024-byte request ring, which nobody empties.
+  auto r = std::async(std::launch::async, [&] { return c.write("/a", std::string(2000, 'x')); });
+  const bool bounded = r.wait_for(10s) == std::future_status::ready;
+  CHECK(bounded);  // before: waited for room forever
+  if (!bounded) c.close();  // interrupts the transport, so that the test can end
+  auto v = r.get();
+  REQUIRE(!v.has_value());
+  if (bounded) {
+    CHECK(v.error() == xs_errc::broken);
+    CHECK(v.error().fault == xs_fault::send_timeout);
+  }
+  CHECK(std::atomic_ref(page.layout()->req_prod).load(std::memory_order_acquire) == 1024);
+}

@@ -166,3 +166,56 @@ TEST_CASE("open() connects where libxenstore's xs_open would: $XENSTORED_PATH fi
   REQUIRE(c->write("/opened", "yes").has_value());
   CHECK(c->read("/opened").value() == "yes");
 }
+
+TEST_CASE("our client against our server: a child named x@y is listed, the connection stays up") {
+  served s;
+  auto guest = s.connect();
+  auto tool = s.connect();
+  REQUIRE(guest.write("/local/domain/5/data/x@y", "1").has_value());
+  REQUIRE(guest.write("/local/domain/5/data/@z", "2").has_value());
+  REQUIRE(guest.write("/local/domain/5/data/ok", "3").has_value());
+  auto d = tool.directory("/local/domain/5/data");
+  REQUIRE(d.has_value());
+  CHECK(*d == std::vector<std::string>{"x@y", "@z", "ok"});
+  CHECK(tool.health().has_value());
+  CHECK(tool.read("/local/domain/5/data/ok").value() == "3");  // later requests still work
+}
+
+TEST_CASE("our client against our server: a directory over 4 KiB comes through DIRECTORY_PART") {
+  served s;
+  auto c = s.connect();
+  std::vector<std::string> made;
+  std::size_t bytes = 0;
+  for (int i = 0; bytes <= 3 * 4096; ++i) {
+    made.push_back("child-with-a-fairly-long-name-" + std::to_string(i) + (i % 7 == 0 ? "@x" : ""));
+    bytes += made.back().size() + 1;
+    REQUIRE(c.write("/big/" + made.back(), "v").has_value());
+  }
+  auto d = c.directory("/big");
+  REQUIRE(d.has_value());
+  CHECK(*d == made);  // creation order, as our server keeps it
+  CHECK(c.health().has_value());
+  SUBCASE("inside a transaction too") {
+    auto tx = c.transaction_start();
+    REQUIRE(tx.has_value());
+    auto in_tx = c.directory("/big", *tx);
+    REQUIRE(in_tx.has_value());
+    CHECK(*in_tx == made);
+    REQUIRE(c.transaction_end(*tx, false).has_value());
+  }
+}
+
+TEST_CASE("our client against our server: a relative watch's long event path keeps it alive") {
+  served s;
+  auto c = s.connect();
+  auto w = c.watch("data");  // relative: /local/domain/0/data for the socket's dom0
+  REQUIRE(w.has_value());
+  CHECK(w->next(5000ms).value().path == "data");
+  // Written by its absolute path: legal up to 3072 bytes, so its relative path passes 2048.
+  const std::string name(2100, 'n');
+  REQUIRE(c.write("/local/domain/0/data/" + name, "1").has_value());
+  auto e = w->next(5000ms);
+  REQUIRE(e.has_value());
+  CHECK(e->path == "data/" + name);
+  CHECK(c.health().has_value());
+}

@@ -40,6 +40,49 @@ constexpr bool xs_valid_path(std::string_view p, bool allow_special = false) noe
   return xenstore::check_path(p, allow_special).has_value();
 }
 
+/// A node name as a DIRECTORY or DIRECTORY_PART reply lists it: one path component, so
+/// [A-Za-z0-9_@-] without '/' (xenstore.txt: a path is names separated by '/', each of
+/// those characters). '@' may stand anywhere in a name ("x@y", "@x"): only a whole
+/// *path* starting with '@' is special. wire.hpp checks paths, not names, so the client
+/// keeps this check here. Bounded by abs_path_max (no name is longer than a path).
+constexpr bool xs_valid_node_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > xenstore::abs_path_max) return false;
+  for (char c : n) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '-' || c == '_' || c == '@';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+/// The path of an XS_WATCH_EVENT. Unlike a path the client sends, a relative event path
+/// (the server strips "/local/domain/<domid>/" for a relative watch) may be as long as an
+/// absolute one less that prefix: the node may have been written by its absolute path, up
+/// to XENSTORE_ABS_PATH_MAX. So the syntax of check_path, with abs_path_max for both kinds,
+/// and the two special paths as themselves.
+constexpr bool xs_valid_event_path(std::string_view p) noexcept {
+  if (p.empty() || p.size() > xenstore::abs_path_max) return false;
+  if (p[0] == '@') return p == xenstore::introduce_domain_path || p == xenstore::release_domain_path;
+  char prev = '\0';
+  for (char c : p) {
+    if (c != '/' && !xs_valid_node_name(std::string_view(&c, 1))) return false;
+    if (c == '/' && prev == '/') return false;
+    prev = c;
+  }
+  return p.back() != '/' || p == "/";
+}
+
+/// An XS_WATCH_EVENT payload: exactly "path\0token\0" with a valid path (the token is ours
+/// to match; any text without NUL).
+constexpr bool xs_parse_event(std::string_view payload, std::string_view& path,
+                              std::string_view& token) noexcept {
+  std::string_view a[2];
+  if (!xenstore::split_exact(payload, a) || !xs_valid_event_path(a[0])) return false;
+  path = a[0];
+  token = a[1];
+  return true;
+}
+
 /// Builds a request: header then the parts, each followed by a NUL except a raw last part
 /// (WRITE's value). Fails with bad_request when the payload exceeds 4096 bytes.
 inline result<std::string, xs_error> xs_encode(xs_type type, std::uint32_t req_id,
@@ -94,11 +137,22 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
     case xs_type::directory: {
       if (p == std::string_view("\0", 1)) return true;  // some servers send one NUL for none
       if (!p.empty() && p.back() != '\0') return false;
-      for (auto n : xenstore::string_list{p}) {
-        if (n.empty()) return false;
-        for (char c : n)
-          if (c == '/' || !xs_valid_path(std::string_view(&c, 1))) return false;
-      }
+      for (auto n : xenstore::string_list{p})
+        if (!xs_valid_node_name(n)) return false;  // names, not paths: "x@y" and "@x" are legal
+      return true;
+    }
+    case xs_type::directory_part: {
+      // "<generation>\0" then whole names, each with its NUL, then one more NUL when the
+      // list ends in this part (xenstore.txt DIRECTORY_PART; libxenstore's
+      // xs_directory_part stops at that empty string).
+      if (p.empty() || p.back() != '\0') return false;
+      const auto gen_end = p.find('\0');
+      if (!xenstore::parse_u64(p.substr(0, gen_end))) return false;
+      auto rest = p.substr(gen_end + 1);
+      if (!rest.empty() && rest.back() == '\0' && (rest.size() == 1 || rest[rest.size() - 2] == '\0'))
+        rest.remove_suffix(1);  // the end marker
+      for (auto n : xenstore::string_list{rest})
+        if (!xs_valid_node_name(n)) return false;
       return true;
     }
     case xs_type::get_perms: {
@@ -120,6 +174,25 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
     default:
       return false;  // the client never sends other types
   }
+}
+
+/// One DIRECTORY_PART reply, already checked by xs_reply_payload_ok: its generation text,
+/// its names (each with its NUL, as XS_DIRECTORY lists them) and whether the list ends here.
+struct xs_dir_part {
+  std::string_view generation;
+  std::string_view names;
+  bool last{false};
+};
+constexpr xs_dir_part xs_split_dir_part(std::string_view p) noexcept {
+  xs_dir_part out;
+  const auto gen_end = p.find('\0');
+  out.generation = p.substr(0, gen_end);
+  out.names = p.substr(gen_end + 1);
+  if (!out.names.empty() && (out.names.size() == 1 || out.names[out.names.size() - 2] == '\0')) {
+    out.names.remove_suffix(1);
+    out.last = true;
+  }
+  return out;
 }
 
 /// Maps wire.hpp's refusal of a server message to the client's fault.

@@ -19,11 +19,13 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -67,7 +69,9 @@ namespace detail {
 /// The transport behind a client, type-erased so that xs_client is one concrete class.
 struct xs_transport_iface {
   virtual ~xs_transport_iface() = default;
-  virtual xs_status send(std::span<const char>) = 0;
+  /// xs_deadline_transport's send_until; without it, send() (the deadline is ignored).
+  virtual xs_io send_until(std::span<const char>, xs_clock::time_point) = 0;
+  virtual bool bounded_send() const noexcept = 0;
   virtual xs_io receive(std::span<char>) = 0;
   virtual void interrupt() noexcept = 0;
   virtual void rearm() noexcept = 0;
@@ -79,7 +83,15 @@ template <xs_transport T>
 class xs_transport_box final : public xs_transport_iface {
  public:
   explicit xs_transport_box(T&& t) : t_{std::move(t)} {}
-  xs_status send(std::span<const char> b) override { return t_.send(b); }
+  xs_io send_until(std::span<const char> b, xs_clock::time_point d) override {
+    if constexpr (xs_deadline_transport<T>) {
+      return t_.send_until(b, d);
+    } else {
+      if (auto r = t_.send(b); !r) return unexpected{r.error()};
+      return b.size();
+    }
+  }
+  bool bounded_send() const noexcept override { return xs_deadline_transport<T>; }
   xs_io receive(std::span<char> b) override { return t_.receive(b); }
   void interrupt() noexcept override { t_.interrupt(); }
   void rearm() noexcept override { t_.rearm(); }
@@ -96,8 +108,35 @@ class xs_transport_box final : public xs_transport_iface {
   T t_;
 };
 
+/// A hash of event paths keyed per watch queue, so that a server choosing node names cannot
+/// aim at collisions it computed beforehand (std::hash has a fixed seed): FNV-1a started
+/// from a random key, then the splitmix64 finaliser. Not cryptographic; it spreads names a
+/// peer picks without knowing the key.
+struct xs_keyed_hash {
+  std::uint64_t key{0};
+  std::size_t operator()(std::string_view s) const noexcept {
+    std::uint64_t h = key ^ 0xcbf29ce484222325u;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3u;
+    h ^= h >> 30;
+    h *= 0xbf58476d1ce4e5b9u;
+    h ^= h >> 27;
+    h *= 0x94d049bb133111ebu;
+    h ^= h >> 31;
+    return static_cast<std::size_t>(h);
+  }
+};
+
+/// A fresh key for xs_keyed_hash.
+inline std::uint64_t xs_hash_key() {
+  std::random_device rd;
+  return (static_cast<std::uint64_t>(rd()) << 32) ^ rd();
+}
+
 /// The queue of one watch. Invariant (under mu): the eventfd is readable exactly when
-/// the queue holds an event or the watch has ended.
+/// the queue holds an event or the watch has ended; `queued` holds exactly one view of
+/// each path in `queue` (views into the deque's strings, which stay in place: a deque
+/// moves no element on push_back/pop_front, and a path leaves `queued` before it is
+/// moved out of the queue). Memory: at most `capacity` paths of at most 3072 bytes.
 struct xs_watch_state {
   std::string path;
   std::string token;
@@ -106,6 +145,7 @@ struct xs_watch_state {
 
   std::mutex mu;
   std::deque<std::string> queue;
+  std::unordered_set<std::string_view, xs_keyed_hash> queued{0, xs_keyed_hash{xs_hash_key()}};
   std::uint64_t lost_pending{0};
   xs_watch_stats stats;
   bool ended{false};
@@ -136,19 +176,26 @@ struct xs_watch_state {
   void push(std::string_view event_path) {
     std::lock_guard l{mu};
     if (ended) return;
-    for (const auto& q : queue) {
-      if (q == event_path) {
-        ++stats.coalesced;  // the consumer reads current state when it handles the queued one
-        return;
-      }
+    if (queued.contains(event_path)) {
+      ++stats.coalesced;  // the consumer reads current state when it handles the queued one
+      return;
     }
     if (queue.size() >= capacity) {
       ++stats.dropped;
       ++lost_pending;
     } else {
       queue.emplace_back(event_path);
+      queued.insert(std::string_view(queue.back()));
     }
     signal_locked();
+  }
+
+  /// Takes the oldest queued path (caller holds mu; the queue is not empty).
+  std::string pop_locked() {
+    queued.erase(std::string_view(queue.front()));  // before the string is moved out
+    std::string p = std::move(queue.front());
+    queue.pop_front();
+    return p;
   }
 
   void end(xs_error why) {
@@ -158,6 +205,46 @@ struct xs_watch_state {
     end_error = why;
     signal_locked();
   }
+};
+
+/// A lock with a timed wait (TimedLockable, for std::unique_lock), built on a mutex and a
+/// condition variable rather than std::timed_mutex: the holder's unlock happens-before the
+/// next lock through `m` (thread sanitizers follow that; libstdc++'s timed_mutex uses
+/// pthread_mutex_clocklock, which some of them do not intercept).
+class xs_wire_lock {
+ public:
+  void lock() {
+    std::unique_lock l{m_};
+    cv_.wait(l, [&] { return !held_; });
+    held_ = true;
+  }
+  bool try_lock() {
+    std::lock_guard l{m_};
+    if (held_) return false;
+    held_ = true;
+    return true;
+  }
+  template <class Clock, class Duration>
+  bool try_lock_until(const std::chrono::time_point<Clock, Duration>& t) {
+    std::unique_lock l{m_};
+    if (!cv_.wait_until(l, t, [&] { return !held_; })) return false;
+    held_ = true;
+    return true;
+  }
+  void unlock() {
+    {
+      std::lock_guard l{m_};
+      held_ = false;
+    }
+    // All: a timed waiter woken at its deadline may return without taking the lock, and
+    // must not swallow the wake-up another waiter needs.
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool held_{false};
 };
 
 /// One outstanding request, owned by the waiting caller's stack frame.
@@ -182,6 +269,8 @@ class xs_conn {
   void start() { reader_ = std::thread([this] { read_loop(); }); }
 
   /// Sends one request and waits for its reply payload (already checked for its type).
+  /// With a reply timeout, the whole request (waiting to send, sending, waiting for the
+  /// reply) ends by one deadline; past it the connection is latched broken.
   result<std::string, xs_error> request(xs_type type, xs_tx tx,
                                         std::initializer_list<std::string_view> parts,
                                         bool raw_last = false) {
@@ -190,11 +279,20 @@ class xs_conn {
     xs_pending p;
     p.type = type;
     p.tx_id = tx.id;
+    const auto deadline = request_deadline();
     {
-      std::lock_guard wl{write_mu_};
-      if (auto s = send_locked(*frame, p); !s) return unexpected{s.error()};
+      std::unique_lock wl{write_mu_, std::defer_lock};
+      if (deadline == xs_clock::time_point::max()) {
+        wl.lock();
+      } else if (!wl.try_lock_until(deadline)) {
+        // Another sender has held the wire for a whole timeout: the server is not reading.
+        latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+        return unexpected{health().error()};
+      }
+      if (auto s = send_locked(*frame, p, deadline); !s) return unexpected{s.error()};
     }
-    return wait(p);
+    kick_deferred(false);  // a watch destructor may have queued an XS_UNWATCH meanwhile
+    return wait(p, deadline);
   }
 
   /// Registers `p` under a fresh req_id and returns it (caller holds write_mu_ if sending).
@@ -202,8 +300,7 @@ class xs_conn {
     std::lock_guard l{mu_};
     if (closed_) return unexpected{xs_error{xs_errc::closed}};
     if (broken_) return unexpected{fault_};
-    std::uint32_t id = next_req_id_++;
-    while (pending_.count(id)) id = next_req_id_++;  // skip ids still outstanding after wrap
+    const auto id = next_id_locked();
     pending_.emplace(id, &p);
     return id;
   }
@@ -275,9 +372,16 @@ class xs_conn {
     return w;
   }
 
+  /// The most XS_UNWATCH frames watch destructors may leave queued for a server that does
+  /// not read (each at most 16 + 4096 bytes, so at most about 1 MiB). Beyond it a
+  /// destructor drops its XS_UNWATCH (counted in dropped_unwatches()); the server then
+  /// keeps that watch and its events count as stray.
+  static constexpr std::size_t deferred_max = 256;
+
   /// Sends XS_UNWATCH and ends the watch's queue. With `wait` the reply is awaited and
-  /// returned; without (destructors) the connection keeps the request and checks its reply
-  /// later, so a server that never answers cannot hang the caller.
+  /// returned. Without (destructors) it never blocks: the frame is queued, sent at once if
+  /// the wire is free and the transport takes it without waiting, else by the next request
+  /// (before its own); the connection keeps the request and checks its reply later.
   xs_status remove_watch(xs_watch_state& w, bool wait_reply) {
     forget_watch(w.token);
     w.end(xs_error{xs_errc::closed});
@@ -290,15 +394,21 @@ class xs_conn {
     if (!frame) return unexpected{frame.error()};
     auto owned = std::make_unique<xs_pending>();
     owned->type = xs_type::unwatch;
-    std::lock_guard wl{write_mu_};
-    auto id = register_pending(*owned);
-    if (!id) return unexpected{id.error()};
     {
       std::lock_guard l{mu_};
-      detached_.emplace(*id, std::move(owned));
+      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (broken_) return unexpected{fault_};
+      if (deferred_.size() >= deferred_max) {
+        ++dropped_unwatches_;
+        return {};
+      }
+      const auto id = next_id_locked();
+      pending_.emplace(id, owned.get());
+      detached_.emplace(id, std::move(owned));
+      xs_put_u32(frame->data() + 4, id);
+      deferred_.push_back(std::move(*frame));
     }
-    xs_put_u32(frame->data() + 4, *id);
-    if (auto s = t_->send(*frame); !s) latch(s.error());
+    kick_deferred(true);
     return {};
   }
 
@@ -325,6 +435,8 @@ class xs_conn {
       }
       pending_.clear();
       detached_.clear();
+      deferred_.clear();  // UNWATCHes for the old connection, whose watches the server drops
+      deferred_sent_ = 0;
       for (auto& [tok, w] : watches_) ws.push_back(w);
     }
     cv_.notify_all();
@@ -349,8 +461,9 @@ class xs_conn {
       if (!frame) continue;  // was encodable once, cannot fail now
       xs_pending p;
       p.type = xs_type::watch;
-      if (auto s = send_locked(*frame, p); !s) return s;
-      if (auto r = wait(p); !r) return unexpected{r.error()};
+      const auto deadline = request_deadline();
+      if (auto s = send_locked(*frame, p, deadline); !s) return s;
+      if (auto r = wait(p, deadline); !r) return unexpected{r.error()};
     }
     return {};
   }
@@ -387,21 +500,92 @@ class xs_conn {
     reply_timeout_ = t;
   }
 
+  std::uint64_t dropped_unwatches() const {
+    std::lock_guard l{mu_};
+    return dropped_unwatches_;
+  }
+
  private:
-  // Caller holds write_mu_, so registration order equals wire order and reconnect() sees
-  // either none or all of this request.
-  xs_status send_locked(std::string& frame, xs_pending& p) {
+  xs_clock::time_point request_deadline() const {
+    std::lock_guard l{mu_};
+    if (reply_timeout_.count() <= 0) return xs_clock::time_point::max();
+    return xs_clock::now() + reply_timeout_;
+  }
+
+  // Caller holds mu_.
+  std::uint32_t next_id_locked() {
+    std::uint32_t id = next_req_id_++;
+    while (pending_.count(id)) id = next_req_id_++;  // skip ids still outstanding after wrap
+    return id;
+  }
+
+  // Caller holds write_mu_, so reconnect() sees either none or all of this request. Queued
+  // XS_UNWATCH frames go first: one of them may be half on the wire already.
+  xs_status send_locked(std::string& frame, xs_pending& p, xs_clock::time_point deadline) {
+    if (!flush_deferred_locked(deadline)) {
+      latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+      return unexpected{health().error()};
+    }
     auto id = register_pending(p);
     if (!id) return unexpected{id.error()};
     xs_put_u32(frame.data() + 4, *id);
-    if (auto s = t_->send(frame); !s) latch(s.error());  // fails p too, through pending_
+    // Failures fail p too, through pending_, and wait() reports them.
+    auto n = t_->send_until(frame, deadline);
+    if (!n) latch(n.error());
+    else if (*n < frame.size()) latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
     return {};
   }
 
-  result<std::string, xs_error> wait(xs_pending& p) {
+  // Caller holds write_mu_. Sends the queued XS_UNWATCH frames until `deadline` (a past one:
+  // only what the transport takes at once). True when none is left; false when the deadline
+  // passed first (the rest of a frame begun stays first in the queue) or the transport
+  // failed (latched). Only a write_mu_ holder removes from deferred_, so the front frame
+  // stays in place while it is sent without mu_ (a deque's push_back moves no element).
+  bool flush_deferred_locked(xs_clock::time_point deadline) {
+    for (;;) {
+      std::string_view rest;
+      {
+        std::lock_guard l{mu_};
+        if (closed_ || broken_) {
+          deferred_.clear();  // never to be sent; request() reports the state
+          deferred_sent_ = 0;
+          return true;
+        }
+        if (deferred_.empty()) return true;
+        rest = std::string_view(deferred_.front()).substr(deferred_sent_);
+      }
+      auto n = t_->send_until(rest, deadline);
+      if (!n) {
+        latch(n.error());
+        return false;
+      }
+      std::lock_guard l{mu_};
+      deferred_sent_ += *n;
+      if (*n < rest.size()) return false;
+      deferred_.pop_front();
+      deferred_sent_ = 0;
+    }
+  }
+
+  // Sends queued XS_UNWATCH frames if nobody holds the wire, without waiting for room:
+  // never blocks on an xs_deadline_transport. A holder of write_mu_ runs this after
+  // releasing it, so a frame queued while it sent is not left behind. A destructor leaves
+  // the frames of a transport without send_until (whose send may block) to the next request.
+  void kick_deferred(bool from_destructor) {
+    if (from_destructor && !t_->bounded_send()) return;
+    {
+      std::lock_guard l{mu_};
+      if (deferred_.empty()) return;
+    }
+    std::unique_lock wl{write_mu_, std::try_to_lock};
+    if (!wl.owns_lock()) return;  // the holder kicks after its own frame
+    (void)flush_deferred_locked(xs_clock::time_point::min());
+  }
+
+  result<std::string, xs_error> wait(xs_pending& p, xs_clock::time_point deadline) {
     std::unique_lock l{mu_};
-    if (reply_timeout_.count() > 0) {
-      if (!cv_.wait_for(l, reply_timeout_, [&] { return p.done; })) {
+    if (deadline != xs_clock::time_point::max()) {
+      if (!cv_.wait_until(l, deadline, [&] { return p.done; })) {
         // A server that does not answer is treated like one that answers garbage: the
         // reply could still arrive later, so the connection cannot be trusted any more.
         l.unlock();
@@ -446,6 +630,9 @@ class xs_conn {
         continue;
       }
       if (!feed(std::string_view(buf, *n))) return;
+      // The server reads again (it answered): XS_UNWATCH frames left waiting for room
+      // may fit now. Never blocks: try_lock, and no waiting for room.
+      kick_deferred(true);
     }
   }
 
@@ -453,9 +640,11 @@ class xs_conn {
   xs_fault dispatch(const xenstore::message& m) {
     const auto type = m.hdr.kind();
     if (type == xs_type::watch_event) {
-      auto ev = xenstore::parse_reply(m);
-      if (!ev) return xs_fault_of(ev.error());
-      return deliver_event(ev->path, ev->token);
+      // The client's own event check (xs_parse_event), not wire.hpp's parse_reply: a
+      // relative event path may be longer than a relative path a client may send.
+      std::string_view path, token;
+      if (!xs_parse_event(m.payload, path, token)) return xs_fault::malformed_event;
+      return deliver_event(path, token);
     }
     if (!xenstore::is_known(type)) return xs_fault::bad_type;
     std::unique_lock l{mu_};
@@ -502,11 +691,18 @@ class xs_conn {
   }
 
   std::unique_ptr<xs_transport_iface> t_;
-  std::mutex write_mu_;  // one request on the wire at a time; reconnect() excludes senders
+  // One request on the wire at a time; reconnect() excludes senders. Timed, so that a
+  // request with a deadline stops waiting for a sender stuck on a full transport.
+  xs_wire_lock write_mu_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::uint32_t, xs_pending*> pending_;
   std::map<std::uint32_t, std::unique_ptr<xs_pending>> detached_;  // owned fire-and-forget requests
+  // XS_UNWATCH frames of destroyed watches not yet on the wire (at most deferred_max), and
+  // how much of the first one is; appended under mu_, removed only by write_mu_ holders.
+  std::deque<std::string> deferred_;
+  std::size_t deferred_sent_{0};
+  std::uint64_t dropped_unwatches_{0};
   std::map<std::string, std::shared_ptr<xs_watch_state>, std::less<>> watches_;
   std::uint32_t next_req_id_{1};
   std::uint64_t next_token_{0};
@@ -572,8 +768,7 @@ class xs_watch {
         // event to ride on: the first one taken after it.
         if (!s.queue.empty()) {
           xs_watch_event ev;
-          ev.path = std::move(s.queue.front());
-          s.queue.pop_front();
+          ev.path = s.pop_locked();
           ev.lost = std::exchange(s.lost_pending, 0);
           ++s.stats.delivered;
           s.settle_locked();
@@ -678,15 +873,22 @@ class xs_client {
     if (!detail::xs_valid_path(path)) return bad();
     return done(conn_->request(detail::xs_type::rm, tx, {path}));
   }
-  /// The names of a node's children.
+  /// The most bytes of names (each with its NUL) a listing in parts gathers: beyond it
+  /// directory() fails with e2big. 4 MiB: about 1000 DIRECTORY_PART round trips.
+  static constexpr std::size_t directory_max_bytes = std::size_t{4} << 20;
+  /// How often a listing in parts starts over because the directory changed meanwhile
+  /// (its generation moved) before directory() gives up with eagain.
+  static constexpr unsigned directory_max_restarts = 16;
+
+  /// The names of a node's children. A list too long for one reply (the server answers
+  /// E2BIG) is read in parts with XS_DIRECTORY_PART, as libxenstore's xs_directory does,
+  /// and read again from the start when the directory changed between parts.
   result<std::vector<std::string>, xs_error> directory(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     auto r = conn_->request(detail::xs_type::directory, tx, {path});
+    if (!r && r.error() == xs_errc::e2big) return directory_in_parts(path, tx);
     if (!r) return unexpected{r.error()};
-    std::vector<std::string> names;
-    for (auto n : xenstore::string_list{*r})
-      if (!n.empty()) names.emplace_back(n);  // only the lone-NUL empty list has an empty one
-    return names;
+    return split_names(*r);
   }
   /// A node's permissions: owner first, then per-domain entries.
   result<std::vector<xs_perm>, xs_error> get_perms(std::string_view path, xs_tx tx = {}) {
@@ -767,17 +969,64 @@ class xs_client {
 
   /// Ok while the connection works, else the error that latched it broken (or closed).
   xs_status health() const { return conn_->health(); }
-  /// Bounds every wait for a reply (0, the default: no bound). A reply later than this
-  /// latches the connection broken (fault reply_timeout): the caller never hangs on a
-  /// server that stopped answering, and a late reply cannot be mistaken for another.
+  /// Bounds every request (0, the default: no bound): waiting to send, sending and waiting
+  /// for the reply end by one deadline this long after the call. A server that takes no
+  /// bytes meanwhile latches the connection broken with fault send_timeout, one that does
+  /// not answer with fault reply_timeout: the caller never hangs on a server that stopped
+  /// reading or answering, and a late reply cannot be mistaken for another. Destroying a
+  /// watch never blocks, with or without a timeout (on transports with send_until).
   void set_reply_timeout(std::chrono::milliseconds t) { conn_->set_reply_timeout(t); }
   /// Watch events that named no live watch (e.g. in flight while unwatching).
   std::uint64_t stray_events() const { return conn_->stray_events(); }
+  /// XS_UNWATCHes of destroyed watches dropped because detail::xs_conn::deferred_max were
+  /// already waiting for a server that did not read (that server keeps those watches).
+  std::uint64_t dropped_unwatches() const { return conn_->dropped_unwatches(); }
   /// Shuts the connection down now; every later call fails with closed.
   void close() { conn_->shutdown(); }
 
  private:
   static unexpected<xs_error> bad() { return unexpected{xs_error{xs_errc::bad_request}}; }
+  static std::vector<std::string> split_names(std::string_view list) {
+    std::vector<std::string> names;
+    for (auto n : xenstore::string_list{list})
+      if (!n.empty()) names.emplace_back(n);  // only the lone-NUL empty list has an empty one
+    return names;
+  }
+  // libxenstore's xs_directory_part: ask from byte offset `names.size()` of the list; the
+  // first part's generation must stay the same in every later part, else start over.
+  result<std::vector<std::string>, xs_error> directory_in_parts(std::string_view path, xs_tx tx) {
+    std::string names;  // at most directory_max_bytes
+    std::string generation;
+    unsigned restarts = 0;
+    for (;;) {
+      const auto offset = std::to_string(names.size());
+      auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset});
+      if (!r) {
+        // A server without DIRECTORY_PART (oxenstored): the list is simply too big.
+        if (r.error() == xs_errc::enosys) return unexpected{xs_error{xs_errc::e2big}};
+        return unexpected{r.error()};
+      }
+      const auto part = detail::xs_split_dir_part(*r);  // checked by the reader
+      if (names.empty() && generation.empty()) {
+        generation.assign(part.generation);
+      } else if (part.generation != generation) {
+        if (++restarts > directory_max_restarts) return unexpected{xs_error{xs_errc::eagain}};
+        names.clear();
+        generation.clear();
+        continue;
+      }
+      // Every name fits a part (a name is shorter than a path), so a server that sends
+      // neither names nor the end would have us ask forever.
+      if (part.names.empty() && !part.last) {
+        conn_->latch(xs_error{xs_errc::broken, xs_fault::malformed_payload});
+        return unexpected{xs_error{xs_errc::broken, xs_fault::malformed_payload}};
+      }
+      if (part.names.size() > directory_max_bytes - names.size())
+        return unexpected{xs_error{xs_errc::e2big}};
+      names.append(part.names);
+      if (part.last) return split_names(names);
+    }
+  }
   static xs_status done(const result<std::string, xs_error>& r) {
     if (!r) return unexpected{r.error()};
     return {};

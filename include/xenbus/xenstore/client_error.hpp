@@ -41,6 +41,7 @@ enum class xs_fault : std::uint8_t {
   ring_index,           ///< ring producer/consumer indices more than a ring apart
   ring_error,           ///< the server set the ring's error field
   reply_timeout,        ///< no reply within the client's reply timeout
+  send_timeout,         ///< the server took no request bytes for the whole reply timeout
 };
 
 /// A failed operation: the code, and for local failures the fault and system errno.
@@ -110,6 +111,7 @@ constexpr std::string_view xs_error::reason() const noexcept {
     case xs_fault::ring_index: return "the ring's indices are more than a ring apart";
     case xs_fault::ring_error: return "the server reported an error in the ring page";
     case xs_fault::reply_timeout: return "the server did not answer within the reply timeout";
+    case xs_fault::send_timeout: return "the server did not read our request within the reply timeout";
   }
   return "?";
 }

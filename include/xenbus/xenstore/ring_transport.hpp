@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <atomic>
+#include <chrono>
 #include <concepts>
 #include <condition_variable>
 #include <cstddef>
@@ -99,13 +100,21 @@ class xs_ring_transport {
 
   /// Copies all of `out` into the request ring, waiting for the server to make room.
   xs_status send(std::span<const char> out) {
+    auto n = send_until(out, xs_clock::time_point::max());
+    if (!n) return unexpected{n.error()};
+    return {};
+  }
+
+  /// As send(), waiting for room only until `deadline`; returns the bytes copied.
+  xs_io send_until(std::span<const char> out, xs_clock::time_point deadline) {
     auto& s = *s_;
-    while (!out.empty()) {
+    std::size_t done = 0;
+    while (done < out.size()) {
       const auto seen = s.seq_now();
       bool again = false;
       auto n = [&]() -> result<std::size_t, ring_error> {
         std::lock_guard l{s.ring_mu};
-        auto r = s.guest.write(std::as_bytes(out));
+        auto r = s.guest.write(std::as_bytes(out.subspan(done)));
         // A reconnection someone else asked for (or ours) finished: start over fresh.
         if (!r && r.error() == ring_error::reconnecting && s.guest.reconnected()) again = true;
         return r;
@@ -114,12 +123,14 @@ class xs_ring_transport {
       if (!n && n.error() != ring_error::reconnecting) return unexpected{fault_of(n.error())};
       if (n && *n > 0) {
         s.evtchn.notify();
-        out = out.subspan(*n);
+        done += *n;
         continue;
       }
-      if (!s.wait(seen)) return unexpected{xs_error{xs_errc::closed}};
+      const auto w = s.wait(seen, deadline);
+      if (w == woken::interrupted) return unexpected{xs_error{xs_errc::closed}};
+      if (w == woken::timed_out) break;
     }
-    return {};
+    return done;
   }
 
   /// Copies available reply bytes out of the response ring, waiting for at least one.
@@ -142,7 +153,7 @@ class xs_ring_transport {
         s.evtchn.notify();  // the server may be waiting for room to write
         return *n;
       }
-      if (!s.wait(seen)) return std::size_t{0};
+      if (s.wait(seen) != woken::event) return std::size_t{0};
     }
   }
 
@@ -172,11 +183,13 @@ class xs_ring_transport {
         std::lock_guard l{s.ring_mu};
         if (s.guest.reconnected()) return {};
       }
-      if (!s.wait(seen)) return unexpected{xs_error{xs_errc::closed}};
+      if (s.wait(seen) != woken::event) return unexpected{xs_error{xs_errc::closed}};
     }
   }
 
  private:
+  enum class woken : std::uint8_t { event, interrupted, timed_out };
+
   // Waiting without lost wake-ups when the reader and a writer both wait: one thread at a
   // time polls the event channel and acks it, then bumps `seq` under the mutex; a thread
   // that read `seq` before looking at the ring sleeps only until seq moves past it.
@@ -203,26 +216,40 @@ class xs_ring_transport {
       std::lock_guard l{m};
       return stop;
     }
-    // Returns once an event arrived after `seen` was read (true) or on interrupt (false).
-    bool wait(std::uint64_t seen) {
+    // Returns once an event arrived after `seen` was read, on interrupt, or at `deadline`
+    // (max(): none; a deadline already past returns timed_out unless an event is there).
+    woken wait(std::uint64_t seen, xs_clock::time_point deadline = xs_clock::time_point::max()) {
+      const bool bounded = deadline != xs_clock::time_point::max();
       std::unique_lock l{m};
       for (;;) {
-        if (stop) return false;
-        if (seq != seen) return true;
+        if (stop) return woken::interrupted;
+        if (seq != seen) return woken::event;
+        if (bounded && xs_clock::now() >= deadline) return woken::timed_out;
         if (!polling) break;
-        cv.wait(l);
+        if (bounded) cv.wait_until(l, deadline);
+        else cv.wait(l);
       }
       polling = true;
       l.unlock();
-      pollfd p[2] = {{evtchn.fd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
-      while (::poll(p, 2, -1) < 0 && errno == EINTR) {
+      int ms = -1;
+      if (bounded) {
+        const auto now = xs_clock::now();  // compared first: min() - now overflows
+        const auto c = deadline <= now ? 0 : std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
+        ms = c > 60000 ? 60000 : static_cast<int>(c);
       }
-      if (p[0].revents & POLLIN) evtchn.ack();
+      pollfd p[2] = {{evtchn.fd(), POLLIN, 0}, {stop_fd, POLLIN, 0}};
+      int r;
+      while ((r = ::poll(p, 2, ms)) < 0 && errno == EINTR) {
+      }
+      const bool got = r > 0 && (p[0].revents & POLLIN);
+      if (got) evtchn.ack();
       l.lock();
       polling = false;
-      ++seq;
-      cv.notify_all();
-      return !stop;
+      if (r != 0) ++seq;  // a timed-out poll saw nothing: no news for the others
+      cv.notify_all();    // either way someone else may have to take over polling
+      if (stop) return woken::interrupted;
+      if (r != 0) return woken::event;
+      return bounded && xs_clock::now() >= deadline ? woken::timed_out : woken::event;
     }
     void interrupt() noexcept {
       {
@@ -254,5 +281,6 @@ class xs_ring_transport {
 
   std::unique_ptr<shared> s_;  // stable address: the reader and writers share it
 };
+static_assert(xs_deadline_transport<xs_ring_transport<xs_eventfd_channel>>);
 
 XENBUS_END_NAMESPACE

@@ -6,8 +6,10 @@
 #include <xenbus/xenstore/client_error.hpp>
 
 #include <cerrno>
+#include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <span>
@@ -35,6 +37,9 @@ using xs_io = result<std::size_t, xs_error>;
 ///   send return at once (receive: 0) until rearm().
 /// - rearm(): undoes interrupt() (called when no receive or send is running).
 /// Optional (xs_reconnectable_transport): reconnect(), the xenstore ring's reconnection.
+/// Optional (xs_deadline_transport): send_until(), which bounds the client's sending by its
+/// reply timeout and lets a watch's destructor send without blocking. A transport without
+/// it blocks in send() for as long as the server does not make room.
 template <class T>
 concept xs_transport = requires(T& t, std::span<const char> out, std::span<char> in) {
   { t.send(out) } -> std::same_as<xs_status>;
@@ -42,6 +47,19 @@ concept xs_transport = requires(T& t, std::span<const char> out, std::span<char>
   { t.interrupt() } noexcept;
   { t.rearm() } noexcept;
 };
+
+/// The clock of the client's deadlines.
+using xs_clock = std::chrono::steady_clock;
+
+/// A transport that can stop waiting for room at a deadline:
+/// - send_until(bytes, deadline): writes bytes, waiting for room until `deadline`, and
+///   returns how many it wrote: all, or fewer once the deadline passed (a deadline already
+///   past writes what fits at once, without waiting). Fails on error or interrupt().
+template <class T>
+concept xs_deadline_transport =
+    xs_transport<T> && requires(T& t, std::span<const char> out, xs_clock::time_point d) {
+      { t.send_until(out, d) } -> std::same_as<xs_io>;
+    };
 
 /// A transport that can re-establish its connection (the xenstore ring can, when the
 /// server offers it): reconnect_supported() says whether reconnect() may work right now.
@@ -119,20 +137,31 @@ class xs_fd_transport {
 
   /// Writes all of `out`, waiting for room; fails if interrupted or on error.
   xs_status send(std::span<const char> out) {
-    while (!out.empty()) {
-      const ssize_t n = socket_ ? ::send(fd_, out.data(), out.size(), MSG_NOSIGNAL)
-                                : ::write(fd_, out.data(), out.size());
+    auto n = send_until(out, xs_clock::time_point::max());
+    if (!n) return unexpected{n.error()};
+    return {};
+  }
+
+  /// Writes `out` (the fd is non-blocking), polling for room until `deadline`; returns the
+  /// bytes written, fewer than out.size() once the deadline passed.
+  xs_io send_until(std::span<const char> out, xs_clock::time_point deadline) {
+    std::size_t done = 0;
+    while (done < out.size()) {
+      const auto rest = out.subspan(done);
+      const ssize_t n = socket_ ? ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL)
+                                : ::write(fd_, rest.data(), rest.size());
       if (n > 0) {
-        out = out.subspan(static_cast<std::size_t>(n));
+        done += static_cast<std::size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return unexpected{sys_error(errno)};
-      auto w = wait(POLLOUT);
+      auto w = wait(POLLOUT, deadline);
       if (!w) return unexpected{w.error()};
-      if (!*w) return unexpected{xs_error{xs_errc::closed}};
+      if (*w == ready::interrupted) return unexpected{xs_error{xs_errc::closed}};
+      if (*w == ready::timed_out) break;
     }
-    return {};
+    return done;
   }
 
   /// Reads what is available (at least one byte), 0 if interrupted.
@@ -143,9 +172,9 @@ class xs_fd_transport {
       if (n == 0) return unexpected{xs_error{xs_errc::broken, xs_fault::peer_closed}};
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) return unexpected{sys_error(errno)};
-      auto w = wait(POLLIN);
+      auto w = wait(POLLIN, xs_clock::time_point::max());
       if (!w) return unexpected{w.error()};
-      if (!*w) return std::size_t{0};
+      if (*w == ready::interrupted) return std::size_t{0};
     }
   }
 
@@ -170,15 +199,27 @@ class xs_fd_transport {
 
   static xs_error sys_error(int e) noexcept { return xs_error{xs_errc::broken, xs_fault::io_error, e}; }
 
-  // true when the fd is ready, false when interrupted.
-  result<bool, xs_error> wait(short events) {
+  enum class ready : std::uint8_t { yes, interrupted, timed_out };
+
+  // Waits for `events` on the fd until `deadline` (max(): no bound; past: do not wait).
+  result<ready, xs_error> wait(short events, xs_clock::time_point deadline) {
     pollfd p[2] = {{fd_, events, 0}, {stop_, POLLIN, 0}};
     for (;;) {
-      const int r = ::poll(p, 2, -1);
+      int ms = -1;
+      if (deadline != xs_clock::time_point::max()) {
+        const auto now = xs_clock::now();
+        if (deadline <= now) return ready::timed_out;  // compared first: min() - now overflows
+        const auto left = deadline - now;
+        // Rounded up, so that a wake-up before the deadline is not taken for it.
+        const auto c = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+        ms = c > 60000 ? 60000 : static_cast<int>(c);  // re-armed each minute for longer ones
+      }
+      const int r = ::poll(p, 2, ms);
       if (r < 0 && errno == EINTR) continue;
       if (r < 0) return unexpected{sys_error(errno)};
-      if (p[1].revents & POLLIN) return false;
-      return true;  // ready, or POLLHUP/POLLERR which the next read/write reports
+      if (p[1].revents & POLLIN) return ready::interrupted;
+      if (r == 0) continue;  // the loop head decides whether the deadline passed
+      return ready::yes;  // ready, or POLLHUP/POLLERR which the next read/write reports
     }
   }
 
@@ -186,6 +227,6 @@ class xs_fd_transport {
   int stop_;
   bool socket_;
 };
-static_assert(xs_transport<xs_fd_transport>);
+static_assert(xs_deadline_transport<xs_fd_transport>);
 
 XENBUS_END_NAMESPACE
