@@ -1,11 +1,11 @@
-// Ours: xenbus::front_ring / back_ring of <xenbus/ring.hpp> (and its byte rings) in each measure.
+// Ours: xenbus::front_ring / back_ring of <xenbus/ring/request_ring.hpp> (and its byte rings) in each measure.
 #include "harness.hpp"
 #include "payloads.hpp"
 
-#include <xenbus/console_ring.hpp>
-#include <xenbus/ring.hpp>
-#include <xenbus/ring_wait.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/console.hpp>
+#include <xenbus/ring/request_ring.hpp>
+#include <xenbus/hosted/ring_wait.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include "xen_peer.h"  // xp_pattern: the byte pattern both byte-ring implementations carry
 

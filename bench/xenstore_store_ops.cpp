@@ -1,7 +1,7 @@
 // In-process cost of the store itself (no socket): the requests test-xenstore makes, through
 // store::handle() and the wire codec, timed per operation. Built and run by
 // bench/xenstore_vs_oxenstored.py to show how much of a round trip is the server's own work.
-#include <xenbus/xenstore/store.hpp>
+#include <xenbus/hosted/xenstore/store.hpp>
 
 #include <chrono>
 #include <cstdio>

@@ -1,8 +1,8 @@
 // A minimal block device to copy: a backend serving a RAM disk with Xen's own blkif
 // request/response types, a frontend that writes 4 KiB and reads them back through
 // granted data pages. One process, our embedded xenstore, a POSIX machine for grants.
-#include <xenbus/device.hpp>
-#include <xenbus/device/embedded_store.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 

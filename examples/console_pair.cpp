@@ -1,9 +1,9 @@
 // A minimal console to copy: a guest frontend and a backend sharing the PV console page
 // (struct xencons_interface, a byte ring each way) instead of a request/response ring.
 // One process, our embedded xenstore, a POSIX machine for grants and event channels.
-#include <xenbus/console_ring.hpp>
-#include <xenbus/device.hpp>
-#include <xenbus/device/embedded_store.hpp>
+#include <xenbus/ring/console.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 

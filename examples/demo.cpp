@@ -4,11 +4,11 @@
 // drove each change, streams requests through the ring, performs the seed's kexec handover to
 // a new frontend process while the old one stays quiet, unplugs, and ends with a summary.
 // Exit status: 0 if every step passed.
-#include <xenbus/device.hpp>
-#include <xenbus/device/client_store.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/posix/device/client_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <chrono>
 #include <cinttypes>

@@ -1,5 +1,5 @@
 // The README's first program: a backend machine checks its own moves and reads its peer's.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 #include <cstdio>
 

@@ -1,6 +1,6 @@
 // Walks one device through startup, the seed's kexec handover and an unplug, printing who drove
 // each state change and how every party read it. Exits non-zero if anything is unexpected.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 #include <cstdio>
 #include <string_view>

@@ -1,7 +1,7 @@
 // Example: a frontend-like program on the xenstore client: publish keys in one transaction,
 // then wait for the backend's state through a watch's pollable fd.
 //   XENSTORED_PATH=/tmp/xs.sock xenbus-example-xsclient
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <cstdio>
 #include <string>

@@ -1,8 +1,8 @@
 // The input plays a hostile frontend: it writes the keys and state text a backend reads,
 // then scribbles over the shared ring page. The backend must end Connected, Closing or
 // Closed with a reason, never crash, hang or touch memory it did not map (ASan + UBSan).
-#include <xenbus/device.hpp>
-#include <xenbus/device/embedded_store.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 

@@ -8,8 +8,8 @@
 // is Closing or Closed, or has stopped, with a reason. ASan and UBSan watch for the rest.
 #include "device_removal.hpp"
 
-#include <xenbus/device.hpp>
-#include <xenbus/device/embedded_store.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 

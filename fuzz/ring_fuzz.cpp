@@ -1,11 +1,11 @@
 // libFuzzer target: the input plays the peer's side of shared ring pages (indices, slots,
 // xenstore control fields, flex ring order) between calls to our consumers and producers.
 // Any crash, sanitizer report, hang or broken invariant below is a bug in the rings.
-#include <xenbus/byte_ring.hpp>
-#include <xenbus/console_ring.hpp>
-#include <xenbus/response_ids.hpp>
-#include <xenbus/ring.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/byte_ring.hpp>
+#include <xenbus/ring/console.hpp>
+#include <xenbus/ring/response_ids.hpp>
+#include <xenbus/ring/request_ring.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Fuzzes the consumers of peer state text: parse_state and the machines' observe_* calls.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 #include <cstddef>
 #include <cstdint>

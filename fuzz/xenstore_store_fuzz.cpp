@@ -1,7 +1,7 @@
-// Fuzzes include/xenbus/xenstore/store.hpp: three connections (dom0, two guests) send
+// Fuzzes include/xenbus/hosted/xenstore/store.hpp: three connections (dom0, two guests) send
 // fuzzer-made requests to a live store; every reply must be well-formed and the tree
 // must stay consistent.
-#include <xenbus/xenstore/store.hpp>
+#include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
 #include <cstddef>

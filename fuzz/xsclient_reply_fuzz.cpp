@@ -1,7 +1,7 @@
-// Fuzzes the xenstore client's handling of what a server sends (include/xenbus/xenstore/client.hpp):
+// Fuzzes the xenstore client's handling of what a server sends (include/xenbus/posix/xenstore/client.hpp):
 // arbitrary bytes, in arbitrary chunks, against outstanding requests of chosen types and a
 // small watch queue. Input: [k][k request types][chunk seed][server bytes...].
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <cstddef>
 #include <cstdint>

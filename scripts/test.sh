@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what is missing, then builds and runs the whole test suite:
-# g++ (-Werror), clang++ with ASan/UBSan plus short libFuzzer runs, and ThreadSanitizer.
+# g++ (-Werror) in RelWithDebInfo and in Release, clang++ with ASan/UBSan plus short libFuzzer runs, and ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
 jobs=$(nproc)
-for preset in dev clang-asan tsan; do
+for preset in dev release clang-asan tsan; do
   echo "== xenbus: $preset ==" >&2
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"

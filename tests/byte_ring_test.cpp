@@ -1,9 +1,9 @@
-// Tests of the byte rings: include/xenbus/byte_ring.hpp, xenstore_ring.hpp, console_ring.hpp.
+// Tests of the byte rings: include/xenbus/ring/byte_ring.hpp, xenstore_ring.hpp, console_ring.hpp.
 // Layouts against the real headers; wraparound and partial transfers; hostile indices; the
 // xenstore reconnection handshake; streams against a C peer in threads and processes.
-#include <xenbus/byte_ring.hpp>
-#include <xenbus/console_ring.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/byte_ring.hpp>
+#include <xenbus/ring/console.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include "ring_peer.h"
 

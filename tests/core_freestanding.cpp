@@ -1,9 +1,9 @@
 // Builds the core headers (state, table, machine) the way a kernel would: no exceptions, no RTTI,
 // and a link that fails on any operator new, malloc or throw. Exits non-zero if a result is wrong.
-#include <xenbus/standard_table.hpp>
-#include <xenbus/state.hpp>
-#include <xenbus/state_machine.hpp>
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/standard_table.hpp>
+#include <xenbus/protocol/state.hpp>
+#include <xenbus/protocol/state_machine.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 namespace {
 

@@ -3,8 +3,8 @@
 // (fuzz/device_teardown_fuzz.cpp).
 #pragma once
 
-#include <xenbus/device/driver.hpp>
-#include <xenbus/device/store.hpp>
+#include <xenbus/hosted/device/driver.hpp>
+#include <xenbus/hosted/device/store.hpp>
 
 #include <cstdint>
 #include <functional>

@@ -1,11 +1,11 @@
-// The drivers over xenstore rings (include/xenbus/xenstore/ring_transport.hpp via client_store):
+// The drivers over xenstore rings (include/xenbus/posix/xenstore/ring_transport.hpp via client_store):
 // one store served to each party through its own ring page, and a real ring reconnection
 // (xenstore-ring.txt) in the middle of the handshake, injected through testing::faulty_store.
 #include "device_test_support.hpp"
 
 #include <xenbus/testing/faults.hpp>
-#include <xenbus/xenstore/ring_transport.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/posix/xenstore/ring_transport.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include <atomic>
 #include <memory>

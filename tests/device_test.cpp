@@ -1,4 +1,4 @@
-// Tests include/xenbus/device/{frontend,backend,toolstack}.hpp: every sequence of the standard
+// Tests include/xenbus/hosted/device/{frontend,backend,toolstack}.hpp: every sequence of the standard
 // table end to end, in-process and over the xenbus-xenstored socket server.
 #include "device_test_support.hpp"
 

@@ -2,9 +2,9 @@
 // the xenbus-xenstored socket server (libxenstore clients), with a POSIX machine for grants.
 #pragma once
 
-#include <xenbus/device.hpp>
-#include <xenbus/device/client_store.hpp>
-#include <xenbus/device/embedded_store.hpp>
+#include <xenbus/hosted/device.hpp>
+#include <xenbus/posix/device/client_store.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 #include <xenbus/xen/xs_store.hpp>

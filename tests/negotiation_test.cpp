@@ -1,7 +1,7 @@
-// Tests include/xenbus/device/negotiation.hpp: strict numbers, the key layouts, and refusal
+// Tests include/xenbus/hosted/device/negotiation.hpp: strict numbers, the key layouts, and refusal
 // of every transport a hostile frontend can publish.
-#include <xenbus/device/embedded_store.hpp>
-#include <xenbus/device/negotiation.hpp>
+#include <xenbus/hosted/device/embedded_store.hpp>
+#include <xenbus/hosted/device/negotiation.hpp>
 
 #include <doctest/doctest.h>
 

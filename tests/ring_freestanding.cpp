@@ -1,11 +1,11 @@
 // Freestanding check for the ring headers: built with -fno-exceptions -fno-rtti and linked
 // so that any use of operator new, malloc or the exception runtime fails the link. The
 // program then runs one round trip on every kind of ring and exits 0 if all went well.
-#include <xenbus/byte_ring.hpp>
-#include <xenbus/console_ring.hpp>
-#include <xenbus/response_ids.hpp>
-#include <xenbus/ring.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/byte_ring.hpp>
+#include <xenbus/ring/console.hpp>
+#include <xenbus/ring/response_ids.hpp>
+#include <xenbus/ring/request_ring.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include <cstddef>
 #include <cstdint>

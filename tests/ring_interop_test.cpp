@@ -1,7 +1,7 @@
-// Interop of include/xenbus/ring.hpp with the real peer: ring.h's C macros with xenctrl.h's
+// Interop of include/xenbus/ring/request_ring.hpp with the real peer: ring.h's C macros with xenctrl.h's
 // barriers (tests/ring_peer.c) as the other end, in two threads and in two processes that
 // share a memfd mapping, across the 2^32 index wrap and on multi-page rings.
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 #include "ring_peer.h"
 #include "ring_peers.hpp"

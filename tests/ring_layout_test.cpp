@@ -1,6 +1,6 @@
 // Compile-time proof that sring<Req, Rsp> is DEFINE_RING_TYPES' layout, checked against the
 // real Xen headers, and that ring_size() is __CONST_RING_SIZE for 1..16 pages.
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 #include <doctest/doctest.h>
 

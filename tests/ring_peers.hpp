@@ -2,7 +2,7 @@
 // xenbus::front_ring / back_ring, with eventfd notifications, mirroring the C peer.
 #pragma once
 
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 #include "ring_peer.h"
 #include "ring_test_util.hpp"

@@ -2,9 +2,9 @@
 // ThreadSanitizer (label `threads`). Only ours-vs-ours: the C macros use plain accesses
 // ordered by asm barriers, which TSan cannot see, so a C peer would be reported as racing
 // even when correct; the interop tests (xenbus-ring-tests) cover the C peer instead.
-#include <xenbus/byte_ring.hpp>
-#include <xenbus/ring.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/byte_ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include "ring_peer.h"
 #include "ring_peers.hpp"

@@ -1,7 +1,7 @@
-// Tests of include/xenbus/ring.hpp: our front and back ends against each other and against
+// Tests of include/xenbus/ring/request_ring.hpp: our front and back ends against each other and against
 // a hostile peer that writes the shared page directly.
-#include <xenbus/response_ids.hpp>
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/response_ids.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 #include "ring_peer.h"
 #include "ring_test_util.hpp"

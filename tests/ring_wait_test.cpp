@@ -1,5 +1,5 @@
-// Tests include/xenbus/ring_wait.hpp: poll, then final check with moderation, then sleep.
-#include <xenbus/ring_wait.hpp>
+// Tests include/xenbus/hosted/ring_wait.hpp: poll, then final check with moderation, then sleep.
+#include <xenbus/hosted/ring_wait.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,5 +1,5 @@
-// Tests include/xenbus/state_machine.hpp: requests, peer observations, handover, toolstack.
-#include <xenbus/state_machine.hpp>
+// Tests include/xenbus/protocol/state_machine.hpp: requests, peer observations, handover, toolstack.
+#include <xenbus/protocol/state_machine.hpp>
 
 #include <doctest/doctest.h>
 

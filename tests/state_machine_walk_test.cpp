@@ -1,6 +1,6 @@
-// Tests include/xenbus/state_machine.hpp exhaustively: every interleaving of frontend, backend
+// Tests include/xenbus/protocol/state_machine.hpp exhaustively: every interleaving of frontend, backend
 // and toolstack moves (and the watch events that carry them) up to a bounded depth.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 #include <doctest/doctest.h>
 

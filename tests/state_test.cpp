@@ -1,5 +1,5 @@
-// Tests include/xenbus/state.hpp: numbering, names and strict parsing of state text.
-#include <xenbus/state.hpp>
+// Tests include/xenbus/protocol/state.hpp: numbering, names and strict parsing of state text.
+#include <xenbus/protocol/state.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
-// Tests include/xenbus/transition_table.hpp and standard_table.hpp: rows, queries, checks.
-#include <xenbus/standard_table.hpp>
-#include <xenbus/transition_table.hpp>
+// Tests include/xenbus/protocol/transition_table.hpp and standard_table.hpp: rows, queries, checks.
+#include <xenbus/protocol/standard_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 #include <doctest/doctest.h>
 

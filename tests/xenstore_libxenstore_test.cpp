@@ -1,6 +1,6 @@
 // Interop: Xen's own libxenstore (xs_open, transactions, watches, permissions, domains)
-// talking to include/xenbus/xenstore/server.hpp, unchanged, over the socket.
-#include <xenbus/xenstore/server.hpp>
+// talking to include/xenbus/posix/xenstore/server.hpp, unchanged, over the socket.
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,8 +1,8 @@
 // Load: concurrent socket clients doing read-modify-write transactions on shared counters
-// against include/xenbus/xenstore/server.hpp; every successful commit must be counted once.
+// against include/xenbus/posix/xenstore/server.hpp; every successful commit must be counted once.
 #include "xenstore_socket_support.hpp"
 
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,8 +1,8 @@
-// Tests include/xenbus/xenstore/server.hpp: many clients on one socket, watches across
+// Tests include/xenbus/posix/xenstore/server.hpp: many clients on one socket, watches across
 // clients, and hostile clients that must not hurt anyone else or lose committed data.
 #include "xenstore_socket_support.hpp"
 
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <doctest/doctest.h>
 

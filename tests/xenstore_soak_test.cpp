@@ -11,8 +11,8 @@
 //   xenbus-xenstore-soak --socket PATH --pid PID [--seconds N]
 //       drives a server already running there (another xenstored, for comparison);
 //       reports figures, asserts only the honest clients' results
-#include <xenbus/xenstore/server.hpp>
-#include <xenbus/xenstore/store.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
+#include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
 #include <algorithm>

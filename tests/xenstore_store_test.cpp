@@ -1,4 +1,4 @@
-// Tests include/xenbus/xenstore/store.hpp through wire requests: nodes, permissions,
+// Tests include/xenbus/hosted/xenstore/store.hpp through wire requests: nodes, permissions,
 // transactions, watches, domains and quotas, as a client observes them.
 #include "xenstore_test_support.hpp"
 

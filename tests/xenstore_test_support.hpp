@@ -1,7 +1,7 @@
 // Test-side helpers for the xenstore tests: a wire-level caller on an in-process store.
 #pragma once
 
-#include <xenbus/xenstore/store.hpp>
+#include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
 #include <doctest/doctest.h>

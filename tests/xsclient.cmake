@@ -1,4 +1,4 @@
-# The xenstore client (include/xenbus/xenstore/client.hpp, transport.hpp, ring_transport.hpp).
+# The xenstore client (include/xenbus/posix/xenstore/client.hpp, transport.hpp, ring_transport.hpp).
 # Every test runs the client's reader thread (and often a server thread): label threads.
 find_package(Threads REQUIRED)
 xenbus_add_test(xenbus-xsclient-tests LABELS threads SOURCES

@@ -1,7 +1,7 @@
-// A standalone run of the xenstore client (include/xenbus/xenstore/client.hpp) against whatever
+// A standalone run of the xenstore client (include/xenbus/posix/xenstore/client.hpp) against whatever
 // server listens on the default socket ($XENSTORED_PATH or /var/run/xenstored/socket): used
 // against Xen's oxenstored and against xenbus-xenstored by tests/xsclient_against.sh.
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <algorithm>
 #include <chrono>

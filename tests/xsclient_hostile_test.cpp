@@ -1,9 +1,9 @@
-// Tests include/xenbus/xenstore/client.hpp against a scripted server that tries what a hostile
+// Tests include/xenbus/posix/xenstore/client.hpp against a scripted server that tries what a hostile
 // (or just busy) peer can do: legal names the client must not mistake for bad paths, long
 // directories in parts with the generation moving, a server that stops reading, floods.
 #include "xsclient_peer.hpp"
 
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,8 +1,8 @@
-// Tests include/xenbus/xenstore/client.hpp next to Xen's own clients on one server: the real
+// Tests include/xenbus/posix/xenstore/client.hpp next to Xen's own clients on one server: the real
 // libxenstore (xs_open, transactions, xs_watch) and the xenstore-* tools, against our server
 // in-process and against the xenbus-xenstored program.
-#include <xenbus/xenstore/client.hpp>
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,8 +1,8 @@
 // Test helper: the server end of a socketpair, scripted byte by byte by the test.
 #pragma once
 
-#include <xenbus/detail/xs_client_codec.hpp>
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/detail/client_codec.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <doctest/doctest.h>
 

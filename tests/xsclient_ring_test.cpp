@@ -1,10 +1,10 @@
-// Tests include/xenbus/xenstore/ring_transport.hpp: the client over a xenstore ring page, served
+// Tests include/xenbus/posix/xenstore/ring_transport.hpp: the client over a xenstore ring page, served
 // by a thread running our store behind xenstore_ring_server, including ring reconnection.
-#include <xenbus/xenstore/client.hpp>
-#include <xenbus/xenstore/ring_transport.hpp>
-#include <xenbus/xenstore/store.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/ring_transport.hpp>
+#include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/xenstore/wire.hpp>
-#include <xenbus/xenstore_ring.hpp>
+#include <xenbus/ring/xenstore_page.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,7 +1,7 @@
-// Tests include/xenbus/xenstore/client.hpp against our own server (xenstore::server_thread on a
+// Tests include/xenbus/posix/xenstore/client.hpp against our own server (xenstore::server_thread on a
 // unix socket): every operation, conflicts and the transact retry helper, watches end to end.
-#include <xenbus/xenstore/client.hpp>
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <doctest/doctest.h>
 

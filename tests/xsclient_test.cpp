@@ -1,8 +1,8 @@
-// Tests include/xenbus/xenstore/client.hpp against a scripted server: the bytes the client
+// Tests include/xenbus/posix/xenstore/client.hpp against a scripted server: the bytes the client
 // sends, reply matching, watch queues, transactions, and every malformed reply it must refuse.
 #include "xsclient_peer.hpp"
 
-#include <xenbus/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/client.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 // xenbus-xenstored: serves an in-memory xenstore on a unix socket for xenstore-* tools,
 // libxenstore programs and tests (no hypervisor needed; every client is domain 0).
-#include <xenbus/xenstore/server.hpp>
+#include <xenbus/posix/xenstore/server.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -68,7 +68,7 @@ int usage(const char* argv0, int rc) {
                "                       (lower latency for back-to-back requests; default 0)\n"
                "  --max-connections N  serve at most N clients at once; newcomers beyond are\n"
                "                       closed at once, with a line on stderr (default %zu)\n"
-               "  --limit NAME=N       set one field of the store's limits (xenstore/store.hpp):\n"
+               "  --limit NAME=N       set one field of the store's limits (hosted/xenstore/store.hpp):\n"
                "                      ",
                argv0, xenbus::xenstore::server::default_max_connections);
   for (const auto& f : limit_fields) std::fprintf(rc ? stderr : stdout, " %s", f.first);

@@ -1,4 +1,4 @@
-// Event channels as a concept: bind, notify, take pending ports, unmask (libxenevtchn's model).
+// [freestanding] Event channels as a concept: bind, notify, take pending ports, unmask (libxenevtchn's model).
 #pragma once
 
 #include <xenbus/result.hpp>

@@ -1,9 +1,9 @@
-// Grants as concepts: share pages with a domain by reference, map a peer's granted pages.
+// [freestanding] Grants as concepts: share pages with a domain by reference, map a peer's granted pages.
 #pragma once
 
 #include <xenbus/evtchn.hpp>
 #include <xenbus/result.hpp>
-#include <xenbus/ring_common.hpp>
+#include <xenbus/ring/common.hpp>
 #include <xenbus/version.hpp>
 
 #include <concepts>

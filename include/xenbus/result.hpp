@@ -1,4 +1,4 @@
-// result<T, E>: an expected-like value-or-error for code that has no exceptions.
+// [freestanding] result<T, E>: an expected-like value-or-error for code that has no exceptions.
 #pragma once
 
 #include <xenbus/version.hpp>

@@ -1,5 +1,5 @@
 // Must not compile: the backend completes a close only while the frontend is Initialising.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

@@ -1,5 +1,5 @@
 // Must not compile: the frontend publishes only once the backend is Connected, which waits for it.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

@@ -1,5 +1,5 @@
 // Must not compile: two rules claim the backend's connect while the frontend is Initialised.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

@@ -1,5 +1,5 @@
 // Control: a minimal well-formed table (blkif.h startup, close by either end) compiles.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

@@ -1,5 +1,5 @@
 // Must not compile: the backend can enter Reconfiguring but no row leads out of it.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

@@ -1,5 +1,5 @@
 // Must not compile: the backend's connect row is written twice.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

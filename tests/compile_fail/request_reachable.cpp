@@ -1,5 +1,5 @@
 // Control: request<S>() compiles for states the table lets each party reach.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 int main() {
   xenbus::toolstack_machine t;

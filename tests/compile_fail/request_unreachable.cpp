@@ -1,5 +1,5 @@
 // Must not compile: no row of the standard table lets a frontend drive its node to InitWait.
-#include <xenbus/state_machine.hpp>
+#include <xenbus/protocol/state_machine.hpp>
 
 int main() {
   xenbus::frontend_machine f;

@@ -1,5 +1,5 @@
 // Must compile: the control for ring_message_not_plain.cpp, with plain C-layout messages.
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 struct request {
   char path[64];

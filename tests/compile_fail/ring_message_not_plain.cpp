@@ -1,6 +1,6 @@
 // Must not compile: a ring slot is copied as bytes, so a message with a non-trivial copy
 // (here a std::string, whose bytes hold a pointer) is refused by the ring_message concept.
-#include <xenbus/ring.hpp>
+#include <xenbus/ring/request_ring.hpp>
 
 #include <string>
 

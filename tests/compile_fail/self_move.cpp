@@ -1,5 +1,5 @@
 // Must not compile: a row that moves Connected to Connected.
-#include <xenbus/transition_table.hpp>
+#include <xenbus/protocol/transition_table.hpp>
 
 using namespace xenbus;
 using enum state;

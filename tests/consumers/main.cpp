@@ -1,5 +1,5 @@
 // A consumer program: proves the package's include paths and C++20 requirement reach users.
-#include <xenbus/state.hpp>
+#include <xenbus/protocol/state.hpp>
 
 #include <cstdio>
 

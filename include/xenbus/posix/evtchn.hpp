@@ -1,4 +1,4 @@
-// Event channels between processes: port tables in a posix::machine, doorbells on unix sockets.
+// [posix] Event channels between processes: port tables in a posix::machine, doorbells on unix sockets.
 #pragma once
 
 #include <xenbus/evtchn.hpp>

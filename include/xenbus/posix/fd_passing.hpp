@@ -1,4 +1,4 @@
-// Hands a posix::machine (or any descriptor) to an unrelated process over a unix socket (SCM_RIGHTS).
+// [posix] Hands a posix::machine (or any descriptor) to an unrelated process over a unix socket (SCM_RIGHTS).
 #pragma once
 
 #include <xenbus/result.hpp>

@@ -1,4 +1,4 @@
-// Grants between processes: pages of a posix::machine's memfd, shared and mapped by reference.
+// [posix] Grants between processes: pages of a posix::machine's memfd, shared and mapped by reference.
 #pragma once
 
 #include <xenbus/grant.hpp>

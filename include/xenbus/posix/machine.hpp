@@ -1,4 +1,4 @@
-// A stand-in for the hypervisor's grant and event-channel tables: one memfd shared by processes.
+// [posix] A stand-in for the hypervisor's grant and event-channel tables: one memfd shared by processes.
 #pragma once
 
 #include <xenbus/evtchn.hpp>

@@ -1,7 +1,7 @@
-// Deterministic fault injection for driver tests: wrappers around a store, an event channel, a ring page.
+// [testing] Deterministic fault injection for driver tests: wrappers around a store, an event channel, a ring page.
 #pragma once
 
-#include <xenbus/device/store.hpp>
+#include <xenbus/hosted/device/store.hpp>
 #include <xenbus/evtchn.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>

@@ -1,4 +1,4 @@
-// xenbus::event_channel over the real libxenevtchn (link -lxenevtchn; runs on a Xen host).
+// [xen] xenbus::event_channel over the real libxenevtchn (link -lxenevtchn; runs on a Xen host).
 #pragma once
 
 #include <xenbus/evtchn.hpp>

@@ -1,4 +1,4 @@
-// xenbus grant concepts over the real libxengnttab/libxengntshr (link -lxengnttab; Xen host).
+// [xen] xenbus grant concepts over the real libxengnttab/libxengntshr (link -lxengnttab; Xen host).
 #pragma once
 
 #include <xenbus/grant.hpp>

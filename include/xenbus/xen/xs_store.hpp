@@ -1,7 +1,7 @@
-// xenbus::device_store over libxenstore (link -lxenstore): a real xenstored or any socket server.
+// [xen] xenbus::device_store over libxenstore (link -lxenstore): a real xenstored or any socket server.
 #pragma once
 
-#include <xenbus/device/store.hpp>
+#include <xenbus/hosted/device/store.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
 

@@ -1,4 +1,4 @@
-// Errors of the xenstore client: the server's errno names and the client's own faults.
+// [freestanding] Errors of the xenstore client: the server's errno names and the client's own faults.
 #pragma once
 
 #include <xenbus/result.hpp>

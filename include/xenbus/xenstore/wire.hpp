@@ -1,4 +1,4 @@
-// Xenstore wire protocol (xen/io/xs_wire.h): message types, errors, header codec, an incremental decoder and strict request/reply validation.
+// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, errors, header codec, an incremental decoder and strict request/reply validation.
 #pragma once
 
 #include <xenbus/result.hpp>
