@@ -1,6 +1,7 @@
 // xenbus-xenstored: serves an in-memory xenstore on a unix socket for xenstore-* tools,
 // libxenstore programs and tests (no hypervisor needed; every client is domain 0).
 #include <xenbus/posix/xenstore/server.hpp>
+#include <xenbus/version.hpp>
 
 #include <chrono>
 #include <csignal>
@@ -62,6 +63,8 @@ bool set_limit(limits& l, std::string_view arg) {
 int usage(const char* argv0, int rc) {
   std::fprintf(rc ? stderr : stdout,
                "usage: %s [--socket PATH] [--pid-file FILE] [--max-connections N] [--limit NAME=N]...\n"
+               "       %s --help | --version\n"
+               "Serves an in-memory xenstore on a unix socket (no hypervisor needed).\n"
                "  --socket PATH        unix socket to serve (default /var/run/xenstored/socket)\n"
                "  --pid-file FILE      write the process id there once the socket listens\n"
                "  --spin-us N          busy-poll N microseconds after activity before sleeping\n"
@@ -70,10 +73,20 @@ int usage(const char* argv0, int rc) {
                "                       closed at once, with a line on stderr (default %zu)\n"
                "  --limit NAME=N       set one field of the store's limits (hosted/xenstore/store.hpp):\n"
                "                      ",
-               argv0, xenbus::xenstore::server::default_max_connections);
+               argv0, argv0, xenbus::xenstore::server::default_max_connections);
   for (const auto& f : limit_fields) std::fprintf(rc ? stderr : stdout, " %s", f.first);
-  std::fprintf(rc ? stderr : stdout, "\nStops cleanly on SIGINT or SIGTERM.\n");
+  std::fprintf(rc ? stderr : stdout,
+               "\n"
+               "  -h, --help           print this help and exit\n"
+               "  --version            print the version and exit\n"
+               "Stops cleanly on SIGINT or SIGTERM. See xenbus-xenstored(8).\n");
   return rc;
+}
+
+int version() {
+  std::printf("xenbus-xenstored (xenbus) %d.%d.%d\n", XENBUS_VERSION_MAJOR, XENBUS_VERSION_MINOR,
+              XENBUS_VERSION_PATCH);
+  return 0;
 }
 
 }  // namespace
@@ -99,6 +112,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "-h" || a == "--help") {
       return usage(argv[0], 0);
+    } else if (a == "--version") {
+      return version();
     } else {
       return usage(argv[0], 2);
     }
