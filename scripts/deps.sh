@@ -7,6 +7,7 @@ pkgs=(
   doctest-dev libbenchmark-dev libboost-dev     # tests, benchmarks, the SPSC reference
   xenstore-utils xen-utils-4.17                 # real xenstore clients, test-xenstore, oxenstored
   gnuplot-nox python3                           # benchmark plot and tables
+  debhelper dpkg-dev pkg-config groff-base      # Debian packages, xenbus.pc, man pages (package-test.sh)
 )
 missing=()
 for p in "${pkgs[@]}"; do
