@@ -300,27 +300,55 @@ class Replay:
             conn.s.close()
 
 
+def sorted_listing(ans):
+    kind, body = ans
+    if kind != "directory" or not body:
+        return ans
+    return (kind, b"".join(sorted(n + b"\0" for n in body.split(b"\0")[:-1])))
+
+
 def describe(step):
     c, op, args, slot = step
     where = " in tx" if slot else ""
     return f"conn{c} {op}{where} {' '.join(a if isinstance(a, str) else ' '.join(a) for a in args)}"
 
 
-def run_random(socks, seeds, steps, first_seed, verbose=0):
+def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False):
     """socks: name -> socket path for ours, cxenstored and oxenstored. Returns failures."""
     failures = 0
     ox_diverged = 0
     compared = {"cxenstored": 0, "oxenstored": 0}
     tx_diffs_ox = 0
+    known_eio = 0
     for seed in range(first_seed, first_seed + seeds):
         script = transcript(seed, steps)
         rp = {name: Replay(path) for name, path in socks.items()}
         ox_same = True
         in_tx = [False, False]
         seed_failed = 0
+        poisoned = [False, False]
         for i, st in enumerate(script):
             c, op, args, slot = st
+            if slot and poisoned[c]:  # the rest of a transaction aborted below
+                poisoned[c] = op != "tend"
+                continue
             ans = {name: r.step(c, op, args, slot) for name, r in rp.items()}
+            if (op == "rm" and slot and ans["cxenstored"] in (("error", b"EIO\0"), ("error", b"EINVAL\0"))
+                    and ans["ours"] != ans["cxenstored"]):
+                # C xenstored's rm_node finds the node live but the transaction's older copy
+                # of its parent missing (EINVAL) or without the child (delete_child: EIO,
+                # corrupt(), after deleting the subtree in the transaction):
+                # docs/xenstore-differences.md. Abort that transaction everywhere, so that
+                # the stores stay the same, and go on.
+                known_eio += 1
+                if verbose:
+                    print(f"known difference, seed {seed} step {i} ({describe(st)}): cxenstored {ans['cxenstored']!r}, xenbus {ans['ours']!r}")
+                for r in rp.values():
+                    r.step(c, "tend", ("F",), slot)
+                poisoned[c] = True
+                continue
+            if trace:
+                print(f"{seed}:{i} {describe(st)}: " + ", ".join(f"{n} {a!r}" for n, a in ans.items()))
             outside = slot is None and op not in ("tstart", "tend")
             compared["cxenstored"] += 1
             if ans["ours"] != ans["cxenstored"]:
@@ -328,14 +356,18 @@ def run_random(socks, seeds, steps, first_seed, verbose=0):
                 if seed_failed <= 3:
                     print(f"DIFF seed {seed} step {i} ({describe(st)}): cxenstored {ans['cxenstored']!r} "
                           f"!= xenbus {ans['ours']!r}")
+            if op == "directory":  # oxenstored lists children sorted, the others in creation order
+                ans["oxenstored"] = sorted_listing(ans["oxenstored"])
+                ans["ours_sorted"] = sorted_listing(ans["ours"])
+            ours_vs_ox = ans.pop("ours_sorted", ans["ours"])
             if ox_same and outside:
                 compared["oxenstored"] += 1
-                if ans["ours"] != ans["oxenstored"]:
+                if ours_vs_ox != ans["oxenstored"]:
                     seed_failed += 1
                     if seed_failed <= 3:
                         print(f"DIFF seed {seed} step {i} ({describe(st)}): oxenstored {ans['oxenstored']!r} "
                               f"!= xenbus {ans['ours']!r}")
-            elif ox_same and ans["ours"] != ans["oxenstored"]:
+            elif ox_same and ours_vs_ox != ans["oxenstored"]:
                 tx_diffs_ox += 1
                 if verbose:
                     print(f"inside a transaction, seed {seed} step {i} ({describe(st)}): "
@@ -355,7 +387,8 @@ def run_random(socks, seeds, steps, first_seed, verbose=0):
           f"(all), {compared['oxenstored']} with oxenstored (outside transactions); "
           f"{ox_diverged} seeds where oxenstored ended a transaction unlike cxenstored "
           f"(not compared further); {tx_diffs_ox} answers inside transactions where oxenstored "
-          f"differs before that; {failures} seeds with unexpected differences")
+          f"differs before that; {known_eio} transactions aborted after cxenstored's EIO or EINVAL on rm "
+          f"(a known difference); {failures} seeds with unexpected differences")
     return failures
 
 
@@ -444,6 +477,7 @@ def main():
     rd.add_argument("--steps", type=int, default=400)
     rd.add_argument("--first-seed", type=int, default=1)
     rd.add_argument("-v", "--verbose", action="count", default=0)
+    rd.add_argument("--trace", action="store_true", help="print every step and each server's answer")
     args = ap.parse_args()
     refs = [args.reference] if args.mode == "scenarios" else ["cxenstored", "oxenstored"]
     try:
@@ -453,7 +487,7 @@ def main():
                 ans_ours = run_all(socks["ours"])
                 failures = compare_scenarios(args.reference, ans_ref, ans_ours)
             else:
-                failures = run_random(socks, args.seeds, args.steps, args.first_seed, args.verbose)
+                failures = run_random(socks, args.seeds, args.steps, args.first_seed, args.verbose, args.trace)
     except Skip as e:
         print(e)
         return SKIP
