@@ -226,17 +226,20 @@ def random_perms(rng):
     return out
 
 
-def transcript(seed, steps):
+def transcript(seed, steps, serial=False):
     """A list of steps (conn, op, args, tx_slot): tx_slot None runs outside transactions,
     otherwise it names the connection's open transaction (the replay maps it to the id
-    each server gave). Each connection has at most one open transaction at a time."""
+    each server gave). Each connection has at most one open transaction at a time.
+    serial: while a transaction is open, nothing else changes the store (one transaction
+    at a time; requests outside it only read), so that no commit can conflict and the two
+    reference servers must agree on every answer."""
     rng = random.Random(seed)
     open_tx = [False, False]
     out = []
     for _ in range(steps):
         c = rng.randrange(2)
         r = rng.random()
-        if not open_tx[c] and r < 0.08:
+        if not open_tx[c] and r < 0.08 and not (serial and any(open_tx)):
             out.append((c, "tstart", (), None))
             open_tx[c] = True
             continue
@@ -245,8 +248,11 @@ def transcript(seed, steps):
             open_tx[c] = False
             continue
         tx = "tx" if open_tx[c] and rng.random() < 0.8 else None
-        op = rng.choices(("read", "write", "mkdir", "rm", "directory", "get_perms", "set_perms"),
-                         weights=(5, 6, 2, 2, 3, 2, 2))[0]
+        ops = ("read", "write", "mkdir", "rm", "directory", "get_perms", "set_perms")
+        weights = (5, 6, 2, 2, 3, 2, 2)
+        if serial and any(open_tx) and tx is None:
+            ops, weights = ("read", "directory", "get_perms"), (5, 3, 2)
+        op = rng.choices(ops, weights=weights)[0]
         path = random_path(rng)
         if op == "write":
             args = (path, rng.choice(("", "x", "y", "zz", "0123456789")))
@@ -313,15 +319,17 @@ def describe(step):
     return f"conn{c} {op}{where} {' '.join(a if isinstance(a, str) else ' '.join(a) for a in args)}"
 
 
-def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False):
-    """socks: name -> socket path for ours, cxenstored and oxenstored. Returns failures."""
+def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False, serial=False):
+    """socks: name -> socket path for ours, cxenstored and oxenstored. Returns failures.
+    serial: transcripts without concurrent changes (see transcript), where every answer
+    must also equal oxenstored's."""
     failures = 0
     ox_diverged = 0
     compared = {"cxenstored": 0, "oxenstored": 0}
     tx_diffs_ox = 0
     known_eio = 0
     for seed in range(first_seed, first_seed + seeds):
-        script = transcript(seed, steps)
+        script = transcript(seed, steps, serial)
         rp = {name: Replay(path) for name, path in socks.items()}
         ox_same = True
         in_tx = [False, False]
@@ -349,7 +357,7 @@ def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False):
                 continue
             if trace:
                 print(f"{seed}:{i} {describe(st)}: " + ", ".join(f"{n} {a!r}" for n, a in ans.items()))
-            outside = slot is None and op not in ("tstart", "tend")
+            outside = serial or (slot is None and op not in ("tstart", "tend"))
             compared["cxenstored"] += 1
             if ans["ours"] != ans["cxenstored"]:
                 seed_failed += 1
@@ -372,7 +380,7 @@ def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False):
                 if verbose:
                     print(f"inside a transaction, seed {seed} step {i} ({describe(st)}): "
                           f"oxenstored {ans['oxenstored']!r}, cxenstored and xenbus {ans['ours']!r}")
-            if op == "tend" and ans["oxenstored"] != ans["cxenstored"] and ox_same:
+            if op == "tend" and ans["oxenstored"] != ans["cxenstored"] and ox_same and not serial:
                 ox_same = False
                 ox_diverged += 1
                 if verbose:
@@ -383,8 +391,9 @@ def run_random(socks, seeds, steps, first_seed, verbose=0, trace=False):
         if seed_failed:
             failures += 1
             print(f"seed {seed}: {seed_failed} differences")
-    print(f"{seeds} seeds x {steps} steps: {compared['cxenstored']} answers compared with cxenstored "
-          f"(all), {compared['oxenstored']} with oxenstored (outside transactions); "
+    kind = "serial transcripts" if serial else "transcripts"
+    print(f"{kind}, {seeds} seeds x {steps} steps: {compared['cxenstored']} answers compared with cxenstored "
+          f"(all), {compared['oxenstored']} with oxenstored ({'all' if serial else 'outside transactions'}); "
           f"{ox_diverged} seeds where oxenstored ended a transaction unlike cxenstored "
           f"(not compared further); {tx_diffs_ox} answers inside transactions where oxenstored "
           f"differs before that; {known_eio} transactions aborted after cxenstored's EIO or EINVAL on rm "
@@ -476,6 +485,8 @@ def main():
     rd.add_argument("--seeds", type=int, default=40)
     rd.add_argument("--steps", type=int, default=400)
     rd.add_argument("--first-seed", type=int, default=1)
+    rd.add_argument("--serial-seeds", type=int, default=40,
+                    help="then as many transcripts without concurrent changes, compared with both in full")
     rd.add_argument("-v", "--verbose", action="count", default=0)
     rd.add_argument("--trace", action="store_true", help="print every step and each server's answer")
     args = ap.parse_args()
@@ -488,6 +499,9 @@ def main():
                 failures = compare_scenarios(args.reference, ans_ref, ans_ours)
             else:
                 failures = run_random(socks, args.seeds, args.steps, args.first_seed, args.verbose, args.trace)
+                if args.serial_seeds:
+                    failures += run_random(socks, args.serial_seeds, args.steps, args.first_seed,
+                                           args.verbose, args.trace, serial=True)
     except Skip as e:
         print(e)
         return SKIP
