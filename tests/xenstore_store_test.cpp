@@ -517,6 +517,21 @@ TEST_CASE("fixed replies are exactly their text and one NUL (CONTROL help, OK, T
   CHECK(g.call(T::control, "help\0"sv).payload == "EACCES\0"sv);
 }
 
+TEST_CASE("quotas: the touched-nodes quota met while looking for a missing node's parent is ENOSPC") {
+  // C xenstored's ask_parents passes the quota's ENOSPC on (read_node_can_propagate_errno);
+  // looking further up past the quota used to answer ENOENT.
+  xs::limits l;
+  l.transaction_nodes = 2;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  REQUIRE(d0.mkdir("/local/domain/9").ok());
+  REQUIRE(d0.set_perms("/local/domain/9", {"n9"}).ok());
+  caller g{s, 9, false};
+  const auto tx = g.start();
+  CHECK(g.read("x/y/z", tx).err() == "ENOSPC");  // z, y fit; x is the third node
+  CHECK(g.end(tx, false).ok());
+}
+
 TEST_CASE("quotas: transactions open side by side cannot together pass the node quota") {
   // Each transaction checks the quota against committed nodes plus its own; both fit on
   // their own. As C xenstored does at TRANSACTION_END, the commit checks again: the second
