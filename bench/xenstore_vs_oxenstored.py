@@ -4,12 +4,12 @@ same run, alternating rounds, and prints a markdown table of the per-operation t
 average test-xenstore reports) and the ratio oxenstored / xenbus (higher: ours faster).
 
 usage: bench/xenstore_vs_oxenstored.py [--server build/dev/tools/xenbus-xenstored]
-           [--iterations 200] [--rounds 5] [--oxenstored-run /work/shared/tools/oxenstored/run]
-Needs root (oxenstored listens on /var/run/xenstored/socket). Not a CTest test."""
+           [--iterations 200] [--rounds 5]
+Needs root: oxenstored is started by tests/reference/xenstored.sh on a private socket
+(docs/reference-servers.md). Not a CTest test."""
 import argparse, os, platform, re, socket, statistics, subprocess, sys, tempfile, time
 
 TEST_XENSTORE = "/usr/lib/xen-4.17/bin/test-xenstore"
-OX_SOCKET = "/var/run/xenstored/socket"
 LINE = re.compile(r"^(.{10}):\s+avg: (\d+) ns")
 
 
@@ -46,16 +46,16 @@ def main():
     ap.add_argument("--server", default=os.path.join(here, "..", "build", "dev", "tools", "xenbus-xenstored"))
     ap.add_argument("--iterations", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
-    beside = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared", "tools", "oxenstored", "run")
-    ap.add_argument("--oxenstored-run", default=beside if os.path.exists(beside) else "/work/shared/tools/oxenstored/run")
     args = ap.parse_args()
-    if wait_socket(OX_SOCKET, 0.1):
-        sys.exit(f"{OX_SOCKET} is already served by someone: stop it first")
+    launcher = os.path.join(here, "..", "tests", "reference", "xenstored.sh")
     tmp = tempfile.mkdtemp(prefix="xenbus-bench-")
     ours_sock = os.path.join(tmp, "xenbus.sock")
     ours = subprocess.Popen([args.server, "--socket", ours_sock])
     oxdir = os.path.join(tmp, "ox")
-    subprocess.run(["bash", args.oxenstored_run, oxdir], check=True, capture_output=True)
+    started = subprocess.run(["bash", launcher, "start", "oxenstored", oxdir], capture_output=True, text=True)
+    if started.returncode != 0:
+        sys.exit(f"oxenstored did not start: {started.stderr.strip()}")
+    ox_socket = started.stdout.strip()
     # The transport floor: a responder with no store answers the tests that only need "OK".
     inc = os.path.join(here, "..", "include")
     null_exe = os.path.join(tmp, "null_responder")
@@ -66,10 +66,10 @@ def main():
     floor_tests = ("rm node", "rm dir", "ta empty", "ta empty x")
     results = {"xenbus": [], "oxenstored": [], "null": []}
     try:
-        if not wait_socket(ours_sock) or not wait_socket(OX_SOCKET) or not wait_socket(null_sock):
+        if not wait_socket(ours_sock) or not wait_socket(ox_socket) or not wait_socket(null_sock):
             sys.exit("a server did not come up")
         for _ in range(args.rounds):  # alternate, so that machine noise hits all alike
-            results["oxenstored"].append(run_tests(OX_SOCKET, args.iterations))
+            results["oxenstored"].append(run_tests(ox_socket, args.iterations))
             results["xenbus"].append(run_tests(ours_sock, args.iterations))
             results["null"].append({n: run_tests(null_sock, args.iterations, n)[n] for n in floor_tests})
     finally:
@@ -77,10 +77,7 @@ def main():
         ours.wait()
         null.terminate()
         null.wait()
-        try:
-            os.kill(int(open(os.path.join(oxdir, "pid")).read()), 15)
-        except (OSError, ValueError):
-            pass
+        subprocess.run(["bash", launcher, "stop", oxdir])
     names = list(results["xenbus"][0].keys())
     cpu = "unknown CPU"
     try:

@@ -5,7 +5,8 @@ pkgs=(
   cmake make g++ gcc clang libclang-rt-14-dev   # compilers, sanitizers, libFuzzer
   libxen-dev                                    # Xen public headers, libxenstore, libxenevtchn, libxengnttab
   doctest-dev libbenchmark-dev libboost-dev     # tests, benchmarks, the SPSC reference
-  xenstore-utils xen-utils-4.17                 # real xenstore clients, test-xenstore, oxenstored
+  xenstore-utils xen-utils-4.17                 # real xenstore clients, test-xenstore, oxenstored, xenstored
+  util-linux                                    # unshare: tests/reference/xenstored.sh runs oxenstored in a private mount namespace
   gnuplot-nox python3                           # benchmark plot and tables
   debhelper dpkg-dev pkg-config groff-base      # Debian packages, xenbus.pc, man pages (package-test.sh)
 )

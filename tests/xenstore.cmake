@@ -49,23 +49,28 @@ if(XENBUS_BUILD_TOOLS)  # tools/ comes later: refer to the program by generator 
   endif()
 endif()
 
-# Differential: the same request sequences against Xen's oxenstored and ours. Needs root
-# and oxenstored (started and stopped by the script); skipped (exit 77) otherwise.
-# The workplace keeps the script in shared/ beside the checkout.
-set(xenbus_oxenstored_run ${PROJECT_SOURCE_DIR}/../shared/tools/oxenstored/run)
-if(NOT EXISTS ${xenbus_oxenstored_run})
-  set(xenbus_oxenstored_run /work/shared/tools/oxenstored/run)
-endif()
-set(XENBUS_OXENSTORED_RUN ${xenbus_oxenstored_run} CACHE FILEPATH
-  "Script that starts oxenstored without a hypervisor (for differential tests)")
+# Differential: the same requests against Xen's own daemons and ours. The project's
+# launcher (tests/reference/xenstored.sh, with the LD_PRELOAD shim tests/reference/shim.c)
+# starts oxenstored and the C xenstored of xen-utils-4.17 without a hypervisor, each on a
+# private socket. They need root, xen-utils-4.17, a C compiler, libxen-dev and (oxenstored)
+# unshare: skipped (exit 77, with the reason) otherwise. One reference daemon set at a
+# time (RESOURCE_LOCK). See docs/reference-servers.md and docs/xenstore-differences.md.
 if(XENBUS_BUILD_TOOLS)
   find_package(Python3 COMPONENTS Interpreter)
   if(Python3_FOUND)
-    add_test(NAME "xenstore differential: oxenstored vs xenbus-xenstored"
-      COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/xenstore_differential.py
-        $<TARGET_FILE:xenbus-xenstored> --oxenstored-run ${XENBUS_OXENSTORED_RUN})
-    set_tests_properties("xenstore differential: oxenstored vs xenbus-xenstored" PROPERTIES
-      LABELS xenstore-differential SKIP_RETURN_CODE 77 RESOURCE_LOCK oxenstored TIMEOUT 120)
+    set(_xs_diff ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/xenstore_differential.py
+      $<TARGET_FILE:xenbus-xenstored>)
+    foreach(ref IN ITEMS oxenstored cxenstored)
+      add_test(NAME "xenstore differential: ${ref} vs xenbus-xenstored" COMMAND ${_xs_diff} scenarios ${ref})
+      set_tests_properties("xenstore differential: ${ref} vs xenbus-xenstored" PROPERTIES
+        LABELS xenstore-differential SKIP_RETURN_CODE 77 RESOURCE_LOCK xenstore-reference TIMEOUT 120)
+    endforeach()
+    # Seeded random transcripts on two connections, replayed against ours, cxenstored and
+    # oxenstored at once: 40 with concurrent transactions, 40 without (about 15 s here).
+    add_test(NAME "xenstore differential: random transcripts, 40+40 seeds x 400 steps"
+      COMMAND ${_xs_diff} random --seeds 40 --serial-seeds 40 --steps 400)
+    set_tests_properties("xenstore differential: random transcripts, 40+40 seeds x 400 steps" PROPERTIES
+      LABELS xenstore-differential SKIP_RETURN_CODE 77 RESOURCE_LOCK xenstore-reference TIMEOUT 120)
   endif()
 endif()
 

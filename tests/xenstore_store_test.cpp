@@ -161,6 +161,16 @@ TEST_CASE("transactions: repeatable reads, private writes, conflicts answer EAGA
     CHECK(a.write("/t/n", "z", tx).ok());
     CHECK(a.end(tx, true).err() == "EAGAIN");
   }
+  SUBCASE("a missing node's ancestors are read up to the nearest existing one, as C xenstored does") {
+    // Found by the random differential against C xenstored (tests/xenstore_differential.py
+    // random): its errno_from_parents reads them inside the transaction for dom0 too.
+    const auto tx = a.start();
+    CHECK(a.read("/t/gone/deeper", tx).err() == "ENOENT");  // reads /t/gone, then /t
+    CHECK(b.write("/t/other", "x").ok());                     // changes /t's children
+    CHECK(a.dir("/t", tx).payload == "n\0"sv);               // the copy the transaction saw
+    CHECK(a.write("/t/n", "z", tx).ok());
+    CHECK(a.end(tx, true).err() == "EAGAIN");
+  }
   SUBCASE("untouched nodes do not conflict") {
     const auto tx = a.start();
     CHECK(a.write("/t/n", "mine", tx).ok());
@@ -505,6 +515,21 @@ TEST_CASE("fixed replies are exactly their text and one NUL (CONTROL help, OK, T
   CHECK(d0.call(T::control, "bogus\0"sv).payload == "EINVAL\0"sv);
   caller g{s, 5, false};
   CHECK(g.call(T::control, "help\0"sv).payload == "EACCES\0"sv);
+}
+
+TEST_CASE("quotas: the touched-nodes quota met while looking for a missing node's parent is ENOSPC") {
+  // C xenstored's ask_parents passes the quota's ENOSPC on (read_node_can_propagate_errno);
+  // looking further up past the quota used to answer ENOENT.
+  xs::limits l;
+  l.transaction_nodes = 2;
+  xs::store s{l};
+  caller d0{s, 0, true};
+  REQUIRE(d0.mkdir("/local/domain/9").ok());
+  REQUIRE(d0.set_perms("/local/domain/9", {"n9"}).ok());
+  caller g{s, 9, false};
+  const auto tx = g.start();
+  CHECK(g.read("x/y/z", tx).err() == "ENOSPC");  // z, y fit; x is the third node
+  CHECK(g.end(tx, false).ok());
 }
 
 TEST_CASE("quotas: transactions open side by side cannot together pass the node quota") {

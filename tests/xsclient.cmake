@@ -24,8 +24,9 @@ else()
   message(STATUS "xenbus: libxenstore or tools missing: xsclient interop tests skipped")
 endif()
 
-# The same client run against Xen's oxenstored (optional: root, and the fixed socket free)
-# and against xenbus-xenstored: both servers must pass the same sequence.
+# The same client run against Xen's oxenstored and C xenstored (started by the project's
+# launcher tests/reference/xenstored.sh on private sockets; root needed, skipped with the
+# reason otherwise) and against xenbus-xenstored: all must pass the same sequence.
 if(XENBUS_BUILD_TOOLS)
   xenbus_add_program(xenbus-xsclient-check xsclient_check.cpp)
   target_link_libraries(xenbus-xsclient-check PRIVATE Threads::Threads)
@@ -33,9 +34,11 @@ if(XENBUS_BUILD_TOOLS)
     COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsclient_against.sh
       $<TARGET_FILE:xenbus-xsclient-check> ours $<TARGET_FILE:xenbus-xenstored>)
   set_tests_properties("xsclient-check: xenbus-xenstored" PROPERTIES LABELS xsclient-interop TIMEOUT 60)
-  add_test(NAME "xsclient-check: oxenstored"
-    COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsclient_against.sh
-      $<TARGET_FILE:xenbus-xsclient-check> oxenstored ${XENBUS_OXENSTORED_RUN})
-  set_tests_properties("xsclient-check: oxenstored" PROPERTIES LABELS xenstore-differential
-    SKIP_RETURN_CODE 77 RESOURCE_LOCK oxenstored TIMEOUT 60)
+  foreach(ref IN ITEMS oxenstored cxenstored)
+    add_test(NAME "xsclient-check: ${ref}"
+      COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsclient_against.sh
+        $<TARGET_FILE:xenbus-xsclient-check> ${ref} ${CMAKE_CURRENT_SOURCE_DIR}/reference/xenstored.sh)
+    set_tests_properties("xsclient-check: ${ref}" PROPERTIES LABELS xenstore-differential
+      SKIP_RETURN_CODE 77 RESOURCE_LOCK xenstore-reference TIMEOUT 60)
+  endforeach()
 endif()

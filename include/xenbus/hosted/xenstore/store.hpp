@@ -879,14 +879,19 @@ class store {
   }
 
   /// ENOENT for a missing node, unless the caller may not even see its nearest existing
-  /// ancestor: then EACCES, so that existence does not leak.
+  /// ancestor: then EACCES, so that existence does not leak. Inside a transaction the
+  /// ancestors up to that one are read even for a privileged caller, as C xenstored's
+  /// errno_from_parents does: the transaction then keeps the copies it saw, and its commit
+  /// fails (EAGAIN) when one changed meanwhile (docs/xenstore-differences.md).
   errc missing_error(op& o, std::string_view path) {
     if (o.overflow) return errc::enospc;
-    if (o.conn->privileged) return errc::enoent;
+    if (o.conn->privileged && !o.tx) return errc::enoent;
     std::string_view p = path;
     while (p != "/") {
       p = detail::parent_of(p);
-      if (const auto* n = get(o, p)) return can(*o.conn, *n, access::read) ? errc::enoent : errc::eacces;
+      if (const auto* n = get(o, p))
+        return o.conn->privileged || can(*o.conn, *n, access::read) ? errc::enoent : errc::eacces;
+      if (o.overflow) return errc::enospc;
     }
     return errc::enoent;
   }
