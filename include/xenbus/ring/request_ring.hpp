@@ -241,7 +241,7 @@ struct ring_core {
     const ring_idx old_prod = published;  // ours, not re-read from the page
     const ring_idx new_prod = prod_pvt;
     if (old_prod == new_prod) return false;
-    // (3) seq_cst store: publishes the slots (as (1)) and orders before (4); pairs with the peer's (5)/(6).
+    // (3) seq_cst store: publishes the slots as (1) does, before (4); pairs with the peer's (2), (6).
     detail::store(v.s->*out_prod, new_prod, std::memory_order_seq_cst);
     published = new_prod;
     // (4) seq_cst load of the peer's event, after (3); pairs with the peer's (5).
