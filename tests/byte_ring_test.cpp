@@ -22,6 +22,7 @@ extern "C" {
 #include <cstring>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using xenbus::ring_error;
@@ -61,6 +62,9 @@ static_assert(offsetof(xc, in_prod) == offsetof(xencons_interface, in_prod));
 static_assert(offsetof(xc, out_cons) == offsetof(xencons_interface, out_cons));
 static_assert(offsetof(xc, out_prod) == offsetof(xencons_interface, out_prod));
 static_assert(sizeof(xc{}.in) == 1024 && sizeof(xc{}.out) == 2048);
+// The console and flex rings are one two-way byte ring over two layouts.
+static_assert(std::is_same_v<xenbus::console_ring, xenbus::byte_ring_pair<xenbus::console_layout>>);
+static_assert(std::is_same_v<xenbus::flex_ring, xenbus::byte_ring_pair<xenbus::flex_layout>>);
 
 static_assert(offsetof(fi, in_cons) == offsetof(xen_9pfs_data_intf, in_cons));
 static_assert(offsetof(fi, in_prod) == offsetof(xen_9pfs_data_intf, in_prod));
@@ -315,6 +319,8 @@ TEST_CASE("console ring: guest output and backend input wrap and stay in order")
   REQUIRE(backend);
   CHECK(*guest->space() == 2048);
   CHECK(*backend->space() == 1024);
+  CHECK(guest->size() == 2048);  // the direction each end writes
+  CHECK(backend->size() == 1024);
 
   std::vector<std::byte> out(5000), seen;
   for (std::size_t i = 0; i < out.size(); ++i) out[i] = std::byte{xbt_stream_byte(i)};
@@ -379,6 +385,8 @@ TEST_CASE("flex ring: order checked, both ends, wraparound") {
           ring_error::bad_memory);
     CHECK(xenbus::flex_ring::attach(xenbus::flex_end::backend, intf.span(), data.span(), 0xffffffffu).error() ==
           ring_error::bad_memory);
+    CHECK(xenbus::flex_ring::attach(xenbus::flex_end::backend, intf.span(), data.span(), -1).error() ==
+          ring_error::bad_memory);  // compared by value, not converted to unsigned
     CHECK(xenbus::flex_ring::attach(xenbus::flex_end::backend, intf.span(), data.span(), 1));
   }
 }

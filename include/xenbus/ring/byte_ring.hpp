@@ -1,4 +1,4 @@
-// [freestanding] Byte-stream rings (xenstore, console, DEFINE_XEN_FLEX_RING): one end of one direction, with wraparound and partial transfers.
+// [freestanding] Byte-stream rings: one end of one direction (xenstore, console, DEFINE_XEN_FLEX_RING), and the two-way pair over a layout.
 #pragma once
 
 #include <xenbus/ring/detail/shared_access.hpp>
@@ -10,8 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <concepts>
 #include <optional>
 #include <span>
+#include <utility>
 
 XENBUS_BEGIN_NAMESPACE
 
@@ -148,6 +150,64 @@ class byte_ring_consumer {
   std::optional<ring_error> broken_{};
 };
 
+// ---- Two-way byte rings: one end writes a direction and reads the other ----------------
+
+/// The two directions of a two-way byte-ring page, named as the page names them.
+struct byte_ring_directions {
+  byte_ring_location in, out;
+};
+
+/// Where a two-way byte ring lives, for byte_ring_pair: `end_type` names the ends,
+/// `writes_out` is the end that writes `out` (the other writes `in`), and a static
+/// `locate(memory...)` checks the caller's memory and returns both directions in it.
+template <class L>
+concept byte_ring_layout = requires {
+  typename L::end_type;
+  { L::writes_out } -> std::convertible_to<typename L::end_type>;
+};
+
+/// One end of a two-way byte ring over `Layout` (console_ring, flex_ring): a producer for
+/// the direction it writes and a consumer for the one it reads, each validating the peer's
+/// index and latching its own error. Notify the event channel after any call that moved
+/// bytes.
+template <byte_ring_layout Layout>
+class byte_ring_pair {
+ public:
+  using layout = Layout;
+  using end_type = typename Layout::end_type;
+
+  /// Attaches `end` at the indices the memory holds now. `memory` is what Layout::locate
+  /// takes (console: the page; flex: indexes page, data pages, order[, max_order]).
+  template <class... Memory>
+    requires requires(Memory&&... m) { Layout::locate(std::forward<Memory>(m)...); }
+  static result<byte_ring_pair, ring_error> attach(end_type end, Memory&&... memory) noexcept {
+    const auto at = Layout::locate(std::forward<Memory>(memory)...);
+    if (!at) return unexpected{at.error()};
+    const byte_ring_location& mine = end == Layout::writes_out ? at->out : at->in;
+    const byte_ring_location& theirs = end == Layout::writes_out ? at->in : at->out;
+    // Relaxed: starting points only, read once before the connection is used; every later
+    // use validates the peer's index against them.
+    return byte_ring_pair(byte_ring_producer(mine, detail::load(*mine.prod, std::memory_order_relaxed)),
+                          byte_ring_consumer(theirs, detail::load(*theirs.cons, std::memory_order_relaxed)));
+  }
+
+  /// Writes what fits of `bytes` into our direction; returns how much (possibly 0).
+  result<std::size_t, ring_error> write(std::span<const std::byte> bytes) noexcept {
+    return tx_.write(bytes);
+  }
+  /// Reads what is there in the peer's direction, up to out.size(); returns how much.
+  result<std::size_t, ring_error> read(std::span<std::byte> out) noexcept { return rx_.read(out); }
+  result<ring_idx, ring_error> space() noexcept { return tx_.space(); }
+  result<ring_idx, ring_error> available() noexcept { return rx_.available(); }
+  /// Bytes of the direction we write.
+  ring_idx size() const noexcept { return tx_.size(); }
+
+ private:
+  byte_ring_pair(byte_ring_producer tx, byte_ring_consumer rx) noexcept : tx_(tx), rx_(rx) {}
+  byte_ring_producer tx_;
+  byte_ring_consumer rx_;
+};
+
 // ---- DEFINE_XEN_FLEX_RING rings (pvcalls, 9pfs) -------------------------------------
 
 /// The indexes page of DEFINE_XEN_FLEX_RING_AND_INTF (`struct name##_data_intf`). pvcalls
@@ -174,46 +234,35 @@ inline constexpr unsigned flex_ring_max_order = 9;
 /// reverse (pvcalls, 9pfs).
 enum class flex_end : std::uint8_t { frontend, backend };
 
-/// One end of a DEFINE_XEN_FLEX_RING pair: the indexes page plus 2^order data pages,
-/// `in` in the first half and `out` in the second.
-class flex_ring {
- public:
-  /// Attaches to a flex ring of the given order. `order` usually comes from the peer
-  /// (`ring_order` in the indexes page, or xenstore): it is checked against `max_order`
-  /// (what we advertised) and against what `data` holds. Starts at the page's indices.
-  static result<flex_ring, ring_error> attach(flex_end end, std::span<std::byte> intf_page,
-                                              std::span<std::byte> data, unsigned order,
-                                              unsigned max_order = flex_ring_max_order) noexcept {
-    if (order > max_order || order > flex_ring_max_order) return unexpected{ring_error::bad_memory};
+/// A DEFINE_XEN_FLEX_RING pair: the indexes page plus 2^order data pages, `in` in the
+/// first half and `out` in the second.
+struct flex_layout {
+  using end_type = flex_end;
+  static constexpr flex_end writes_out = flex_end::frontend;
+
+  /// `order` usually comes from the peer (`ring_order` in the indexes page, or xenstore):
+  /// it is checked against `max_order` (what we advertised) and against what `data`
+  /// holds. Any integer type, compared by value (a negative order is refused too).
+  template <std::integral Order, std::integral MaxOrder = unsigned>
+  static result<byte_ring_directions, ring_error> locate(std::span<std::byte> intf_page,
+                                                         std::span<std::byte> data, Order order,
+                                                         MaxOrder max_order = flex_ring_max_order) noexcept {
+    if (std::cmp_less(order, 0) || std::cmp_greater(order, max_order) ||
+        std::cmp_greater(order, flex_ring_max_order))
+      return unexpected{ring_error::bad_memory};
     if (intf_page.size() < sizeof(flex_ring_intf) ||
         reinterpret_cast<std::uintptr_t>(intf_page.data()) % alignof(flex_ring_intf) != 0)
       return unexpected{ring_error::bad_memory};
-    const std::size_t half = flex_ring_size(order);
+    const std::size_t half = flex_ring_size(static_cast<unsigned>(order));
     if (data.data() == nullptr || data.size() < 2 * half) return unexpected{ring_error::bad_memory};
     auto* intf = reinterpret_cast<flex_ring_intf*>(intf_page.data());
     const auto size = static_cast<ring_idx>(half);
-    const byte_ring_location in{data.data(), size, &intf->in_cons, &intf->in_prod};
-    const byte_ring_location out{data.data() + half, size, &intf->out_cons, &intf->out_prod};
-    const byte_ring_location& mine = end == flex_end::frontend ? out : in;
-    const byte_ring_location& theirs = end == flex_end::frontend ? in : out;
-    // Relaxed: starting points only, read once before the connection is used; every later
-    // use validates the peer's index against them.
-    return flex_ring(byte_ring_producer(mine, detail::load(*mine.prod, std::memory_order_relaxed)),
-                     byte_ring_consumer(theirs, detail::load(*theirs.cons, std::memory_order_relaxed)));
+    return byte_ring_directions{{data.data(), size, &intf->in_cons, &intf->in_prod},
+                                {data.data() + half, size, &intf->out_cons, &intf->out_prod}};
   }
-
-  result<std::size_t, ring_error> write(std::span<const std::byte> bytes) noexcept {
-    return tx_.write(bytes);
-  }
-  result<std::size_t, ring_error> read(std::span<std::byte> out) noexcept { return rx_.read(out); }
-  result<ring_idx, ring_error> space() noexcept { return tx_.space(); }
-  result<ring_idx, ring_error> available() noexcept { return rx_.available(); }
-  ring_idx size() const noexcept { return tx_.size(); }
-
- private:
-  flex_ring(byte_ring_producer tx, byte_ring_consumer rx) noexcept : tx_(tx), rx_(rx) {}
-  byte_ring_producer tx_;
-  byte_ring_consumer rx_;
 };
+
+/// One end of a flex ring: flex_ring::attach(end, intf_page, data, order[, max_order]).
+using flex_ring = byte_ring_pair<flex_layout>;
 
 XENBUS_END_NAMESPACE

@@ -118,6 +118,192 @@ constexpr bool crossed_event(ring_idx old_prod, ring_idx new_prod, ring_idx even
   return static_cast<ring_idx>(new_prod - event) < static_cast<ring_idx>(new_prod - old_prod);
 }
 
+/*
+ * One core for both ends of a request ring.
+ *
+ * A ring page carries two directions, requests (frontend to backend) and responses (back
+ * to front), and each end produces one of them and consumes the other. Per direction the
+ * page holds a producer index (req_prod, rsp_prod) that only its producer writes, and an
+ * event index (req_event, rsp_event) that only its consumer writes: "notify me once the
+ * producer index passes this". There is no consumer index on the page: a request slot is
+ * free again once its response has been taken, and a response goes into the slot its
+ * request came from, so each producer's window follows from its own private indices.
+ *
+ * The accesses, numbered; each access in the code below says which one it is.
+ *  (1) Producer pushes: writes its slots, then a release store of its producer index.
+ *  (2) Consumer looks: an acquire load of the peer's producer index, then copies each
+ *      slot below it out once (RING_COPY_*). (1) pairs with (2): the slots are complete
+ *      before the consumer can see the index that covers them (ring.h: xen_wmb before the
+ *      index, xen_rmb after it).
+ *  Notification hold-off (ring.h's RING_PUSH_*_AND_CHECK_NOTIFY and
+ *  RING_FINAL_CHECK_FOR_*): the consumer sleeps on the event channel, so the producer
+ *  must notify whenever the consumer may be asleep, and should not otherwise.
+ *  (3) Producer: seq_cst store of its producer index (also the release of (1)), then
+ *  (4) seq_cst load of the consumer's event index; notify if the push crossed it.
+ *  (5) Consumer, before sleeping: seq_cst store of its event index (cons + k), then
+ *  (6) seq_cst load of the producer index; sleep only if fewer than k are there.
+ *  Each side stores one variable and then loads the other's. All four accesses are
+ *  seq_cst, so they have one total order: if (4) comes before (5), then (3) precedes (6)
+ *  and the consumer sees the new slots and does not sleep; otherwise (4) sees the new
+ *  event and the producer notifies. No wakeup is lost. ring.h has xen_mb() between the
+ *  store and the load; a seq_cst store and load are one xchg and a mov on x86-64, stlr
+ *  and ldar on arm64, with no separate fence.
+ *
+ * The peer is not trusted. The only values read from the page are the peer's producer
+ * index, checked by refresh() against the window the peer can be in (a bad one latches
+ * the ring broken with prod_overflow: every later call returns it, and claim() refuses),
+ * and the peer's event index, which only decides whether we notify: any value is safe.
+ * Slots are copied out once and only the copy is used; our own indices are private and
+ * never re-read from the page.
+ */
+enum class ring_side : std::uint8_t { front, back };
+
+/// The state and the protocol of one end; front_ring and back_ring keep one as a member
+/// and add what differs: which slots they may claim, and the batch loops.
+template <ring_message Req, ring_message Rsp, ring_side Side>
+struct ring_core {
+  static constexpr bool front = Side == ring_side::front;
+  using page = sring<Req, Rsp>;
+  using view = ring_view<Req, Rsp>;
+  using in_msg = std::conditional_t<front, Rsp, Req>;  // what this end consumes
+  // The page's indices seen from this end: ours, and the event the peer sets on it; the
+  // peer's, and the event we set on it.
+  static constexpr ring_idx page::*out_prod = front ? &page::req_prod : &page::rsp_prod;
+  static constexpr ring_idx page::*out_event = front ? &page::req_event : &page::rsp_event;
+  static constexpr ring_idx page::*in_prod = front ? &page::rsp_prod : &page::req_prod;
+  static constexpr ring_idx page::*in_event = front ? &page::rsp_event : &page::req_event;
+
+  view v{};
+  ring_idx prod_pvt = 0;   // next slot we produce into (req_prod_pvt, rsp_prod_pvt)
+  ring_idx published = 0;  // last value we stored to our producer index
+  ring_idx cons = 0;       // next slot of the peer's we take (rsp_cons, req_cons)
+  ring_idx seen = 0;       // last validated value of the peer's producer index
+  ring_idx capacity = 0;   // size, or 0 once broken (keeps front_ring::claim to one test)
+  bool broken = false;
+  ring_error error = ring_error::prod_overflow;
+
+  bool attach(std::span<std::byte> mem, ring_idx start) noexcept {
+    if (!view::make(mem, v)) return false;
+    reset(start);
+    return true;
+  }
+  void reset(ring_idx start) noexcept {
+    prod_pvt = published = cons = seen = start;
+    capacity = v.size;
+    broken = false;
+  }
+  std::optional<ring_error> broken_by() const noexcept {
+    if (broken) return error;
+    return std::nullopt;
+  }
+
+  // How far the peer's producer index may be ahead of `cons`. Responses only answer
+  // requests we published (this contains RING_RESPONSE_PROD_OVERFLOW, since we never
+  // publish more than size). Requests may fill every slot that does not hold a request
+  // still awaiting our response (RING_REQUEST_PROD_OVERFLOW). Our own indices: trusted.
+  ring_idx window() const noexcept {
+    if constexpr (front) return published - cons;
+    else return v.size - (cons - prod_pvt);
+  }
+  // Validates a producer index read once from the page. Relative to cons, one unsigned
+  // test also catches an index that went back behind cons (it wraps to a huge count).
+  result<ring_idx, ring_error> refresh(ring_idx peer_prod) noexcept {
+    const ring_idx avail = peer_prod - cons;
+    if (avail > window()) return fail(ring_error::prod_overflow);
+    seen = peer_prod;
+    return avail;
+  }
+  result<ring_idx, ring_error> fail(ring_error e) noexcept {
+    broken = true;
+    error = e;
+    capacity = 0;
+    return unexpected{e};
+  }
+
+  // What the peer has published that we have not taken.
+  result<ring_idx, ring_error> look() noexcept {
+    if (broken) return unexpected{error};
+    // (2) Acquire: the slots counted here are read after it; pairs with the peer's (1)/(3).
+    return refresh(detail::load(v.s->*in_prod, std::memory_order_acquire));
+  }
+
+  result<void, ring_error> push() noexcept {
+    if (broken) return unexpected{error};
+    // (1) Release: our slots are visible before the new index; pairs with the peer's (2).
+    detail::store(v.s->*out_prod, prod_pvt, std::memory_order_release);
+    published = prod_pvt;
+    return {};
+  }
+
+  // Nothing new to publish: no store, no barrier, no notification.
+  result<bool, ring_error> push_and_check_notify() noexcept {
+    if (broken) return unexpected{error};
+    const ring_idx old_prod = published;  // ours, not re-read from the page
+    const ring_idx new_prod = prod_pvt;
+    if (old_prod == new_prod) return false;
+    // (3) seq_cst store: publishes the slots as (1) does, before (4); pairs with the peer's (2), (6).
+    detail::store(v.s->*out_prod, new_prod, std::memory_order_seq_cst);
+    published = new_prod;
+    // (4) seq_cst load of the peer's event, after (3); pairs with the peer's (5).
+    const ring_idx event = detail::load(v.s->*out_event, std::memory_order_seq_cst);
+    return crossed_event(old_prod, new_prod, event);
+  }
+
+  // The final check before sleeping, asking for a notification at cons + k (k >= 1,
+  // already bounded by the end). True: at least k are there, do not sleep.
+  result<bool, ring_error> final_check(ring_idx k) noexcept {
+    auto n = look();  // a cheap first look, before the barrier
+    if (!n) return unexpected{n.error()};
+    if (*n >= k) return true;
+    // (5) seq_cst store of our event, before (6); pairs with the peer's (4).
+    detail::store(v.s->*in_event, cons + k, std::memory_order_seq_cst);
+    // (6) seq_cst load of the peer's index, after (5); pairs with the peer's (3).
+    auto again = refresh(detail::load(v.s->*in_prod, std::memory_order_seq_cst));
+    if (!again) return unexpected{again.error()};
+    return *again >= k;
+  }
+
+  // Copies the next message out of the ring (once); nullopt if none.
+  result<std::optional<in_msg>, ring_error> take() noexcept {
+    if (broken) return unexpected{error};
+    if (seen == cons) {
+      auto n = look();
+      if (!n) return unexpected{n.error()};
+      if (*n == 0) return std::optional<in_msg>{};
+    }
+    in_msg out;
+    detail::copy_once(out, v.slot(cons++));
+    return std::optional<in_msg>{out};
+  }
+
+  // Calls handle(const in_msg&) on a private copy of each of up to `max` messages.
+  template <class Handle>
+  result<ring_idx, ring_error> consume(ring_idx max, Handle&& handle) noexcept(
+      noexcept(handle(std::declval<const in_msg&>()))) {
+    auto avail = look();
+    if (!avail) return avail;
+    const ring_idx n = *avail < max ? *avail : max;
+    // Base, mask and index live in locals: the handler may store anywhere, and the
+    // compiler would otherwise reload them from *this after each call. The index is
+    // still written back before each call, so the handler sees a consistent ring (a
+    // backend's handler may claim() the response slot of the request it is given).
+    std::byte* const base = v.slots;
+    const ring_idx mask = v.size - 1;
+    ring_idx i = cons;
+    for (const ring_idx end = i + n; i != end;) {
+      in_msg copy;
+      detail::copy_once(copy, view::slot_at(base, mask, i));
+      cons = ++i;
+      handle(static_cast<const in_msg&>(copy));
+    }
+    return n;
+  }
+};
+
+constexpr ring_idx clamp_count(std::size_t n) noexcept {
+  return n > 0xffffffffu ? 0xffffffffu : static_cast<ring_idx>(n);
+}
+
 }  // namespace detail
 
 /// The frontend's end of a ring: produces requests, consumes responses.
@@ -133,9 +319,8 @@ class front_ring {
   static result<front_ring, ring_error> init(std::span<std::byte> shared,
                                             ring_idx start = 0) noexcept {
     front_ring r;
-    if (!detail::ring_view<Req, Rsp>::make(shared, r.v_)) return unexpected{ring_error::bad_memory};
-    detail::shared_ring_init(r.v_.s, start);
-    r.reset(start);
+    if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
+    detail::shared_ring_init(r.c_.v.s, start);
     return r;
   }
 
@@ -144,8 +329,7 @@ class front_ring {
   static result<front_ring, ring_error> attach(std::span<std::byte> shared,
                                               ring_idx start) noexcept {
     front_ring r;
-    if (!detail::ring_view<Req, Rsp>::make(shared, r.v_)) return unexpected{ring_error::bad_memory};
-    r.reset(start);
+    if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
     return r;
   }
 
@@ -155,29 +339,26 @@ class front_ring {
   front_ring& operator=(const front_ring&) = delete;
 
   /// Number of slots (RING_SIZE).
-  ring_idx size() const noexcept { return v_.size; }
+  ring_idx size() const noexcept { return c_.v.size; }
   /// The latched error, if the ring is broken.
-  std::optional<ring_error> broken() const noexcept {
-    if (broken_) return error_;
-    return std::nullopt;
-  }
+  std::optional<ring_error> broken() const noexcept { return c_.broken_by(); }
 
   // ---- producing requests ----------------------------------------------------------
 
   /// Slots we may still claim (RING_FREE_REQUESTS); 0 once the ring is broken.
   ring_idx free_requests() const noexcept {
-    const ring_idx used = req_prod_pvt_ - rsp_cons_;
-    return used >= capacity_ ? 0 : capacity_ - used;
+    const ring_idx used = c_.prod_pvt - c_.cons;
+    return used >= c_.capacity ? 0 : c_.capacity - used;
   }
-  bool full() const noexcept { return req_prod_pvt_ - rsp_cons_ >= capacity_; }
+  bool full() const noexcept { return c_.prod_pvt - c_.cons >= c_.capacity; }
 
   /// Claims the next request slot for the caller to fill in place; nullptr if the ring is
   /// full or broken. The slot is shared memory: write it, never read it back (the peer may
   /// change it). Claimed slots become visible to the peer at the next push.
   Req* claim() noexcept {
-    // capacity_ is 0 once broken, so this one test also refuses a broken ring.
-    if (req_prod_pvt_ - rsp_cons_ >= capacity_) return nullptr;
-    return reinterpret_cast<Req*>(v_.slot(req_prod_pvt_++));
+    // capacity is 0 once broken, so this one test also refuses a broken ring.
+    if (c_.prod_pvt - c_.cons >= c_.capacity) return nullptr;
+    return reinterpret_cast<Req*>(c_.v.slot(c_.prod_pvt++));
   }
   /// Copies `req` into the next request slot; false if full or broken.
   bool produce(const Req& req) noexcept {
@@ -193,76 +374,37 @@ class front_ring {
   /// a register and written back once, at the end). Visible to the peer at the next push.
   template <class Fill>
   ring_idx produce_n(ring_idx n, Fill&& fill) noexcept(noexcept(fill(std::declval<Req&>()))) {
-    const ring_idx room = free_requests();  // capacity_ is 0 once broken: room 0
+    const ring_idx room = free_requests();  // capacity is 0 once broken: room 0
     if (n > room) n = room;
-    std::byte* const base = v_.slots;
-    const ring_idx mask = v_.size - 1;
-    ring_idx i = req_prod_pvt_;
+    std::byte* const base = c_.v.slots;
+    const ring_idx mask = c_.v.size - 1;
+    ring_idx i = c_.prod_pvt;
     for (const ring_idx end = i + n; i != end; ++i) fill(*reinterpret_cast<Req*>(view::slot_at(base, mask, i)));
-    req_prod_pvt_ = i;
+    c_.prod_pvt = i;
     return n;
   }
 
   /// Requests claimed but not yet pushed.
-  ring_idx unpushed() const noexcept { return req_prod_pvt_ - req_published_; }
+  ring_idx unpushed() const noexcept { return c_.prod_pvt - c_.published; }
 
   /// Publishes every claimed request (RING_PUSH_REQUESTS), without the notify check.
-  result<void, ring_error> push() noexcept {
-    if (broken_) return unexpected{error_};
-    // Release: the request slots written above become visible before the new req_prod;
-    // pairs with the backend's acquire load of req_prod (xen_wmb + store in ring.h).
-    detail::store(v_.s->req_prod, req_prod_pvt_, std::memory_order_release);
-    req_published_ = req_prod_pvt_;
-    return {};
-  }
+  result<void, ring_error> push() noexcept { return c_.push(); }
 
   /// Publishes every claimed request and says whether the backend asked to be notified
   /// (RING_PUSH_REQUESTS_AND_CHECK_NOTIFY). Nothing new: no store, no barrier, false.
-  result<bool, ring_error> push_and_check_notify() noexcept {
-    if (broken_) return unexpected{error_};
-    const ring_idx old_prod = req_published_;  // ours, not re-read from the shared page
-    const ring_idx new_prod = req_prod_pvt_;
-    if (old_prod == new_prod) return false;
-    // seq_cst store then seq_cst load: the store->load barrier of notification hold-off
-    // (xen_mb in ring.h). It pairs with the backend's seq_cst store of req_event and load
-    // of req_prod in its final check: at least one side sees the other's store, so either
-    // we notify or it finds the requests. Release is included (slots before req_prod).
-    // Cost: one xchg on x86-64 (no extra fence), stlr + ldar on arm64 (no dmb).
-    detail::store(v_.s->req_prod, new_prod, std::memory_order_seq_cst);
-    req_published_ = new_prod;
-    const ring_idx event = detail::load(v_.s->req_event, std::memory_order_seq_cst);
-    return detail::crossed_event(old_prod, new_prod, event);
-  }
+  result<bool, ring_error> push_and_check_notify() noexcept { return c_.push_and_check_notify(); }
 
   // ---- consuming responses -----------------------------------------------------------
 
   /// Responses the backend has published that we have not taken; validates the index.
-  result<ring_idx, ring_error> unconsumed_responses() noexcept {
-    if (broken_) return unexpected{error_};
-    // Acquire: responses counted here may be read next; pairs with the backend's release
-    // store of rsp_prod.
-    return refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
-  }
+  result<ring_idx, ring_error> unconsumed_responses() noexcept { return c_.look(); }
 
   /// Copies the next response out of the ring (once) and returns the copy; nullopt if none.
-  result<std::optional<Rsp>, ring_error> take_response() noexcept {
-    if (broken_) return unexpected{error_};
-    if (rsp_seen_ == rsp_cons_) {
-      // Acquire: the response slots up to rsp_prod are read after it; pairs with the
-      // backend's release store of rsp_prod.
-      auto n = refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
-      if (!n) return unexpected{n.error()};
-      if (*n == 0) return std::optional<Rsp>{};
-    }
-    Rsp out;
-    detail::copy_once(out, v_.slot(rsp_cons_++));
-    return std::optional<Rsp>{out};
-  }
+  result<std::optional<Rsp>, ring_error> take_response() noexcept { return c_.take(); }
 
   /// Copies up to out.size() responses into `out`; returns how many.
   result<ring_idx, ring_error> take_responses(std::span<Rsp> out) noexcept {
-    return consume_responses(out.size() > 0xffffffffu ? 0xffffffffu : static_cast<ring_idx>(out.size()),
-                             [p = out.data()](const Rsp& r) mutable { *p++ = r; });
+    return c_.consume(detail::clamp_count(out.size()), [p = out.data()](const Rsp& r) mutable { *p++ = r; });
   }
 
   /// Calls handle(const Rsp&) on a private copy of each of up to `max` responses (bounded
@@ -270,24 +412,7 @@ class front_ring {
   template <class Handle>
   result<ring_idx, ring_error> consume_responses(ring_idx max, Handle&& handle) noexcept(
       noexcept(handle(std::declval<const Rsp&>()))) {
-    if (broken_) return unexpected{error_};
-    // Acquire: pairs with the backend's release store of rsp_prod (slots before index).
-    auto avail = refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
-    if (!avail) return avail;
-    const ring_idx n = *avail < max ? *avail : max;
-    // Base, mask and index live in locals: the handler may store anywhere, and the
-    // compiler would otherwise reload them from *this after each call. The index is
-    // still written back before each call, so the handler sees a consistent ring.
-    std::byte* const base = v_.slots;
-    const ring_idx mask = v_.size - 1;
-    ring_idx i = rsp_cons_;
-    for (const ring_idx end = i + n; i != end;) {
-      Rsp copy;
-      detail::copy_once(copy, view::slot_at(base, mask, i));
-      rsp_cons_ = ++i;
-      handle(static_cast<const Rsp&>(copy));
-    }
-    return n;
+    return c_.consume(max, handle);
   }
 
   /// The final check before sleeping (RING_FINAL_CHECK_FOR_RESPONSES), generalised: asks
@@ -297,64 +422,23 @@ class front_ring {
   /// come; even so a backend may hold back answers, so with k > 1 bound the sleep by a
   /// timeout and consume what is there when it expires. k == 0 is treated as 1.
   result<bool, ring_error> final_check(ring_idx k = 1) noexcept {
-    if (broken_) return unexpected{error_};
-    const ring_idx can_come = req_published_ - rsp_cons_;
+    const ring_idx can_come = c_.published - c_.cons;
     if (k > can_come) k = can_come;
     if (k == 0) k = 1;
-    // Acquire: as in consume_responses; a cheap first look before the barrier.
-    auto n = refresh(detail::load(v_.s->rsp_prod, std::memory_order_acquire));
-    if (!n) return unexpected{n.error()};
-    if (*n >= k) return true;
-    // seq_cst store of rsp_event then seq_cst load of rsp_prod: the store->load barrier
-    // (xen_mb). Pairs with the backend's seq_cst store of rsp_prod and load of rsp_event
-    // when it pushes: either it sees our event and notifies, or we see its responses.
-    detail::store(v_.s->rsp_event, rsp_cons_ + k, std::memory_order_seq_cst);
-    auto again = refresh(detail::load(v_.s->rsp_prod, std::memory_order_seq_cst));
-    if (!again) return unexpected{again.error()};
-    return *again >= k;
+    return c_.final_check(k);
   }
 
   /// Requests pushed or claimed whose responses we have not taken yet.
-  ring_idx outstanding() const noexcept { return req_prod_pvt_ - rsp_cons_; }
+  ring_idx outstanding() const noexcept { return c_.prod_pvt - c_.cons; }
   /// Our private indices (req_prod_pvt, rsp_cons), for diagnostics and reconnects.
-  ring_idx req_prod_pvt() const noexcept { return req_prod_pvt_; }
-  ring_idx rsp_cons() const noexcept { return rsp_cons_; }
+  ring_idx req_prod_pvt() const noexcept { return c_.prod_pvt; }
+  ring_idx rsp_cons() const noexcept { return c_.cons; }
 
  private:
   front_ring() noexcept = default;
 
-  void reset(ring_idx start) noexcept {
-    req_prod_pvt_ = req_published_ = rsp_cons_ = rsp_seen_ = start;
-    capacity_ = v_.size;
-    broken_ = false;
-  }
-
-  // Validates a producer index read once from the page. The backend can only answer
-  // requests we published: responses beyond req_published_ mean the index ran ahead
-  // (this contains RING_RESPONSE_PROD_OVERFLOW, since we never publish more than size),
-  // and a value behind rsp_cons wraps to a huge count and fails the same test.
-  result<ring_idx, ring_error> refresh(ring_idx rsp_prod) noexcept {
-    const ring_idx avail = rsp_prod - rsp_cons_;
-    if (avail > req_published_ - rsp_cons_) return fail(ring_error::prod_overflow);
-    rsp_seen_ = rsp_prod;
-    return avail;
-  }
-  result<ring_idx, ring_error> fail(ring_error e) noexcept {
-    broken_ = true;
-    error_ = e;
-    capacity_ = 0;
-    return unexpected{e};
-  }
-
   using view = detail::ring_view<Req, Rsp>;
-  detail::ring_view<Req, Rsp> v_{};
-  ring_idx req_prod_pvt_ = 0;   // next request slot to claim
-  ring_idx req_published_ = 0;  // last value we stored to req_prod
-  ring_idx rsp_cons_ = 0;       // next response to take
-  ring_idx rsp_seen_ = 0;       // last validated rsp_prod
-  ring_idx capacity_ = 0;       // size, or 0 once broken (keeps claim() to one test)
-  bool broken_ = false;
-  ring_error error_ = ring_error::prod_overflow;
+  detail::ring_core<Req, Rsp, detail::ring_side::front> c_{};
 };
 
 /// The backend's end of a ring: consumes requests, produces responses.
@@ -369,8 +453,7 @@ class back_ring {
   static result<back_ring, ring_error> attach(std::span<std::byte> shared,
                                              ring_idx start = 0) noexcept {
     back_ring r;
-    if (!detail::ring_view<Req, Rsp>::make(shared, r.v_)) return unexpected{ring_error::bad_memory};
-    r.reset(start);
+    if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
     return r;
   }
 
@@ -379,10 +462,10 @@ class back_ring {
   /// req_prod against it.
   static result<back_ring, ring_error> resume(std::span<std::byte> shared) noexcept {
     back_ring r;
-    if (!detail::ring_view<Req, Rsp>::make(shared, r.v_)) return unexpected{ring_error::bad_memory};
+    if (!r.c_.attach(shared, 0)) return unexpected{ring_error::bad_memory};
     // Relaxed: read once to pick a starting point; nothing is read from slots based on it
-    // until a later acquire load of req_prod.
-    r.reset(detail::load(r.v_.s->rsp_prod, std::memory_order_relaxed));
+    // until a later (2) acquire load of req_prod.
+    r.c_.reset(detail::load(r.c_.v.s->rsp_prod, std::memory_order_relaxed));
     return r;
   }
 
@@ -391,60 +474,27 @@ class back_ring {
   back_ring(const back_ring&) = delete;
   back_ring& operator=(const back_ring&) = delete;
 
-  ring_idx size() const noexcept { return v_.size; }
-  std::optional<ring_error> broken() const noexcept {
-    if (broken_) return error_;
-    return std::nullopt;
-  }
+  ring_idx size() const noexcept { return c_.v.size; }
+  std::optional<ring_error> broken() const noexcept { return c_.broken_by(); }
 
   // ---- consuming requests ------------------------------------------------------------
 
   /// Requests the frontend has published that we have not taken; validates the index.
-  result<ring_idx, ring_error> unconsumed_requests() noexcept {
-    if (broken_) return unexpected{error_};
-    // Acquire: pairs with the frontend's release store of req_prod.
-    return refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
-  }
+  result<ring_idx, ring_error> unconsumed_requests() noexcept { return c_.look(); }
 
   /// Copies the next request out of the ring (once); nullopt if none.
-  result<std::optional<Req>, ring_error> take_request() noexcept {
-    if (broken_) return unexpected{error_};
-    if (req_seen_ == req_cons_) {
-      // Acquire: request slots are read after req_prod; pairs with the frontend's release.
-      auto n = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
-      if (!n) return unexpected{n.error()};
-      if (*n == 0) return std::optional<Req>{};
-    }
-    Req out;
-    detail::copy_once(out, v_.slot(req_cons_++));
-    return std::optional<Req>{out};
-  }
+  result<std::optional<Req>, ring_error> take_request() noexcept { return c_.take(); }
 
   /// Copies up to out.size() requests into `out`; returns how many.
   result<ring_idx, ring_error> take_requests(std::span<Req> out) noexcept {
-    return consume_requests(out.size() > 0xffffffffu ? 0xffffffffu : static_cast<ring_idx>(out.size()),
-                            [p = out.data()](const Req& r) mutable { *p++ = r; });
+    return c_.consume(detail::clamp_count(out.size()), [p = out.data()](const Req& r) mutable { *p++ = r; });
   }
 
   /// Calls handle(const Req&) on a private copy of each of up to `max` requests.
   template <class Handle>
   result<ring_idx, ring_error> consume_requests(ring_idx max, Handle&& handle) noexcept(
       noexcept(handle(std::declval<const Req&>()))) {
-    if (broken_) return unexpected{error_};
-    // Acquire: pairs with the frontend's release store of req_prod (slots before index).
-    auto avail = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
-    if (!avail) return avail;
-    const ring_idx n = *avail < max ? *avail : max;
-    std::byte* const base = v_.slots;  // locals: see front_ring::consume_responses
-    const ring_idx mask = v_.size - 1;
-    ring_idx i = req_cons_;
-    for (const ring_idx end = i + n; i != end;) {
-      Req copy;
-      detail::copy_once(copy, view::slot_at(base, mask, i));
-      req_cons_ = ++i;  // before the call: the handler may claim() the response slot
-      handle(static_cast<const Req&>(copy));
-    }
-    return n;
+    return c_.consume(max, handle);
   }
 
   /// The synchronous backend loop: for each of up to `max` published requests, copies the
@@ -458,24 +508,23 @@ class back_ring {
   template <class Fn>
   result<ring_idx, ring_error> respond(ring_idx max, Fn&& fn) noexcept(
       noexcept(fn(std::declval<const Req&>(), std::declval<Rsp&>()))) {
-    if (broken_) return unexpected{error_};
-    if (req_cons_ != rsp_prod_pvt_) return ring_idx{0};
-    // Acquire: pairs with the frontend's release store of req_prod (slots before index).
-    auto avail = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
+    if (c_.broken) return unexpected{c_.error};
+    if (c_.cons != c_.prod_pvt) return ring_idx{0};
+    auto avail = c_.look();
     if (!avail) return avail;
-    // refresh() bounded avail by the ring size, so every response slot written below
+    // The window bounded avail by the ring size, so every response slot written below
     // belongs to a request taken in this loop: the frontend cannot make us overrun.
     const ring_idx n = *avail < max ? *avail : max;
-    std::byte* const base = v_.slots;
-    const ring_idx mask = v_.size - 1;
-    ring_idx i = req_cons_;
+    std::byte* const base = c_.v.slots;
+    const ring_idx mask = c_.v.size - 1;
+    ring_idx i = c_.cons;
     for (const ring_idx end = i + n; i != end; ++i) {
       std::byte* const slot = view::slot_at(base, mask, i);
       Req copy;
       detail::copy_once(copy, slot);
       fn(static_cast<const Req&>(copy), *reinterpret_cast<Rsp*>(slot));
     }
-    req_cons_ = rsp_prod_pvt_ = i;
+    c_.cons = c_.prod_pvt = i;
     return n;
   }
 
@@ -485,31 +534,21 @@ class back_ring {
   /// 1-for-1 user of the C macros) never crosses the event: bound the sleep by a timeout
   /// and consume what is there when it expires. k is capped at the ring size; 0 means 1.
   result<bool, ring_error> final_check(ring_idx k = 1) noexcept {
-    if (broken_) return unexpected{error_};
     if (k == 0) k = 1;
-    if (k > v_.size) k = v_.size;
-    // Acquire: first look, as in consume_requests.
-    auto n = refresh(detail::load(v_.s->req_prod, std::memory_order_acquire));
-    if (!n) return unexpected{n.error()};
-    if (*n >= k) return true;
-    // seq_cst store of req_event then seq_cst load of req_prod (store->load, xen_mb);
-    // pairs with the frontend's seq_cst store of req_prod and load of req_event.
-    detail::store(v_.s->req_event, req_cons_ + k, std::memory_order_seq_cst);
-    auto again = refresh(detail::load(v_.s->req_prod, std::memory_order_seq_cst));
-    if (!again) return unexpected{again.error()};
-    return *again >= k;
+    if (k > c_.v.size) k = c_.v.size;
+    return c_.final_check(k);
   }
 
   // ---- producing responses -----------------------------------------------------------
 
   /// Requests taken that still await a response: the slots we may answer into.
-  ring_idx awaiting_response() const noexcept { return req_cons_ - rsp_prod_pvt_; }
+  ring_idx awaiting_response() const noexcept { return c_.cons - c_.prod_pvt; }
 
   /// Claims the next response slot to fill in place; nullptr if every taken request has
   /// been answered or the ring is broken. Write the slot, never read it back.
   Rsp* claim() noexcept {
-    if ((rsp_prod_pvt_ == req_cons_) | broken_) return nullptr;
-    return reinterpret_cast<Rsp*>(v_.slot(rsp_prod_pvt_++));
+    if ((c_.prod_pvt == c_.cons) | c_.broken) return nullptr;
+    return reinterpret_cast<Rsp*>(c_.v.slot(c_.prod_pvt++));
   }
   /// Copies `rsp` into the next response slot; false if nothing awaits a response.
   bool produce(const Rsp& rsp) noexcept {
@@ -518,66 +557,23 @@ class back_ring {
     std::memcpy(static_cast<void*>(slot), &rsp, sizeof(Rsp));
     return true;
   }
-  ring_idx unpushed() const noexcept { return rsp_prod_pvt_ - rsp_published_; }
+  ring_idx unpushed() const noexcept { return c_.prod_pvt - c_.published; }
 
   /// Publishes every claimed response (RING_PUSH_RESPONSES).
-  result<void, ring_error> push() noexcept {
-    if (broken_) return unexpected{error_};
-    // Release: response slots before rsp_prod; pairs with the frontend's acquire load.
-    detail::store(v_.s->rsp_prod, rsp_prod_pvt_, std::memory_order_release);
-    rsp_published_ = rsp_prod_pvt_;
-    return {};
-  }
+  result<void, ring_error> push() noexcept { return c_.push(); }
 
   /// Publishes responses and says whether the frontend asked to be notified
   /// (RING_PUSH_RESPONSES_AND_CHECK_NOTIFY).
-  result<bool, ring_error> push_and_check_notify() noexcept {
-    if (broken_) return unexpected{error_};
-    const ring_idx old_prod = rsp_published_;
-    const ring_idx new_prod = rsp_prod_pvt_;
-    if (old_prod == new_prod) return false;
-    // seq_cst store then seq_cst load (store->load barrier, includes release of the slots);
-    // pairs with the frontend's seq_cst store of rsp_event and load of rsp_prod.
-    detail::store(v_.s->rsp_prod, new_prod, std::memory_order_seq_cst);
-    rsp_published_ = new_prod;
-    const ring_idx event = detail::load(v_.s->rsp_event, std::memory_order_seq_cst);
-    return detail::crossed_event(old_prod, new_prod, event);
-  }
+  result<bool, ring_error> push_and_check_notify() noexcept { return c_.push_and_check_notify(); }
 
-  ring_idx req_cons() const noexcept { return req_cons_; }
-  ring_idx rsp_prod_pvt() const noexcept { return rsp_prod_pvt_; }
+  ring_idx req_cons() const noexcept { return c_.cons; }
+  ring_idx rsp_prod_pvt() const noexcept { return c_.prod_pvt; }
 
  private:
   back_ring() noexcept = default;
 
-  void reset(ring_idx start) noexcept {
-    req_cons_ = req_seen_ = rsp_prod_pvt_ = rsp_published_ = start;
-    broken_ = false;
-  }
-
-  // The frontend may have at most `size` requests without a response: req_prod -
-  // rsp_prod_pvt > size is RING_REQUEST_PROD_OVERFLOW. Written relative to req_cons, one
-  // unsigned test also catches a req_prod that went back behind req_cons.
-  result<ring_idx, ring_error> refresh(ring_idx req_prod) noexcept {
-    const ring_idx avail = req_prod - req_cons_;
-    const ring_idx room = v_.size - (req_cons_ - rsp_prod_pvt_);  // our own indices: trusted
-    if (avail > room) {
-      broken_ = true;
-      error_ = ring_error::prod_overflow;
-      return unexpected{error_};
-    }
-    req_seen_ = req_prod;
-    return avail;
-  }
-
   using view = detail::ring_view<Req, Rsp>;
-  detail::ring_view<Req, Rsp> v_{};
-  ring_idx req_cons_ = 0;       // next request to take
-  ring_idx req_seen_ = 0;       // last validated req_prod
-  ring_idx rsp_prod_pvt_ = 0;   // next response slot to claim
-  ring_idx rsp_published_ = 0;  // last value we stored to rsp_prod
-  bool broken_ = false;
-  ring_error error_ = ring_error::prod_overflow;
+  detail::ring_core<Req, Rsp, detail::ring_side::back> c_{};
 };
 
 XENBUS_END_NAMESPACE
