@@ -20,7 +20,7 @@ void expect(bool ok, const char* what) {
   if (!ok) ++failures;
 }
 template <class T>
-bool is(const result<T, xs_error>& r, const T& want) {
+bool is(const result<T, xenstore::error>& r, const T& want) {
   return r.has_value() && *r == want;
 }
 }  // namespace
@@ -45,7 +45,7 @@ int main() {
   expect(is(dir, std::vector<std::string>{"d", "x"}), "directory");
   expect(is(a->directory(base + "/d"), std::vector<std::string>{}), "empty directory");
   auto missing = a->read(base + "/nope");
-  expect(!missing && missing.error() == xs_errc::enoent, "ENOENT by name");
+  expect(!missing && missing.error() == xenstore::errc::enoent, "ENOENT by name");
   const xs_perm perms[] = {{xs_access::none, 5}, {xs_access::read, 0}};
   expect(a->set_perms(base + "/x", perms).has_value(), "set_perms");
   expect(is(a->get_perms(base + "/x"), std::vector<xs_perm>(std::begin(perms), std::end(perms))), "get_perms");
@@ -58,10 +58,10 @@ int main() {
     (void)a->write(base + "/x", "tx", *tx);
     (void)b->write(base + "/x", "other");
     auto end = a->transaction_end(*tx, true);
-    expect(!end && end.error() == xs_errc::eagain, "conflicting commit answers EAGAIN");
+    expect(!end && end.error() == xenstore::errc::eagain, "conflicting commit answers EAGAIN");
   }
   int attempts = 0;
-  auto r = a->transact([&](xs_tx t) -> xs_status {
+  auto r = a->transact([&](xs_tx t) -> xenstore::status {
     ++attempts;
     auto v = a->read(base + "/x", t);
     if (!v) return unexpected{v.error()};
@@ -100,8 +100,8 @@ int main() {
   if (c) {
     auto big = c->directory(base + "/big");
     if (big) std::sort(big->begin(), big->end());
-    expect(is(big, made) || (!big && big.error() == xs_errc::e2big) ||
-               (!big && big.error().fault == xs_fault::oversized_len),
+    expect(is(big, made) || (!big && big.error() == xenstore::errc::e2big) ||
+               (!big && big.error().fault == xenstore::fault::oversized_len),
            "a directory over 4 KiB: listed in parts, E2BIG, or refused as oversized");
     std::printf("     (directory over 4 KiB: %s%s)\n", big ? "listed" : std::string(big.error().name()).c_str(),
                 big ? "" : (" - " + std::string(big.error().reason())).c_str());

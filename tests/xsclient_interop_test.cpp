@@ -28,9 +28,9 @@ extern "C" {
 extern char** environ;
 
 using namespace std::chrono_literals;
+namespace xenstore = xenbus::xenstore;
 using xenbus::xs_access;
 using xenbus::xs_client;
-using xenbus::xs_errc;
 using xenbus::xs_perm;
 using xenbus::xs_tx;
 
@@ -176,7 +176,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
   }
   SUBCASE("our transact retries after a libxenstore write conflicts, and commits") {
     int attempts = 0;
-    auto r = c->transact([&](xs_tx tx) -> xenbus::xs_status {
+    auto r = c->transact([&](xs_tx tx) -> xenbus::xenstore::status {
       ++attempts;
       auto v = c->read("/interop/from-libxs", tx);
       if (!v) return xenbus::unexpected{v.error()};
@@ -207,7 +207,7 @@ TEST_CASE("the xenstore-* tools and our client on one server") {
   CHECK(w->next(5000ms).value().path == "/tools");
   CHECK(sh(s, "xenstore-rm /tools/b") == "");
   CHECK(w->next(5000ms).value().path == "/tools/b");
-  CHECK(c->read("/tools/b").error() == xs_errc::enoent);
+  CHECK(c->read("/tools/b").error() == xenstore::errc::enoent);
   CHECK(sh(s, "xenstore-exists /tools/b") == "<exit 1>");
 }
 

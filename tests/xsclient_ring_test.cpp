@@ -23,10 +23,9 @@
 #include <unistd.h>
 
 using namespace std::chrono_literals;
+namespace xenstore = xenbus::xenstore;
 using xenbus::xs_client;
-using xenbus::xs_errc;
 using xenbus::xs_eventfd_channel;
-using xenbus::xs_fault;
 using xenbus::xs_ring_transport;
 using xenbus::xs_tx;
 
@@ -146,7 +145,7 @@ TEST_CASE("the client works over a xenstore ring served by our store") {
   CHECK(c.directory("/local/domain/1").value() == std::vector<std::string>{"name"});
   auto missing = c.read("/nope");
   REQUIRE(!missing.has_value());
-  CHECK(missing.error() == xs_errc::enoent);
+  CHECK(missing.error() == xenstore::errc::enoent);
 
   SUBCASE("messages larger than the 1 KiB ring pass in pieces, across index wrap") {
     const std::string big(3000, 'x');
@@ -184,7 +183,7 @@ TEST_CASE("ring reconnection: requests in flight fail with reset, watches come b
   REQUIRE(c.reconnect().has_value());
   auto r = stuck.get();
   REQUIRE(!r.has_value());
-  CHECK(r.error() == xs_errc::reset);
+  CHECK(r.error() == xenstore::errc::reset);
   CHECK(f.server->reconnects.load() == 1);
 
   // The connection works again; the store kept its data (only the connection reset).
@@ -192,7 +191,7 @@ TEST_CASE("ring reconnection: requests in flight fail with reset, watches come b
   // The server dropped the transaction with the connection.
   auto end = c.transaction_end(*tx, true);
   REQUIRE(!end.has_value());
-  CHECK(end.error() != xs_errc::broken);
+  CHECK(end.error() != xenstore::errc::broken);
   // The client registered the watch again: it fires once more, then on changes.
   CHECK(w->next(5000ms).value().path == "/keep");
   REQUIRE(c.write("/keep", "2").has_value());
@@ -235,15 +234,15 @@ TEST_CASE("a hostile ring server latches the connection broken") {
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::ring_index);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::ring_index);
   }
   SUBCASE("the server's error field") {
     std::atomic_ref(x->error).store(xenbus::xenstore_error_proto, std::memory_order_release);
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::ring_error);
+    CHECK(v.error().fault == xenstore::fault::ring_error);
   }
   SUBCASE("a reply that is not a reply") {
     // An XS_WATCH_EVENT with one string, written into the response ring by hand.
@@ -256,10 +255,10 @@ TEST_CASE("a hostile ring server latches the connection broken") {
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::malformed_event);
+    CHECK(v.error().fault == xenstore::fault::malformed_event);
   }
   CHECK(!c.health().has_value());
-  CHECK(c.reconnect().error() == xs_errc::unsupported);  // no reconnection feature offered
+  CHECK(c.reconnect().error() == xenstore::errc::unsupported);  // no reconnection feature offered
 }
 
 TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sender instead of hanging") {
@@ -277,8 +276,8 @@ TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sen
   auto v = r.get();
   REQUIRE(!v.has_value());
   if (bounded) {
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::send_timeout);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::send_timeout);
   }
   CHECK(std::atomic_ref(page.layout()->req_prod).load(std::memory_order_acquire) == 1024);
 }

@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 using namespace std::chrono_literals;
+namespace xenstore = xenbus::xenstore;
 using xenbus::xs_access;
 using xenbus::xs_client;
-using xenbus::xs_errc;
 using xenbus::xs_perm;
 using xenbus::xs_tx;
 
@@ -52,7 +52,7 @@ TEST_CASE("our client against our server: nodes, directories, permissions, domai
   CHECK(c.read("/local/domain/7/empty").value().empty());
   CHECK(c.directory("/local/domain/7/empty").value().empty());
   REQUIRE(c.rm("/local/domain/7/device").has_value());
-  CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xs_errc::enoent);
+  CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xenstore::errc::enoent);
 
   const xs_perm perms[] = {{xs_access::none, 7}, {xs_access::read, 0}, {xs_access::both, 3}};
   REQUIRE(c.set_perms("/local/domain/7/empty", perms).has_value());
@@ -78,7 +78,7 @@ TEST_CASE("our client against our server: a conflicting commit answers EAGAIN") 
   CHECK(a.read("/n").value() == "from-b");  // outside the transaction
   auto end = a.transaction_end(*tx, true);
   REQUIRE(!end.has_value());
-  CHECK(end.error() == xs_errc::eagain);
+  CHECK(end.error() == xenstore::errc::eagain);
   CHECK(a.read("/n").value() == "from-b");
 }
 
@@ -98,7 +98,7 @@ TEST_CASE("transact: concurrent read-modify-write loses no increment") {
       if (!c) return;
       for (int k = 0; k < increments; ++k) {
         auto r = c->transact(
-            [&](xs_tx tx) -> xenbus::xs_status {
+            [&](xs_tx tx) -> xenbus::xenstore::status {
               auto v = c->read("/counter", tx);
               if (!v) return xenbus::unexpected{v.error()};
               return c->write("/counter", std::to_string(std::stoi(*v) + 1), tx);
@@ -153,7 +153,7 @@ TEST_CASE("our client against our server: watches fire, end with the handle, and
     REQUIRE(writer.write("/local/domain/9/again", "1").has_value());
     REQUIRE(watcher.read("/local/domain/9/again").has_value());
     CHECK(watcher.stray_events() == 0);  // the server removed it: nothing even in flight
-    CHECK(w->next(0ms).error() == xs_errc::closed);
+    CHECK(w->next(0ms).error() == xenstore::errc::closed);
   }
 }
 

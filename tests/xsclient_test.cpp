@@ -14,9 +14,8 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+namespace xenstore = xenbus::xenstore;
 using xenbus::xs_access;
-using xenbus::xs_errc;
-using xenbus::xs_fault;
 using xenbus::xs_perm;
 using xenbus::xs_tx;
 using xstest::msg;
@@ -128,7 +127,7 @@ TEST_CASE("an XS_ERROR reply carries the protocol errno name") {
   srv.send(msg(xs_type::error, f.req_id, nul("ENOENT")));
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::enoent);
+  CHECK(v.error() == xenstore::errc::enoent);
   CHECK(v.error().name() == "ENOENT");
   CHECK(c.health().has_value());  // an error answer is not a broken connection
 
@@ -138,7 +137,7 @@ TEST_CASE("an XS_ERROR reply carries the protocol errno name") {
     srv.send(msg(xs_type::error, f.req_id, nul("EFUTURE")));
     auto v2 = r2.get();
     REQUIRE(!v2.has_value());
-    CHECK(v2.error() == xs_errc::eother);
+    CHECK(v2.error() == xenstore::errc::eother);
     CHECK(c.health().has_value());
   }
 }
@@ -149,11 +148,11 @@ TEST_CASE("bad arguments fail locally without reaching the server") {
   for (auto p : {"", "/a/", "a//b", "/a b", "/a\nb", "@introduceDomain"}) {
     auto r = c.read(p);
     REQUIRE(!r.has_value());
-    CHECK(r.error() == xs_errc::bad_request);
+    CHECK(r.error() == xenstore::errc::bad_request);
   }
   auto big = c.write("/a", std::string(5000, 'x'));
   REQUIRE(!big.has_value());
-  CHECK(big.error() == xs_errc::bad_request);
+  CHECK(big.error() == xenstore::errc::bad_request);
   CHECK(c.health().has_value());
 }
 
@@ -209,26 +208,26 @@ TEST_CASE("replies split into single bytes are reassembled") {
 struct bad_reply {
   const char* what;
   std::string bytes;  // {ID} is replaced by the request's req_id
-  xs_fault fault;
+  xenstore::fault fault;
 };
 
 TEST_CASE("a malformed reply latches the connection broken with the reason") {
-  const std::vector<std::pair<const char*, xs_fault>> cases = {
-      {"unsolicited req_id", xs_fault::unsolicited_reply},
-      {"reply of another type", xs_fault::reply_type_mismatch},
-      {"reply in another transaction", xs_fault::reply_tx_mismatch},
-      {"len above 4096", xs_fault::oversized_len},
-      {"unknown message type", xs_fault::bad_type},
-      {"request-only type from the server", xs_fault::bad_type},
-      {"error name without NUL", xs_fault::bad_error_name},
-      {"error name not an errno", xs_fault::bad_error_name},
-      {"watch event with one string", xs_fault::malformed_event},
-      {"watch event with a bad path", xs_fault::malformed_event},
-      {"end of stream mid-message", xs_fault::peer_closed},
+  const std::vector<std::pair<const char*, xenstore::fault>> cases = {
+      {"unsolicited req_id", xenstore::fault::unsolicited_reply},
+      {"reply of another type", xenstore::fault::reply_type_mismatch},
+      {"reply in another transaction", xenstore::fault::reply_tx_mismatch},
+      {"len above 4096", xenstore::fault::oversized_len},
+      {"unknown message type", xenstore::fault::bad_type},
+      {"request-only type from the server", xenstore::fault::bad_type},
+      {"error name without NUL", xenstore::fault::bad_error_name},
+      {"error name not an errno", xenstore::fault::bad_error_name},
+      {"watch event with one string", xenstore::fault::malformed_event},
+      {"watch event with a bad path", xenstore::fault::malformed_event},
+      {"end of stream mid-message", xenstore::fault::peer_closed},
   };
   for (const auto& one : cases) {
     const char* what = one.first;
-    const xs_fault fault = one.second;
+    const xenstore::fault fault = one.second;
     CAPTURE(what);
     scripted_peer srv;
     auto c = srv.client();
@@ -256,7 +255,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
     }
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
+    CHECK(v.error() == xenstore::errc::broken);
     CHECK(v.error().fault == fault);
     CHECK(!v.error().reason().empty());
     // Latched: the next call fails at once with the same reason.
@@ -292,7 +291,7 @@ TEST_CASE("reply payloads that break their type's rules are refused") {
     CAPTURE(k.what);
     scripted_peer srv;
     auto c = srv.client();
-    auto r = run([&]() -> xenbus::xs_status {
+    auto r = run([&]() -> xenbus::xenstore::status {
       switch (k.type) {
         case xs_type::write: return c.write("/a", "v");
         case xs_type::directory: { auto d = c.directory("/a"); if (!d) return xenbus::unexpected{d.error()}; return {}; }
@@ -305,8 +304,8 @@ TEST_CASE("reply payloads that break their type's rules are refused") {
     srv.send(msg(k.type, f.req_id, k.payload));
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::malformed_payload);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::malformed_payload);
   }
 }
 
@@ -323,11 +322,11 @@ TEST_CASE("a broken connection fails every waiter and ends every watch") {
   srv.recv();
   srv.recv();
   srv.hang_up();
-  CHECK(a.get().error().fault == xs_fault::peer_closed);
-  CHECK(b.get().error().fault == xs_fault::peer_closed);
+  CHECK(a.get().error().fault == xenstore::fault::peer_closed);
+  CHECK(b.get().error().fault == xenstore::fault::peer_closed);
   auto e = watch->next(2000ms);
   REQUIRE(!e.has_value());
-  CHECK(e.error().fault == xs_fault::peer_closed);
+  CHECK(e.error().fault == xenstore::fault::peer_closed);
   CHECK(xstest::readable(watch->fd()));  // pollers wake up to see the end
 }
 
@@ -361,7 +360,7 @@ TEST_CASE("a watch queue is bounded: duplicates coalesce, overflow is counted an
   CHECK(watch->try_next()->path == "/w/c");
   auto none = watch->try_next();
   REQUIRE(!none.has_value());
-  CHECK(none.error() == xs_errc::timeout);
+  CHECK(none.error() == xenstore::errc::timeout);
   CHECK(!xstest::readable(watch->fd()));
   CHECK(watch->stats().delivered == 3);
 }
@@ -472,7 +471,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     serve_attempt("EAGAIN");
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::eagain);
+    CHECK(v.error() == xenstore::errc::eagain);
     CHECK(calls == 2);
   }
   SUBCASE("other commit errors are returned at once") {
@@ -480,7 +479,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     serve_attempt("EACCES");
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::eacces);
+    CHECK(v.error() == xenstore::errc::eacces);
     CHECK(calls == 1);
   }
 }
@@ -498,10 +497,10 @@ TEST_CASE("closing the client fails waiters with closed and ends watches") {
   c.close();
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::closed);
-  CHECK(watch->next(2000ms).error() == xs_errc::closed);
-  CHECK(c.read("/a").error() == xs_errc::closed);
-  CHECK(c.reconnect().error() == xs_errc::unsupported);  // sockets do not reconnect
+  CHECK(v.error() == xenstore::errc::closed);
+  CHECK(watch->next(2000ms).error() == xenstore::errc::closed);
+  CHECK(c.read("/a").error() == xenstore::errc::closed);
+  CHECK(c.reconnect().error() == xenstore::errc::unsupported);  // sockets do not reconnect
 }
 
 TEST_CASE("the socket path follows libxenstore's environment variables") {
@@ -517,7 +516,7 @@ TEST_CASE("the socket path follows libxenstore's environment variables") {
 TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xen)") {
   auto c = xenbus::xs_client::open_device("/nonexistent/xenbus");
   REQUIRE(!c.has_value());
-  CHECK(c.error().fault == xs_fault::io_error);
+  CHECK(c.error().fault == xenstore::fault::io_error);
   CHECK(c.error().sys == ENOENT);
 }
 
@@ -529,9 +528,9 @@ TEST_CASE("with a reply timeout, a server that stops answering latches broken in
   srv.recv();  // taken, never answered
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::broken);
-  CHECK(v.error().fault == xs_fault::reply_timeout);
-  CHECK(c.health().error().fault == xs_fault::reply_timeout);
+  CHECK(v.error() == xenstore::errc::broken);
+  CHECK(v.error().fault == xenstore::fault::reply_timeout);
+  CHECK(c.health().error().fault == xenstore::fault::reply_timeout);
 }
 
 TEST_CASE("a watch may outlive its client: it ends with closed and unregisters nothing") {
@@ -547,6 +546,6 @@ TEST_CASE("a watch may outlive its client: it ends with closed and unregisters n
     kept.emplace(std::move(*watch));
   }  // the client is gone here
   CHECK(xstest::readable(kept->fd()));
-  CHECK(kept->next(0ms).error() == xs_errc::closed);
+  CHECK(kept->next(0ms).error() == xenstore::errc::closed);
   kept.reset();  // no use-after-free (ASan), no request on a closed connection
 }

@@ -1,8 +1,9 @@
-// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, errors, header codec, an incremental decoder and strict request/reply validation.
+// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, header codec, an incremental decoder and strict request/reply validation.
 #pragma once
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/errors.hpp>
 
 #include <bit>
 #include <cstddef>
@@ -11,15 +12,6 @@
 #include <span>
 #include <string_view>
 
-#if defined(__has_include)
-#if __has_include(<xen/io/xs_wire.h>)
-#include <stdint.h>
-#define XENBUS_HAVE_XS_WIRE_H 1
-extern "C" {
-#include <xen/io/xs_wire.h>
-}
-#endif
-#endif
 
 XENBUS_BEGIN_NAMESPACE
 namespace xenstore {
@@ -90,35 +82,6 @@ constexpr std::string_view to_string(msg_type t) noexcept {
     case msg_type::invalid: return "INVALID";
   }
   return "(unknown)";
-}
-
-// ---- Errors -----------------------------------------------------------------------------
-
-/// The errors a server may send in XS_ERROR, in the order of xsd_errors[] (new ones are
-/// appended there, so the index is stable). The wire carries the errno *name* as text.
-enum class errc : std::uint8_t {
-  einval, eacces, eexist, eisdir, enoent, enomem, enospc, eio,
-  enotempty, enosys, erofs, ebusy, eagain, eisconn, e2big, eperm,
-};
-inline constexpr std::size_t errc_count = 16;
-
-/// The text XS_ERROR carries ("EINVAL", ...), without the NUL.
-constexpr std::string_view to_string(errc e) noexcept {
-  // clang-format off
-  constexpr std::string_view names[errc_count] = {
-    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
-    "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
-  };
-  // clang-format on
-  const auto i = static_cast<std::size_t>(e);
-  return i < errc_count ? names[i] : std::string_view{"EINVAL"};
-}
-
-/// Parses an errno name as xsd_errors[] spells it; anything else is not an error we know.
-constexpr result<errc, bool> parse_errc(std::string_view text) noexcept {
-  for (std::size_t i = 0; i < errc_count; ++i)
-    if (to_string(static_cast<errc>(i)) == text) return static_cast<errc>(i);
-  return unexpected{false};
 }
 
 // ---- Limits -----------------------------------------------------------------------------
@@ -718,8 +681,6 @@ static_assert(offsetof(header, type) == offsetof(xsd_sockmsg, type));
 static_assert(offsetof(header, req_id) == offsetof(xsd_sockmsg, req_id));
 static_assert(offsetof(header, tx_id) == offsetof(xsd_sockmsg, tx_id));
 static_assert(offsetof(header, len) == offsetof(xsd_sockmsg, len));
-// xsd_errors[] is a plain static array, not constexpr: its order and spelling are
-// checked at run time in tests/xenstore_wire_test.cpp.
 #endif
 
 }  // namespace xenstore

@@ -61,7 +61,7 @@ constexpr std::string_view to_string(negotiation_errc e) noexcept {
 
 struct negotiation_error {
   negotiation_errc code;
-  store_errc store = store_errc::other;  ///< for store_failed
+  store_errc store = store_errc::eother;  ///< for store_failed
 };
 
 /// Parses exactly what "%u" writes for a value <= `max`; peer text is never trusted further.
@@ -145,7 +145,7 @@ result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::stri
                     std::uint32_t fallback) -> result<std::uint32_t, negotiation_error> {
     auto v = get(path);
     if (!v) {
-      if (v.error().code == store_errc::noent) {
+      if (v.error().code == store_errc::enoent) {
         if (optional) return fallback;
         return unexpected{negotiation_error{negotiation_errc::missing_key}};
       }
@@ -169,7 +169,7 @@ result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::stri
   if (auto p = get(base + "/" + std::string(keys::protocol)); p) {
     t.protocol = std::move(*p);
     if (!abi.empty() && t.protocol != abi) return unexpected{negotiation_error{negotiation_errc::wrong_protocol}};
-  } else if (p.error().code != store_errc::noent) {
+  } else if (p.error().code != store_errc::enoent) {
     return unexpected{negotiation_error{negotiation_errc::store_failed, p.error().code}};
   }
   for (unsigned q = 0; q < t.queues; ++q) {

@@ -4,7 +4,7 @@
 #include <xenbus/posix/xenstore/detail/client_codec.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
@@ -76,7 +76,7 @@ struct xs_transport_iface {
   virtual void interrupt() noexcept = 0;
   virtual void rearm() noexcept = 0;
   virtual bool can_reconnect() noexcept = 0;
-  virtual xs_status reconnect() = 0;
+  virtual xenstore::status reconnect() = 0;
 };
 
 template <xs_transport T>
@@ -99,9 +99,9 @@ class xs_transport_box final : public xs_transport_iface {
     if constexpr (xs_reconnectable_transport<T>) return t_.reconnect_supported();
     else return false;
   }
-  xs_status reconnect() override {
+  xenstore::status reconnect() override {
     if constexpr (xs_reconnectable_transport<T>) return t_.reconnect();
-    else return unexpected{xs_error{xs_errc::unsupported}};
+    else return unexpected{xenstore::error{xenstore::errc::unsupported}};
   }
 
  private:
@@ -149,7 +149,7 @@ struct xs_watch_state {
   std::uint64_t lost_pending{0};
   xs_watch_stats stats;
   bool ended{false};
-  xs_error end_error{};
+  xenstore::error end_error{};
 
   xs_watch_state(std::string p, std::string t, std::size_t cap)
       : path{std::move(p)}, token{std::move(t)}, capacity{cap < 1 ? 1 : cap},
@@ -198,7 +198,7 @@ struct xs_watch_state {
     return p;
   }
 
-  void end(xs_error why) {
+  void end(xenstore::error why) {
     std::lock_guard l{mu};
     if (ended) return;
     ended = true;
@@ -253,7 +253,7 @@ struct xs_pending {
   std::uint32_t tx_id{0};  // servers echo it in the reply header
   bool done{false};
   bool failed{false};
-  xs_error err{};
+  xenstore::error err{};
   std::string payload;
 };
 
@@ -271,7 +271,7 @@ class xs_conn {
   /// Sends one request and waits for its reply payload (already checked for its type).
   /// With a reply timeout, the whole request (waiting to send, sending, waiting for the
   /// reply) ends by one deadline; past it the connection is latched broken.
-  result<std::string, xs_error> request(xs_type type, xs_tx tx,
+  result<std::string, xenstore::error> request(xs_type type, xs_tx tx,
                                         std::initializer_list<std::string_view> parts,
                                         bool raw_last = false) {
     auto frame = xs_encode(type, 0, tx.id, parts, raw_last);
@@ -286,7 +286,7 @@ class xs_conn {
         wl.lock();
       } else if (!wl.try_lock_until(deadline)) {
         // Another sender has held the wire for a whole timeout: the server is not reading.
-        latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+        latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
         return unexpected{health().error()};
       }
       if (auto s = send_locked(*frame, p, deadline); !s) return unexpected{s.error()};
@@ -296,9 +296,9 @@ class xs_conn {
   }
 
   /// Registers `p` under a fresh req_id and returns it (caller holds write_mu_ if sending).
-  result<std::uint32_t, xs_error> register_pending(xs_pending& p) {
+  result<std::uint32_t, xenstore::error> register_pending(xs_pending& p) {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     const auto id = next_id_locked();
     pending_.emplace(id, &p);
@@ -310,19 +310,19 @@ class xs_conn {
     std::span<const char> in{bytes.data(), bytes.size()};
     while (!in.empty()) {
       in = in.subspan(dec_->feed(in));
-      if (dec_->broken()) return latch(xs_error{xs_errc::broken, xs_fault::oversized_len});
+      if (dec_->broken()) return latch(xenstore::error{xenstore::errc::broken, xenstore::fault::oversized_len});
       if (!dec_->ready()) continue;
       const auto fault = dispatch(dec_->current());
       dec_->next();
-      if (fault != xs_fault::none) return latch(xs_error{xs_errc::broken, fault});
+      if (fault != xenstore::fault::none) return latch(xenstore::error{xenstore::errc::broken, fault});
     }
     return true;
   }
 
   /// Latches the connection failed with `e`: outstanding requests fail, watches end.
-  bool latch(xs_error e) {
+  bool latch(xenstore::error e) {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
-    xs_error why;
+    xenstore::error why;
     {
       std::lock_guard l{mu_};
       if (!broken_) {
@@ -345,20 +345,20 @@ class xs_conn {
   }
 
   /// Creates a watch queue with a fresh token and routes events for it (no request sent).
-  result<std::shared_ptr<xs_watch_state>, xs_error> new_watch(std::string_view path,
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> new_watch(std::string_view path,
                                                               std::size_t capacity) {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     // Tokens are ours alone, so an event's token names exactly one queue.
     auto w = std::make_shared<xs_watch_state>(std::string(path),
                                               "xb" + std::to_string(++next_token_), capacity);
-    if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
+    if (w->efd < 0) return unexpected{xenstore::error{xenstore::errc::enomem, xenstore::fault::io_error, errno}};
     watches_.emplace(w->token, w);
     return w;
   }
 
-  result<std::shared_ptr<xs_watch_state>, xs_error> add_watch(std::string_view path,
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> add_watch(std::string_view path,
                                                               std::size_t capacity) {
     // Routed before XS_WATCH is sent: the first event may overtake our wait for the reply.
     auto made = new_watch(path, capacity);
@@ -382,9 +382,9 @@ class xs_conn {
   /// returned. Without (destructors) it never blocks: the frame is queued, sent at once if
   /// the wire is free and the transport takes it without waiting, else by the next request
   /// (before its own); the connection keeps the request and checks its reply later.
-  xs_status remove_watch(xs_watch_state& w, bool wait_reply) {
+  xenstore::status remove_watch(xs_watch_state& w, bool wait_reply) {
     forget_watch(w.token);
-    w.end(xs_error{xs_errc::closed});
+    w.end(xenstore::error{xenstore::errc::closed});
     if (wait_reply) {
       auto r = request(xs_type::unwatch, {}, {w.path, w.token});
       if (!r) return unexpected{r.error()};
@@ -396,7 +396,7 @@ class xs_conn {
     owned->type = xs_type::unwatch;
     {
       std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
       if (broken_) return unexpected{fault_};
       if (deferred_.size() >= deferred_max) {
         ++dropped_unwatches_;
@@ -415,23 +415,23 @@ class xs_conn {
   /// The ring reconnection: fails outstanding requests with reset, resets the transport,
   /// restarts the reader, and registers every watch again that has not ended (a watch
   /// ended by an earlier broken connection stays ended).
-  xs_status reconnect() {
-    if (!t_->can_reconnect()) return unexpected{xs_error{xs_errc::unsupported}};
+  xenstore::status reconnect() {
+    if (!t_->can_reconnect()) return unexpected{xenstore::error{xenstore::errc::unsupported}};
     std::unique_lock wl{write_mu_};
     {
       std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     }
     stop_reader();
     std::vector<std::shared_ptr<xs_watch_state>> ws;
     {
       std::lock_guard l{mu_};
       // close() may have run while we waited for the reader; it has failed everything.
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
-        p->err = xs_error{xs_errc::reset};
+        p->err = xenstore::error{xenstore::errc::reset};
       }
       pending_.clear();
       detached_.clear();
@@ -479,13 +479,13 @@ class xs_conn {
     t_->interrupt();
     std::lock_guard wl{write_mu_};
     stop_reader();
-    latch(xs_error{xs_errc::closed});
+    latch(xenstore::error{xenstore::errc::closed});
   }
 
   /// Ok while the connection works, else the error that latched it.
-  xs_status health() const {
+  xenstore::status health() const {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     return {};
   }
@@ -521,9 +521,9 @@ class xs_conn {
 
   // Caller holds write_mu_, so reconnect() sees either none or all of this request. Queued
   // XS_UNWATCH frames go first: one of them may be half on the wire already.
-  xs_status send_locked(std::string& frame, xs_pending& p, xs_clock::time_point deadline) {
+  xenstore::status send_locked(std::string& frame, xs_pending& p, xs_clock::time_point deadline) {
     if (!flush_deferred_locked(deadline)) {
-      latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+      latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
       return unexpected{health().error()};
     }
     auto id = register_pending(p);
@@ -532,7 +532,7 @@ class xs_conn {
     // Failures fail p too, through pending_, and wait() reports them.
     auto n = t_->send_until(frame, deadline);
     if (!n) latch(n.error());
-    else if (*n < frame.size()) latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+    else if (*n < frame.size()) latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
     return {};
   }
 
@@ -582,14 +582,14 @@ class xs_conn {
     (void)flush_deferred_locked(xs_clock::time_point::min());
   }
 
-  result<std::string, xs_error> wait(xs_pending& p, xs_clock::time_point deadline) {
+  result<std::string, xenstore::error> wait(xs_pending& p, xs_clock::time_point deadline) {
     std::unique_lock l{mu_};
     if (deadline != xs_clock::time_point::max()) {
       if (!cv_.wait_until(l, deadline, [&] { return p.done; })) {
         // A server that does not answer is treated like one that answers garbage: the
         // reply could still arrive later, so the connection cannot be trusted any more.
         l.unlock();
-        latch(xs_error{xs_errc::broken, xs_fault::reply_timeout});
+        latch(xenstore::error{xenstore::errc::broken, xenstore::fault::reply_timeout});
         l.lock();
       }
     } else {
@@ -637,32 +637,32 @@ class xs_conn {
   }
 
   // Checks one message and hands it to its waiter or watch queue; returns the fault if any.
-  xs_fault dispatch(const xenstore::message& m) {
+  xenstore::fault dispatch(const xenstore::message& m) {
     const auto type = m.hdr.kind();
     if (type == xs_type::watch_event) {
       // The client's own event check (xs_parse_event), not wire.hpp's parse_reply: a
       // relative event path may be longer than a relative path a client may send.
       std::string_view path, token;
-      if (!xs_parse_event(m.payload, path, token)) return xs_fault::malformed_event;
+      if (!xs_parse_event(m.payload, path, token)) return xenstore::fault::malformed_event;
       return deliver_event(path, token);
     }
-    if (!xenstore::is_known(type)) return xs_fault::bad_type;
+    if (!xenstore::is_known(type)) return xenstore::fault::bad_type;
     std::unique_lock l{mu_};
     auto it = pending_.find(m.hdr.req_id);
-    if (it == pending_.end()) return xs_fault::unsolicited_reply;
+    if (it == pending_.end()) return xenstore::fault::unsolicited_reply;
     xs_pending& p = *it->second;
-    if (m.hdr.tx_id != p.tx_id) return xs_fault::reply_tx_mismatch;
+    if (m.hdr.tx_id != p.tx_id) return xenstore::fault::reply_tx_mismatch;
     if (type == xs_type::error) {
       auto code = xs_parse_error_reply(m.payload);
       if (!code) return code.error();
       p.failed = true;
-      p.err = xs_error{*code};
+      p.err = xenstore::error{*code};
     } else if (type != p.type) {
-      return xs_fault::reply_type_mismatch;
+      return xenstore::fault::reply_type_mismatch;
     } else if (auto shape = xenstore::parse_reply(m); !shape) {
       return xs_fault_of(shape.error());
     } else if (!xs_reply_payload_ok(p.type, m.payload)) {
-      return xs_fault::malformed_payload;
+      return xenstore::fault::malformed_payload;
     } else {
       p.payload.assign(m.payload);  // the decoder's buffer is reused for the next message
     }
@@ -671,10 +671,10 @@ class xs_conn {
     detached_.erase(m.hdr.req_id);  // a destructor's XS_UNWATCH: nobody waits for it
     l.unlock();
     cv_.notify_all();
-    return xs_fault::none;
+    return xenstore::fault::none;
   }
 
-  xs_fault deliver_event(std::string_view path, std::string_view token) {
+  xenstore::fault deliver_event(std::string_view path, std::string_view token) {
     std::shared_ptr<xs_watch_state> w;
     {
       std::lock_guard l{mu_};
@@ -682,12 +682,12 @@ class xs_conn {
       // Unknown tokens happen legitimately: an event already sent when we unwatched.
       if (it == watches_.end()) {
         ++stray_events_;
-        return xs_fault::none;
+        return xenstore::fault::none;
       }
       w = it->second;
     }
     w->push(path);
-    return xs_fault::none;
+    return xenstore::fault::none;
   }
 
   std::unique_ptr<xs_transport_iface> t_;
@@ -710,7 +710,7 @@ class xs_conn {
   std::chrono::milliseconds reply_timeout_{0};  // 0: wait as long as the server takes
   bool broken_{false};
   bool closed_{false};
-  xs_error fault_{};
+  xenstore::error fault_{};
   std::atomic<bool> stop_{false};
   // Reader thread only (or the fuzz harness); 4 KiB buffer, so kept off the stack.
   std::unique_ptr<xenstore::decoder> dec_ = std::make_unique<xenstore::decoder>();
@@ -728,7 +728,7 @@ inline std::vector<xs_perm> xs_parse_perms(std::string_view payload) {
 template <class R>
 struct xs_is_result : std::false_type {};
 template <class T>
-struct xs_is_result<result<T, xs_error>> : std::true_type {};
+struct xs_is_result<result<T, xenstore::error>> : std::true_type {};
 
 }  // namespace detail
 
@@ -758,8 +758,8 @@ class xs_watch {
 
   /// The next event, waiting up to `timeout` (negative: forever). Fails with timeout, or
   /// with the connection's error once the watch ended and its queue is empty.
-  result<xs_watch_event, xs_error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
-    if (!state_) return unexpected{xs_error{xs_errc::closed}};
+  result<xs_watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
+    if (!state_) return unexpected{xenstore::error{xenstore::errc::closed}};
     auto& s = *state_;
     for (;;) {
       {
@@ -779,11 +779,11 @@ class xs_watch {
       pollfd p{s.efd, POLLIN, 0};
       const int t = timeout.count() < 0 ? -1 : static_cast<int>(timeout.count());
       const int r = ::poll(&p, 1, t);
-      if (r == 0) return unexpected{xs_error{xs_errc::timeout}};
+      if (r == 0) return unexpected{xenstore::error{xenstore::errc::timeout}};
     }
   }
   /// The next event if one is queued, else fails with timeout at once.
-  result<xs_watch_event, xs_error> try_next() { return next(std::chrono::milliseconds{0}); }
+  result<xs_watch_event, xenstore::error> try_next() { return next(std::chrono::milliseconds{0}); }
 
   /// Counters of this watch's queue.
   xs_watch_stats stats() const {
@@ -792,7 +792,7 @@ class xs_watch {
   }
 
   /// Unregisters now (the destructor does it otherwise); the queue ends with `closed`.
-  xs_status unwatch() {
+  xenstore::status unwatch() {
     if (!state_) return {};
     auto s = conn_->remove_watch(*state_, true);
     conn_.reset();
@@ -826,13 +826,13 @@ class xs_client {
   }
 
   /// Connects to xenstored's unix socket (default: $XENSTORED_PATH as libxenstore does).
-  static result<xs_client, xs_error> connect(std::string_view socket_path = {}) {
+  static result<xs_client, xenstore::error> connect(std::string_view socket_path = {}) {
     auto t = xs_fd_transport::connect_unix(socket_path);
     if (!t) return unexpected{t.error()};
     return xs_client{std::move(*t)};
   }
   /// As libxenstore's xs_open(0): the socket if it connects, else /dev/xen/xenbus.
-  static result<xs_client, xs_error> open() {
+  static result<xs_client, xenstore::error> open() {
     auto c = connect();
     if (c) return c;
     auto d = open_device();
@@ -840,7 +840,7 @@ class xs_client {
     return unexpected{c.error()};  // the socket's failure says more off Xen
   }
   /// Opens /dev/xen/xenbus (in a Xen domain).
-  static result<xs_client, xs_error> open_device(const char* path = xs_xenbus_device) {
+  static result<xs_client, xenstore::error> open_device(const char* path = xs_xenbus_device) {
     auto t = xs_fd_transport::open_device(path);
     if (!t) return unexpected{t.error()};
     return xs_client{std::move(*t)};
@@ -854,22 +854,22 @@ class xs_client {
   }
 
   /// The data of a node.
-  result<std::string, xs_error> read(std::string_view path, xs_tx tx = {}) {
+  result<std::string, xenstore::error> read(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     return conn_->request(detail::xs_type::read, tx, {path});
   }
   /// Writes a node's data, creating it (and missing parents) as needed.
-  xs_status write(std::string_view path, std::string_view value, xs_tx tx = {}) {
+  xenstore::status write(std::string_view path, std::string_view value, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     return done(conn_->request(detail::xs_type::write, tx, {path, value}, true));
   }
   /// Creates a node with empty data if it does not exist.
-  xs_status mkdir(std::string_view path, xs_tx tx = {}) {
+  xenstore::status mkdir(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     return done(conn_->request(detail::xs_type::mkdir, tx, {path}));
   }
   /// Removes a node and everything under it.
-  xs_status rm(std::string_view path, xs_tx tx = {}) {
+  xenstore::status rm(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     return done(conn_->request(detail::xs_type::rm, tx, {path}));
   }
@@ -883,22 +883,22 @@ class xs_client {
   /// The names of a node's children. A list too long for one reply (the server answers
   /// E2BIG) is read in parts with XS_DIRECTORY_PART, as libxenstore's xs_directory does,
   /// and read again from the start when the directory changed between parts.
-  result<std::vector<std::string>, xs_error> directory(std::string_view path, xs_tx tx = {}) {
+  result<std::vector<std::string>, xenstore::error> directory(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     auto r = conn_->request(detail::xs_type::directory, tx, {path});
-    if (!r && r.error() == xs_errc::e2big) return directory_in_parts(path, tx);
+    if (!r && r.error() == xenstore::errc::e2big) return directory_in_parts(path, tx);
     if (!r) return unexpected{r.error()};
     return split_names(*r);
   }
   /// A node's permissions: owner first, then per-domain entries.
-  result<std::vector<xs_perm>, xs_error> get_perms(std::string_view path, xs_tx tx = {}) {
+  result<std::vector<xs_perm>, xenstore::error> get_perms(std::string_view path, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path)) return bad();
     auto r = conn_->request(detail::xs_type::get_perms, tx, {path});
     if (!r) return unexpected{r.error()};
     return detail::xs_parse_perms(*r);
   }
   /// Replaces a node's permissions (at least one entry: the owner).
-  xs_status set_perms(std::string_view path, std::span<const xs_perm> perms, xs_tx tx = {}) {
+  xenstore::status set_perms(std::string_view path, std::span<const xs_perm> perms, xs_tx tx = {}) {
     if (!detail::xs_valid_path(path) || perms.empty()) return bad();
     std::string payload(path);
     payload.push_back('\0');
@@ -910,7 +910,7 @@ class xs_client {
     return done(conn_->request(detail::xs_type::set_perms, tx, {payload}, true));
   }
   /// The home path of a domain (/local/domain/<domid>).
-  result<std::string, xs_error> get_domain_path(std::uint16_t domid) {
+  result<std::string, xenstore::error> get_domain_path(std::uint16_t domid) {
     const auto d = std::to_string(domid);
     auto r = conn_->request(detail::xs_type::get_domain_path, {}, {d});
     if (!r) return unexpected{r.error()};
@@ -919,7 +919,7 @@ class xs_client {
   }
 
   /// Starts a transaction.
-  result<xs_tx, xs_error> transaction_start() {
+  result<xs_tx, xenstore::error> transaction_start() {
     auto r = conn_->request(detail::xs_type::transaction_start, {}, {""});
     if (!r) return unexpected{r.error()};
     // Checked by the reader: decimal, non-zero, fits 32 bits, NUL-terminated.
@@ -927,36 +927,36 @@ class xs_client {
     return xs_tx{static_cast<std::uint32_t>(id.value_or(0))};
   }
   /// Commits (`commit`) or aborts a transaction; a commit may fail with eagain (conflict).
-  xs_status transaction_end(xs_tx tx, bool commit) {
+  xenstore::status transaction_end(xs_tx tx, bool commit) {
     return done(conn_->request(detail::xs_type::transaction_end, tx, {commit ? "T" : "F"}));
   }
 
-  /// Runs fn(xs_tx) -> result<T, xs_error> in a transaction and commits; when the commit
+  /// Runs fn(xs_tx) -> result<T, xenstore::error> in a transaction and commits; when the commit
   /// (or fn) fails with eagain, retries, at most `max_attempts` times in all.
   template <class F>
   auto transact(F&& fn, unsigned max_attempts = 8) -> std::invoke_result_t<F&, xs_tx> {
     using R = std::invoke_result_t<F&, xs_tx>;
-    static_assert(detail::xs_is_result<R>::value || std::is_same_v<R, xs_status>,
-                  "transact: fn must return xenbus::result<T, xs_error> (or xs_status)");
+    static_assert(detail::xs_is_result<R>::value || std::is_same_v<R, xenstore::status>,
+                  "transact: fn must return xenbus::result<T, xenstore::error> (or xenstore::status)");
     for (unsigned attempt = 0; attempt < max_attempts; ++attempt) {
       auto tx = transaction_start();
       if (!tx) return unexpected{tx.error()};
       R r = fn(*tx);
       if (!r) {
         (void)transaction_end(*tx, false);
-        if (r.error() == xs_errc::eagain) continue;
+        if (r.error() == xenstore::errc::eagain) continue;
         return r;
       }
       auto end = transaction_end(*tx, true);
       if (end) return r;
-      if (end.error() != xs_errc::eagain) return unexpected{end.error()};
+      if (end.error() != xenstore::errc::eagain) return unexpected{end.error()};
     }
-    return unexpected{xs_error{xs_errc::eagain}};
+    return unexpected{xenstore::error{xenstore::errc::eagain}};
   }
 
   /// Registers a watch on `path` (its subtree); events queue up to `capacity` paths.
   /// The server fires it once at registration.
-  result<xs_watch, xs_error> watch(std::string_view path, std::size_t capacity = 64) {
+  result<xs_watch, xenstore::error> watch(std::string_view path, std::size_t capacity = 64) {
     if (!detail::xs_valid_path(path, true)) return bad();
     auto w = conn_->add_watch(path, capacity);
     if (!w) return unexpected{w.error()};
@@ -965,10 +965,10 @@ class xs_client {
 
   /// Ring transports: the xenstore-ring.txt reconnection. Outstanding requests fail with
   /// reset, transactions are gone, watches are registered again. Sockets: unsupported.
-  xs_status reconnect() { return conn_->reconnect(); }
+  xenstore::status reconnect() { return conn_->reconnect(); }
 
   /// Ok while the connection works, else the error that latched it broken (or closed).
-  xs_status health() const { return conn_->health(); }
+  xenstore::status health() const { return conn_->health(); }
   /// Bounds every request (0, the default: no bound): waiting to send, sending and waiting
   /// for the reply end by one deadline this long after the call. A server that takes no
   /// bytes meanwhile latches the connection broken with fault send_timeout, one that does
@@ -985,7 +985,7 @@ class xs_client {
   void close() { conn_->shutdown(); }
 
  private:
-  static unexpected<xs_error> bad() { return unexpected{xs_error{xs_errc::bad_request}}; }
+  static unexpected<xenstore::error> bad() { return unexpected{xenstore::error{xenstore::errc::bad_request}}; }
   static std::vector<std::string> split_names(std::string_view list) {
     std::vector<std::string> names;
     for (auto n : xenstore::string_list{list})
@@ -994,7 +994,7 @@ class xs_client {
   }
   // libxenstore's xs_directory_part: ask from byte offset `names.size()` of the list; the
   // first part's generation must stay the same in every later part, else start over.
-  result<std::vector<std::string>, xs_error> directory_in_parts(std::string_view path, xs_tx tx) {
+  result<std::vector<std::string>, xenstore::error> directory_in_parts(std::string_view path, xs_tx tx) {
     std::string names;  // at most directory_max_bytes
     std::string generation;
     unsigned restarts = 0;
@@ -1003,14 +1003,14 @@ class xs_client {
       auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset});
       if (!r) {
         // A server without DIRECTORY_PART (oxenstored): the list is simply too big.
-        if (r.error() == xs_errc::enosys) return unexpected{xs_error{xs_errc::e2big}};
+        if (r.error() == xenstore::errc::enosys) return unexpected{xenstore::error{xenstore::errc::e2big}};
         return unexpected{r.error()};
       }
       const auto part = detail::xs_split_dir_part(*r);  // checked by the reader
       if (names.empty() && generation.empty()) {
         generation.assign(part.generation);
       } else if (part.generation != generation) {
-        if (++restarts > directory_max_restarts) return unexpected{xs_error{xs_errc::eagain}};
+        if (++restarts > directory_max_restarts) return unexpected{xenstore::error{xenstore::errc::eagain}};
         names.clear();
         generation.clear();
         continue;
@@ -1018,16 +1018,16 @@ class xs_client {
       // Every name fits a part (a name is shorter than a path), so a server that sends
       // neither names nor the end would have us ask forever.
       if (part.names.empty() && !part.last) {
-        conn_->latch(xs_error{xs_errc::broken, xs_fault::malformed_payload});
-        return unexpected{xs_error{xs_errc::broken, xs_fault::malformed_payload}};
+        conn_->latch(xenstore::error{xenstore::errc::broken, xenstore::fault::malformed_payload});
+        return unexpected{xenstore::error{xenstore::errc::broken, xenstore::fault::malformed_payload}};
       }
       if (part.names.size() > directory_max_bytes - names.size())
-        return unexpected{xs_error{xs_errc::e2big}};
+        return unexpected{xenstore::error{xenstore::errc::e2big}};
       names.append(part.names);
       if (part.last) return split_names(names);
     }
   }
-  static xs_status done(const result<std::string, xs_error>& r) {
+  static xenstore::status done(const result<std::string, xenstore::error>& r) {
     if (!r) return unexpected{r.error()};
     return {};
   }

@@ -4,7 +4,7 @@
 #include <xenbus/result.hpp>
 #include <xenbus/ring/common.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 #include <xenbus/ring/xenstore_page.hpp>
 
@@ -87,9 +87,9 @@ template <xs_event_channel E>
 class xs_ring_transport {
  public:
   /// Attaches to `page` (4 KiB, the xenstore_domain_interface) at the indices it holds.
-  static result<xs_ring_transport, xs_error> attach(std::span<std::byte> page, E evtchn) {
+  static result<xs_ring_transport, xenstore::error> attach(std::span<std::byte> page, E evtchn) {
     auto g = xenstore_ring_guest::attach(page);
-    if (!g) return unexpected{xs_error{xs_errc::bad_request}};
+    if (!g) return unexpected{xenstore::error{xenstore::errc::bad_request}};
     // A reconnection already in progress at attach is the guest's to follow
     // (xenstore_ring_guest restarts from the reset indices by itself).
     xs_ring_transport t{std::move(*g), std::move(evtchn)};
@@ -99,7 +99,7 @@ class xs_ring_transport {
   xs_ring_transport& operator=(xs_ring_transport&&) = delete;
 
   /// Copies all of `out` into the request ring, waiting for the server to make room.
-  xs_status send(std::span<const char> out) {
+  xenstore::status send(std::span<const char> out) {
     auto n = send_until(out, xs_clock::time_point::max());
     if (!n) return unexpected{n.error()};
     return {};
@@ -127,7 +127,7 @@ class xs_ring_transport {
         continue;
       }
       const auto w = s.wait(seen, deadline);
-      if (w == woken::interrupted) return unexpected{xs_error{xs_errc::closed}};
+      if (w == woken::interrupted) return unexpected{xenstore::error{xenstore::errc::closed}};
       if (w == woken::timed_out) break;
     }
     return done;
@@ -170,11 +170,11 @@ class xs_ring_transport {
 
   /// The reconnection of xenstore-ring.txt: set connection=1, signal, and wait until the
   /// server has emptied the rings and set it back to 0. Needs the server's feature bit.
-  xs_status reconnect() {
+  xenstore::status reconnect() {
     auto& s = *s_;
     {
       std::lock_guard l{s.ring_mu};
-      if (auto r = s.guest.begin_reconnect(); !r) return unexpected{xs_error{xs_errc::unsupported}};
+      if (auto r = s.guest.begin_reconnect(); !r) return unexpected{xenstore::error{xenstore::errc::unsupported}};
     }
     s.evtchn.notify();
     for (;;) {
@@ -183,7 +183,7 @@ class xs_ring_transport {
         std::lock_guard l{s.ring_mu};
         if (s.guest.reconnected()) return {};
       }
-      if (s.wait(seen) != woken::event) return unexpected{xs_error{xs_errc::closed}};
+      if (s.wait(seen) != woken::event) return unexpected{xenstore::error{xenstore::errc::closed}};
     }
   }
 
@@ -271,11 +271,11 @@ class xs_ring_transport {
   xs_ring_transport(xenstore_ring_guest g, E e)
       : s_{std::make_unique<shared>(std::move(g), std::move(e))} {}
 
-  static xs_error fault_of(ring_error e) noexcept {
+  static xenstore::error fault_of(ring_error e) noexcept {
     switch (e) {
-      case ring_error::peer_error: return xs_error{xs_errc::broken, xs_fault::ring_error};
-      case ring_error::not_supported: return xs_error{xs_errc::unsupported};
-      default: return xs_error{xs_errc::broken, xs_fault::ring_index};
+      case ring_error::peer_error: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_error};
+      case ring_error::not_supported: return xenstore::error{xenstore::errc::unsupported};
+      default: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_index};
     }
   }
 

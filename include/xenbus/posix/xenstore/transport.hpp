@@ -3,7 +3,7 @@
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 
 #include <cerrno>
 #include <chrono>
@@ -27,7 +27,7 @@
 XENBUS_BEGIN_NAMESPACE
 
 /// Bytes moved, or the error that ended the transport.
-using xs_io = result<std::size_t, xs_error>;
+using xs_io = result<std::size_t, xenstore::error>;
 
 /// A byte stream to a xenstore server, used by one reader thread and (serialised) writers.
 /// - send(bytes): writes all bytes, blocking as needed, or fails.
@@ -42,7 +42,7 @@ using xs_io = result<std::size_t, xs_error>;
 /// it blocks in send() for as long as the server does not make room.
 template <class T>
 concept xs_transport = requires(T& t, std::span<const char> out, std::span<char> in) {
-  { t.send(out) } -> std::same_as<xs_status>;
+  { t.send(out) } -> std::same_as<xenstore::status>;
   { t.receive(in) } -> std::same_as<xs_io>;
   { t.interrupt() } noexcept;
   { t.rearm() } noexcept;
@@ -65,7 +65,7 @@ concept xs_deadline_transport =
 /// server offers it): reconnect_supported() says whether reconnect() may work right now.
 template <class T>
 concept xs_reconnectable_transport = xs_transport<T> && requires(T& t) {
-  { t.reconnect() } -> std::same_as<xs_status>;
+  { t.reconnect() } -> std::same_as<xenstore::status>;
   { t.reconnect_supported() } -> std::same_as<bool>;
 };
 
@@ -86,7 +86,7 @@ inline constexpr const char* xs_xenbus_device = "/dev/xen/xenbus";
 class xs_fd_transport {
  public:
   /// Takes ownership of `fd` (made non-blocking). `is_socket` selects send(MSG_NOSIGNAL).
-  static result<xs_fd_transport, xs_error> adopt(int fd, bool is_socket) {
+  static result<xs_fd_transport, xenstore::error> adopt(int fd, bool is_socket) {
     const int flags = ::fcntl(fd, F_GETFL);
     if (flags < 0 || ::fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
       const int e = errno;
@@ -103,11 +103,11 @@ class xs_fd_transport {
   }
 
   /// Connects to a xenstored unix socket (default: xs_default_socket_path()).
-  static result<xs_fd_transport, xs_error> connect_unix(std::string_view path = {}) {
+  static result<xs_fd_transport, xenstore::error> connect_unix(std::string_view path = {}) {
     const std::string p = path.empty() ? xs_default_socket_path() : std::string(path);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
-    if (p.size() >= sizeof(addr.sun_path)) return unexpected{xs_error{xs_errc::bad_request}};
+    if (p.size() >= sizeof(addr.sun_path)) return unexpected{xenstore::error{xenstore::errc::bad_request}};
     std::memcpy(addr.sun_path, p.data(), p.size());
     const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return unexpected{sys_error(errno)};
@@ -120,7 +120,7 @@ class xs_fd_transport {
   }
 
   /// Opens the xenbus character device (only exists in a Xen domain).
-  static result<xs_fd_transport, xs_error> open_device(const char* path = xs_xenbus_device) {
+  static result<xs_fd_transport, xenstore::error> open_device(const char* path = xs_xenbus_device) {
     const int fd = ::open(path, O_RDWR | O_CLOEXEC);
     if (fd < 0) return unexpected{sys_error(errno)};
     return adopt(fd, false);
@@ -136,7 +136,7 @@ class xs_fd_transport {
   }
 
   /// Writes all of `out`, waiting for room; fails if interrupted or on error.
-  xs_status send(std::span<const char> out) {
+  xenstore::status send(std::span<const char> out) {
     auto n = send_until(out, xs_clock::time_point::max());
     if (!n) return unexpected{n.error()};
     return {};
@@ -158,7 +158,7 @@ class xs_fd_transport {
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) return unexpected{sys_error(errno)};
       auto w = wait(POLLOUT, deadline);
       if (!w) return unexpected{w.error()};
-      if (*w == ready::interrupted) return unexpected{xs_error{xs_errc::closed}};
+      if (*w == ready::interrupted) return unexpected{xenstore::error{xenstore::errc::closed}};
       if (*w == ready::timed_out) break;
     }
     return done;
@@ -169,7 +169,7 @@ class xs_fd_transport {
     for (;;) {
       const ssize_t n = ::read(fd_, in.data(), in.size());
       if (n > 0) return static_cast<std::size_t>(n);
-      if (n == 0) return unexpected{xs_error{xs_errc::broken, xs_fault::peer_closed}};
+      if (n == 0) return unexpected{xenstore::error{xenstore::errc::broken, xenstore::fault::peer_closed}};
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) return unexpected{sys_error(errno)};
       auto w = wait(POLLIN, xs_clock::time_point::max());
@@ -197,12 +197,12 @@ class xs_fd_transport {
   xs_fd_transport(int fd, int stop, bool is_socket) noexcept
       : fd_{fd}, stop_{stop}, socket_{is_socket} {}
 
-  static xs_error sys_error(int e) noexcept { return xs_error{xs_errc::broken, xs_fault::io_error, e}; }
+  static xenstore::error sys_error(int e) noexcept { return xenstore::error{xenstore::errc::broken, xenstore::fault::io_error, e}; }
 
   enum class ready : std::uint8_t { yes, interrupted, timed_out };
 
   // Waits for `events` on the fd until `deadline` (max(): no bound; past: do not wait).
-  result<ready, xs_error> wait(short events, xs_clock::time_point deadline) {
+  result<ready, xenstore::error> wait(short events, xs_clock::time_point deadline) {
     pollfd p[2] = {{fd_, events, 0}, {stop_, POLLIN, 0}};
     for (;;) {
       int ms = -1;
