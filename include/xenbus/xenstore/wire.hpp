@@ -3,6 +3,7 @@
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/decimal.hpp>
 #include <xenbus/xenstore/errors.hpp>
 
 #include <bit>
@@ -303,32 +304,12 @@ constexpr bool split_exact(std::string_view payload, std::string_view (&out)[N])
   return true;
 }
 
-/// Strict decimal domain id as in GET_DOMAIN_PATH/INTRODUCE: 1-5 digits, no sign, no
-/// leading zero, at most 65535 (domid_t is 16 bits).
+/// Strict decimal domain id as in GET_DOMAIN_PATH/INTRODUCE: decimal.hpp's rules (no sign,
+/// no space, no leading zero), at most 65535 (domid_t is 16 bits).
 constexpr result<std::uint32_t, errc> parse_domid(std::string_view t) noexcept {
-  if (t.empty() || t.size() > 5) return unexpected{errc::einval};
-  if (t.size() > 1 && t[0] == '0') return unexpected{errc::einval};
-  std::uint32_t v = 0;
-  for (char c : t) {
-    if (c < '0' || c > '9') return unexpected{errc::einval};
-    v = v * 10 + static_cast<std::uint32_t>(c - '0');
-  }
-  if (v > 0xffff) return unexpected{errc::einval};
-  return v;
-}
-
-/// Strict unsigned decimal of up to 20 digits that fits 64 bits (mfn, offsets, ids).
-constexpr result<std::uint64_t, errc> parse_u64(std::string_view t) noexcept {
-  if (t.empty() || t.size() > 20) return unexpected{errc::einval};
-  if (t.size() > 1 && t[0] == '0') return unexpected{errc::einval};
-  std::uint64_t v = 0;
-  for (char c : t) {
-    if (c < '0' || c > '9') return unexpected{errc::einval};
-    const auto d = static_cast<std::uint64_t>(c - '0');
-    if (v > (~std::uint64_t{0} - d) / 10) return unexpected{errc::einval};
-    v = v * 10 + d;
-  }
-  return v;
+  auto v = parse_decimal(t, 0xffff);
+  if (!v) return unexpected{errc::einval};
+  return static_cast<std::uint32_t>(*v);
 }
 
 // ---- Paths ------------------------------------------------------------------------------
@@ -409,15 +390,9 @@ constexpr result<perm, errc> parse_perm(std::string_view t) noexcept {
 /// Writes "<letter><domid>" into `out` (at least 6 chars); returns chars written.
 constexpr std::size_t format_perm(perm p, std::span<char, 6> out) noexcept {
   out[0] = to_char(p.acc);
-  char digits[5] = {};
-  std::size_t n = 0;
-  unsigned v = p.domid;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (std::size_t i = 0; i < n; ++i) out[1 + i] = digits[n - 1 - i];
-  return 1 + n;
+  const decimal d{p.domid};
+  for (std::size_t i = 0; i < d.view().size(); ++i) out[1 + i] = d.view()[i];
+  return 1 + d.view().size();
 }
 
 // ---- Requests ---------------------------------------------------------------------------
@@ -486,7 +461,7 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
       std::string_view a[2];
       if (!split_exact(p, a)) return unexpected{errc::einval};
       if (auto ok = path_arg(a[0], false); !ok) return unexpected{ok.error()};
-      auto off = parse_u64(a[1]);
+      auto off = parse_decimal(a[1]);
       if (!off) return unexpected{errc::einval};
       r.number = *off;
       return r;
@@ -528,9 +503,9 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
       std::string_view a[3];
       if (!split_exact(p, a)) return unexpected{errc::einval};
       auto d = parse_domid(a[0]);
-      auto mfn = parse_u64(a[1]);
-      auto port = parse_u64(a[2]);
-      if (!d || !mfn || !port || *port > 0xffffffffu) return unexpected{errc::einval};
+      auto mfn = parse_decimal(a[1]);
+      auto port = parse_decimal(a[2], 0xffffffffu);
+      if (!d || !mfn || !port) return unexpected{errc::einval};
       r.domid = *d;
       r.mfn = *mfn;
       r.domid2 = static_cast<std::uint32_t>(*port);

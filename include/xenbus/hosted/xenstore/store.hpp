@@ -122,15 +122,7 @@ template <std::size_t N>
 constexpr std::string_view with_nul(const char (&text)[N]) noexcept {
   return std::string_view{text, N};
 }
-inline void append_u64(std::string& out, std::uint64_t v) {
-  char b[24];
-  std::size_t n = 0;
-  do {
-    b[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n) out += b[--n];
-}
+inline void append_u64(std::string& out, std::uint64_t v) { out += decimal{v}.view(); }
 
 /// The output of one connection: wire messages queued in fixed-size chunks, each chunk
 /// freed as soon as its last byte is sent (a message may span chunks). Bound: held()

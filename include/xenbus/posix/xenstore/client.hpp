@@ -911,8 +911,8 @@ class xs_client {
   }
   /// The home path of a domain (/local/domain/<domid>).
   result<std::string, xenstore::error> get_domain_path(std::uint16_t domid) {
-    const auto d = std::to_string(domid);
-    auto r = conn_->request(detail::xs_type::get_domain_path, {}, {d});
+    const xenstore::decimal d{domid};
+    auto r = conn_->request(detail::xs_type::get_domain_path, {}, {d.view()});
     if (!r) return unexpected{r.error()};
     r->pop_back();  // the checked trailing NUL
     return r;
@@ -923,7 +923,7 @@ class xs_client {
     auto r = conn_->request(detail::xs_type::transaction_start, {}, {""});
     if (!r) return unexpected{r.error()};
     // Checked by the reader: decimal, non-zero, fits 32 bits, NUL-terminated.
-    const auto id = xenstore::parse_u64(std::string_view(*r).substr(0, r->size() - 1));
+    const auto id = xenstore::parse_decimal(std::string_view(*r).substr(0, r->size() - 1));
     return xs_tx{static_cast<std::uint32_t>(id.value_or(0))};
   }
   /// Commits (`commit`) or aborts a transaction; a commit may fail with eagain (conflict).
@@ -999,8 +999,8 @@ class xs_client {
     std::string generation;
     unsigned restarts = 0;
     for (;;) {
-      const auto offset = std::to_string(names.size());
-      auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset});
+      const xenstore::decimal offset{names.size()};
+      auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset.view()});
       if (!r) {
         // A server without DIRECTORY_PART (oxenstored): the list is simply too big.
         if (r.error() == xenstore::errc::enosys) return unexpected{xenstore::error{xenstore::errc::e2big}};

@@ -139,7 +139,7 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
       // xs_directory_part stops at that empty string).
       if (p.empty() || p.back() != '\0') return false;
       const auto gen_end = p.find('\0');
-      if (!xenstore::parse_u64(p.substr(0, gen_end))) return false;
+      if (!xenstore::parse_decimal(p.substr(0, gen_end))) return false;
       auto rest = p.substr(gen_end + 1);
       if (!rest.empty() && rest.back() == '\0' && (rest.size() == 1 || rest[rest.size() - 2] == '\0'))
         rest.remove_suffix(1);  // the end marker
@@ -155,8 +155,8 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
     }
     case xs_type::transaction_start: {
       if (p.size() < 2 || p.back() != '\0') return false;
-      auto id = xenstore::parse_u64(p.substr(0, p.size() - 1));
-      return id && *id != 0 && *id <= 0xffffffffu;
+      auto id = xenstore::parse_decimal(p.substr(0, p.size() - 1), 0xffffffffu);
+      return id && *id != 0;
     }
     case xs_type::get_domain_path: {
       if (p.size() < 2 || p.back() != '\0') return false;
