@@ -52,7 +52,7 @@ class rings_server {
   client_store guest(int i) {
     auto t = xs_ring_transport<xs_eventfd_channel>::attach(pages_[i].bytes, std::move(*guest_ch_[i]));
     REQUIRE(t.has_value());
-    return client_store{xs_client{std::move(*t)}};
+    return client_store{xenstore::client{std::move(*t)}};
   }
   std::atomic<unsigned> reconnects{0};
 

@@ -130,10 +130,10 @@ struct socket_env {
   }
 };
 
-/// Over the socket with our own client (xs_client) instead of libxenstore.
+/// Over the socket with our own client (xenstore::client) instead of libxenstore.
 struct client_env : socket_env {
   using store_type = client_store;
-  static constexpr const char* name = "xenbus-xenstored socket, xs_client";
+  static constexpr const char* name = "xenbus-xenstored socket, xenstore::client";
   using socket_env::socket_env;
   std::deque<client_store> clients;
   ~client_env() { clients.clear(); }

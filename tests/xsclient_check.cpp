@@ -26,8 +26,8 @@ bool is(const result<T, xenstore::error>& r, const T& want) {
 }  // namespace
 
 int main() {
-  auto a = xs_client::connect();
-  auto b = xs_client::connect();
+  auto a = xenstore::client::connect();
+  auto b = xenstore::client::connect();
   if (!a || !b) {
     std::printf("FAIL connect to %s: %.*s\n", xs_default_socket_path().c_str(),
                 static_cast<int>(a ? b.error().name().size() : a.error().name().size()),
@@ -46,9 +46,9 @@ int main() {
   expect(is(a->directory(base + "/d"), std::vector<std::string>{}), "empty directory");
   auto missing = a->read(base + "/nope");
   expect(!missing && missing.error() == xenstore::errc::enoent, "ENOENT by name");
-  const xs_perm perms[] = {{xs_access::none, 5}, {xs_access::read, 0}};
+  const xenstore::perm perms[] = {{xenstore::access::none, 5}, {xenstore::access::read, 0}};
   expect(a->set_perms(base + "/x", perms).has_value(), "set_perms");
-  expect(is(a->get_perms(base + "/x"), std::vector<xs_perm>(std::begin(perms), std::end(perms))), "get_perms");
+  expect(is(a->get_perms(base + "/x"), std::vector<xenstore::perm>(std::begin(perms), std::end(perms))), "get_perms");
   expect(is(a->get_domain_path(3), std::string("/local/domain/3")), "get_domain_path");
 
   auto tx = a->transaction_start();
@@ -61,7 +61,7 @@ int main() {
     expect(!end && end.error() == xenstore::errc::eagain, "conflicting commit answers EAGAIN");
   }
   int attempts = 0;
-  auto r = a->transact([&](xs_tx t) -> xenstore::status {
+  auto r = a->transact([&](xenstore::tx t) -> xenstore::status {
     ++attempts;
     auto v = a->read(base + "/x", t);
     if (!v) return unexpected{v.error()};
@@ -88,7 +88,7 @@ int main() {
   // server has it (C xenstored, ours), else E2BIG as libxenstore reports it. oxenstored has
   // no DIRECTORY_PART and sends the whole list in a reply above XENSTORE_PAYLOAD_MAX, which
   // our client (like libxenstore's read_message) refuses: that connection is latched broken.
-  auto c = xs_client::connect();
+  auto c = xenstore::client::connect();
   std::vector<std::string> made;
   std::size_t bytes = 0;
   for (int i = 0; c && bytes <= 4096 + 512; ++i) {

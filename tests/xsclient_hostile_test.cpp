@@ -31,7 +31,7 @@ auto run(F f) {
 }
 
 // Registers a watch answered OK by the scripted server; returns it and its token.
-std::pair<xenbus::xs_watch, std::string> watched(scripted_peer& srv, xenbus::xs_client& c,
+std::pair<xenbus::xenstore::watch, std::string> watched(scripted_peer& srv, xenbus::xenstore::client& c,
                                                   const char* path, std::size_t capacity = 64) {
   auto w = run([&] { return c.watch(path, capacity); });
   auto f = srv.recv();
@@ -43,7 +43,7 @@ std::pair<xenbus::xs_watch, std::string> watched(scripted_peer& srv, xenbus::xs_
 }
 
 // A read answered after everything sent before it: the reader has handled all of that.
-void barrier(scripted_peer& srv, xenbus::xs_client& c) {
+void barrier(scripted_peer& srv, xenbus::xenstore::client& c) {
   auto r = run([&] { return c.read("/barrier"); });
   auto f = srv.recv();
   srv.send(msg(xs_type::read, f.req_id, "b"));
@@ -155,9 +155,9 @@ TEST_CASE("directory falls back to DIRECTORY_PART on E2BIG, and restarts when th
   }
   SUBCASE("a generation that keeps moving: eagain after a bounded number of restarts") {
     serve_part(srv, "0", nul("1") + nul("a"));
-    for (unsigned i = 0; i <= xenbus::xs_client::directory_max_restarts; ++i) {
+    for (unsigned i = 0; i <= xenbus::xenstore::client::directory_max_restarts; ++i) {
       serve_part(srv, "2", nul(std::to_string(100 + i)) + nul("b"));
-      if (i < xenbus::xs_client::directory_max_restarts)
+      if (i < xenbus::xenstore::client::directory_max_restarts)
         serve_part(srv, "0", nul(std::to_string(100 + i)) + nul("a"));
     }
     CHECK(r.get().error() == xenstore::errc::eagain);
@@ -189,7 +189,7 @@ TEST_CASE("a listing in parts is bounded: beyond directory_max_bytes it fails wi
   // Parts of 3001 bytes of names each (one name of 3000 characters, a name's most is 3072).
   const std::string name(3000, 'n');
   std::size_t offset = 0;
-  while (offset + 3001 <= xenbus::xs_client::directory_max_bytes) {
+  while (offset + 3001 <= xenbus::xenstore::client::directory_max_bytes) {
     serve_part(srv, std::to_string(offset), nul("1") + nul(name));
     offset += 3001;
   }

@@ -24,10 +24,8 @@
 
 using namespace std::chrono_literals;
 namespace xenstore = xenbus::xenstore;
-using xenbus::xs_client;
 using xenbus::xs_eventfd_channel;
 using xenbus::xs_ring_transport;
-using xenbus::xs_tx;
 
 namespace {
 
@@ -126,12 +124,12 @@ class ring_store_server {
 struct ring_fixture {
   ring_page page;
   std::unique_ptr<ring_store_server> server;
-  xs_client client() {
+  xenstore::client client() {
     auto [guest, srv] = xs_eventfd_channel::make_pair();
     if (!server) server = std::make_unique<ring_store_server>(page, std::move(srv));
     auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
     REQUIRE(t.has_value());
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
 };
 
@@ -158,7 +156,7 @@ TEST_CASE("the client works over a xenstore ring served by our store") {
     auto w = c.watch("/local/domain/1");
     REQUIRE(w.has_value());
     CHECK(w->next(5000ms).value().path == "/local/domain/1");  // fires once on registration
-    auto r = c.transact([&](xs_tx tx) { return c.write("/local/domain/1/state", "4", tx); });
+    auto r = c.transact([&](xenstore::tx tx) { return c.write("/local/domain/1/state", "4", tx); });
     REQUIRE(r.has_value());
     CHECK(w->next(5000ms).value().path == "/local/domain/1/state");
   }
@@ -208,7 +206,7 @@ TEST_CASE("a guest that finds a reconnection in progress waits for the server to
   auto [guest, srv] = xs_eventfd_channel::make_pair();
   auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   ring_store_server server{page, std::move(srv), xenbus::xenstore_feature_reconnection};
   auto w = c.write("/a", "b");
   if (!w) FAIL(w.error().name(), " ", w.error().reason());
@@ -222,7 +220,7 @@ TEST_CASE("a hostile ring server latches the connection broken") {
   auto [guest, srv] = xs_eventfd_channel::make_pair();
   auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   auto r = std::async(std::launch::async, [&] { return c.read("/a"); });
   auto* x = page.layout();
   // Wait until the request sits in the ring (nobody serves it).
@@ -266,7 +264,7 @@ TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sen
   auto [guest, srv] = xs_eventfd_channel::make_pair();
   auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   c.set_reply_timeout(200ms);
   // A frame larger than the 1024-byte request ring, which nobody empties.
   auto r = std::async(std::launch::async, [&] { return c.write("/a", std::string(2000, 'x')); });

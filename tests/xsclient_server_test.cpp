@@ -17,10 +17,6 @@
 
 using namespace std::chrono_literals;
 namespace xenstore = xenbus::xenstore;
-using xenbus::xs_access;
-using xenbus::xs_client;
-using xenbus::xs_perm;
-using xenbus::xs_tx;
 
 namespace {
 
@@ -32,9 +28,9 @@ std::string temp_socket(const char* tag) {
 
 struct served {
   xenbus::xenstore::server_thread server{temp_socket("srv")};
-  xs_client connect() {
+  xenstore::client connect() {
     REQUIRE(server.ok());
-    auto c = xs_client::connect(server.path());
+    auto c = xenstore::client::connect(server.path());
     REQUIRE(c.has_value());
     return std::move(*c);
   }
@@ -54,9 +50,9 @@ TEST_CASE("our client against our server: nodes, directories, permissions, domai
   REQUIRE(c.rm("/local/domain/7/device").has_value());
   CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xenstore::errc::enoent);
 
-  const xs_perm perms[] = {{xs_access::none, 7}, {xs_access::read, 0}, {xs_access::both, 3}};
+  const xenstore::perm perms[] = {{xenstore::access::none, 7}, {xenstore::access::read, 0}, {xenstore::access::both, 3}};
   REQUIRE(c.set_perms("/local/domain/7/empty", perms).has_value());
-  CHECK(c.get_perms("/local/domain/7/empty").value() == std::vector<xs_perm>(std::begin(perms), std::end(perms)));
+  CHECK(c.get_perms("/local/domain/7/empty").value() == std::vector<xenstore::perm>(std::begin(perms), std::end(perms)));
   CHECK(c.get_domain_path(7).value() == "/local/domain/7");
 
   const std::string data(2048, 'd');  // the largest node an unprivileged domain may write
@@ -94,11 +90,11 @@ TEST_CASE("transact: concurrent read-modify-write loses no increment") {
   std::vector<std::thread> ts;
   for (int i = 0; i < clients; ++i) {
     ts.emplace_back([&] {
-      auto c = xs_client::connect(s.server.path());
+      auto c = xenstore::client::connect(s.server.path());
       if (!c) return;
       for (int k = 0; k < increments; ++k) {
         auto r = c->transact(
-            [&](xs_tx tx) -> xenbus::xenstore::status {
+            [&](xenstore::tx tx) -> xenbus::xenstore::status {
               auto v = c->read("/counter", tx);
               if (!v) return xenbus::unexpected{v.error()};
               return c->write("/counter", std::to_string(std::stoi(*v) + 1), tx);
@@ -160,7 +156,7 @@ TEST_CASE("our client against our server: watches fire, end with the handle, and
 TEST_CASE("open() connects where libxenstore's xs_open would: $XENSTORED_PATH first") {
   served s;
   ::setenv("XENSTORED_PATH", s.server.path().c_str(), 1);
-  auto c = xs_client::open();
+  auto c = xenstore::client::open();
   ::unsetenv("XENSTORED_PATH");
   REQUIRE(c.has_value());
   REQUIRE(c->write("/opened", "yes").has_value());

@@ -15,9 +15,6 @@
 
 using namespace std::chrono_literals;
 namespace xenstore = xenbus::xenstore;
-using xenbus::xs_access;
-using xenbus::xs_perm;
-using xenbus::xs_tx;
 using xstest::msg;
 using xstest::nul;
 using xstest::ok;
@@ -45,7 +42,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     CHECK(*v == "guest");
   }
   SUBCASE("write carries the value without a NUL, in the given transaction") {
-    auto r = run([&] { return c.write("data/x", "4", xs_tx{7}); });
+    auto r = run([&] { return c.write("data/x", "4", xenstore::tx{7}); });
     auto f = srv.recv();
     CHECK(f.type == static_cast<std::uint32_t>(xs_type::write));
     CHECK(f.tx_id == 7);
@@ -76,9 +73,9 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     srv.send(msg(xs_type::get_perms, f.req_id, std::string("n0\0r5\0b65535\0", 13)));
     auto p = g.get();
     REQUIRE(p.has_value());
-    CHECK(*p == std::vector<xs_perm>{{xs_access::none, 0}, {xs_access::read, 5},
-                                     {xs_access::both, 65535}});
-    const xs_perm set[] = {{xs_access::write, 3}, {xs_access::read, 0}};
+    CHECK(*p == std::vector<xenstore::perm>{{xenstore::access::none, 0}, {xenstore::access::read, 5},
+                                     {xenstore::access::both, 65535}});
+    const xenstore::perm set[] = {{xenstore::access::write, 3}, {xenstore::access::read, 0}};
     auto s = run([&] { return c.set_perms("/a", set); });
     f = srv.recv();
     CHECK(f.payload == std::string("/a\0w3\0r0\0", 9));
@@ -110,7 +107,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     auto tv = t.get();
     REQUIRE(tv.has_value());
     CHECK(tv->id == 42);
-    auto e = run([&] { return c.transaction_end(xs_tx{42}, false); });
+    auto e = run([&] { return c.transaction_end(xenstore::tx{42}, false); });
     f = srv.recv();
     CHECK(f.tx_id == 42);
     CHECK(f.payload == nul("F"));
@@ -451,7 +448,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
     else srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
   };
-  auto body = [&](xs_tx tx) {
+  auto body = [&](xenstore::tx tx) {
     ++calls;
     return c.read("/counter", tx);
   };
@@ -514,7 +511,7 @@ TEST_CASE("the socket path follows libxenstore's environment variables") {
 }
 
 TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xen)") {
-  auto c = xenbus::xs_client::open_device("/nonexistent/xenbus");
+  auto c = xenbus::xenstore::client::open_device("/nonexistent/xenbus");
   REQUIRE(!c.has_value());
   CHECK(c.error().fault == xenstore::fault::io_error);
   CHECK(c.error().sys == ENOENT);
@@ -535,7 +532,7 @@ TEST_CASE("with a reply timeout, a server that stops answering latches broken in
 
 TEST_CASE("a watch may outlive its client: it ends with closed and unregisters nothing") {
   scripted_peer srv;
-  std::optional<xenbus::xs_watch> kept;
+  std::optional<xenbus::xenstore::watch> kept;
   {
     auto c = srv.client();
     auto w = run([&] { return c.watch("/w"); });

@@ -1,4 +1,4 @@
-// [posix] device_store over our xenstore client (xs_client): a socket, /dev/xen/xenbus or a xenstore ring.
+// [posix] device_store over our xenstore client (xenstore::client): a socket, /dev/xen/xenbus or a xenstore ring.
 #pragma once
 
 #include <xenbus/hosted/device/store.hpp>
@@ -16,34 +16,34 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// An xs_client as a device_store. The client keeps one queue per watch; this adapter
+/// An xenstore::client as a device_store. The client keeps one queue per watch; this adapter
 /// names each by the driver's token and waits on all of their fds at once.
 class client_store {
  public:
-  explicit client_store(xs_client c) : c_{std::move(c)} {}
+  explicit client_store(xenstore::client c) : c_{std::move(c)} {}
   /// Connects to a xenstored socket ($XENSTORED_PATH by default), as libxenstore does.
   static result<client_store, store_error> connect(std::string_view socket_path = {}) {
-    auto c = xs_client::connect(socket_path);
+    auto c = xenstore::client::connect(socket_path);
     if (!c) return unexpected{store_error{for_driver(c.error())}};
     return client_store{std::move(*c)};
   }
 
-  xs_client& client() noexcept { return c_; }
+  xenstore::client& client() noexcept { return c_; }
 
-  result<std::string, store_error> read(store_tx tx, std::string_view path) { return wrap(c_.read(path, xs_tx{tx})); }
+  result<std::string, store_error> read(store_tx tx, std::string_view path) { return wrap(c_.read(path, xenstore::tx{tx})); }
   result<void, store_error> write(store_tx tx, std::string_view path, std::string_view value) {
-    return wrap(c_.write(path, value, xs_tx{tx}));
+    return wrap(c_.write(path, value, xenstore::tx{tx}));
   }
-  result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(c_.rm(path, xs_tx{tx})); }
+  result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(c_.rm(path, xenstore::tx{tx})); }
   result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
-    return wrap(c_.directory(path, xs_tx{tx}));
+    return wrap(c_.directory(path, xenstore::tx{tx}));
   }
   result<store_tx, store_error> transaction_start() {
     auto t = c_.transaction_start();
     if (!t) return unexpected{store_error{for_driver(t.error())}};
     return store_tx{t->id};
   }
-  result<void, store_error> transaction_end(store_tx tx, bool commit) { return wrap(c_.transaction_end(xs_tx{tx}, commit)); }
+  result<void, store_error> transaction_end(store_tx tx, bool commit) { return wrap(c_.transaction_end(xenstore::tx{tx}, commit)); }
   result<void, store_error> watch(std::string_view path, std::string_view token) {
     auto w = c_.watch(path);
     if (!w) return unexpected{store_error{for_driver(w.error())}};
@@ -84,7 +84,7 @@ class client_store {
  private:
   struct entry {
     std::string token;
-    xs_watch w;
+    xenstore::watch w;
   };
   /// The client's error as is, except that a request lost to a ring reconnection (reset)
   /// is reported as EAGAIN: the driver retries it as it retries a conflicting transaction.
@@ -102,7 +102,7 @@ class client_store {
     return {};
   }
 
-  xs_client c_;
+  xenstore::client c_;
   std::vector<entry> watches_;
   std::size_t next_ = 0;
 };

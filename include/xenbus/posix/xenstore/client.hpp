@@ -35,38 +35,36 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// A transaction id; the default {} means "not in a transaction".
-struct xs_tx {
-  std::uint32_t id{0};
-  friend constexpr bool operator==(xs_tx, xs_tx) = default;
-};
+namespace xenstore {
 
-/// Access one domain has to a node (wire.hpp: n, r, w, b).
-using xs_access = xenstore::access;
-/// One permission entry {access, domid}; a node's first entry names its owner and the
-/// access of every domain not listed.
-using xs_perm = xenstore::perm;
+/// A transaction id; the default {} means "not in a transaction".
+struct tx {
+  std::uint32_t id{0};
+  friend constexpr bool operator==(xenstore::tx, xenstore::tx) = default;
+};
 
 /// One watch event. `lost` > 0 says that many later events were dropped because the queue
 /// was full: rescan everything under the watched path.
-struct xs_watch_event {
+struct watch_event {
   std::string path;
   std::uint64_t lost{0};
 };
 
 /// Counters of one watch's queue.
-struct xs_watch_stats {
+struct watch_stats {
   std::uint64_t delivered{0};  ///< events handed to the consumer
   std::uint64_t coalesced{0};  ///< events merged into a queued event for the same path
   std::uint64_t dropped{0};    ///< events dropped because the queue was full
 };
 
-class xs_client;
-class xs_watch;
+class client;
+class watch;
+
+}  // namespace xenstore
 
 namespace detail {
 
-/// The transport behind a client, type-erased so that xs_client is one concrete class.
+/// The transport behind a client, type-erased so that xenstore::client is one concrete class.
 struct xs_transport_iface {
   virtual ~xs_transport_iface() = default;
   /// xs_deadline_transport's send_until; without it, send() (the deadline is ignored).
@@ -147,7 +145,7 @@ struct xs_watch_state {
   std::deque<std::string> queue;
   std::unordered_set<std::string_view, xs_keyed_hash> queued{0, xs_keyed_hash{xs_hash_key()}};
   std::uint64_t lost_pending{0};
-  xs_watch_stats stats;
+  xenstore::watch_stats stats;
   bool ended{false};
   xenstore::error end_error{};
 
@@ -271,7 +269,7 @@ class xs_conn {
   /// Sends one request and waits for its reply payload (already checked for its type).
   /// With a reply timeout, the whole request (waiting to send, sending, waiting for the
   /// reply) ends by one deadline; past it the connection is latched broken.
-  result<std::string, xenstore::error> request(xs_type type, xs_tx tx,
+  result<std::string, xenstore::error> request(xs_type type, xenstore::tx tx,
                                         std::initializer_list<std::string_view> parts,
                                         bool raw_last = false) {
     auto frame = xs_encode(type, 0, tx.id, parts, raw_last);
@@ -718,8 +716,8 @@ class xs_conn {
 };
 
 /// Parses a checked XS_GET_PERMS payload.
-inline std::vector<xs_perm> xs_parse_perms(std::string_view payload) {
-  std::vector<xs_perm> out;
+inline std::vector<xenstore::perm> xs_parse_perms(std::string_view payload) {
+  std::vector<xenstore::perm> out;
   for (auto s : xenstore::string_list{payload})
     if (auto p = xenstore::parse_perm(s)) out.push_back(*p);
   return out;
@@ -732,12 +730,14 @@ struct xs_is_result<result<T, xenstore::error>> : std::true_type {};
 
 }  // namespace detail
 
+namespace xenstore {
+
 /// A registered watch: its events arrive in a bounded queue whose fd() polls readable
 /// while events are queued. Destroying it unregisters the watch (XS_UNWATCH).
-class xs_watch {
+class watch {
  public:
-  xs_watch(xs_watch&&) noexcept = default;
-  xs_watch& operator=(xs_watch&& o) noexcept {
+  watch(xenstore::watch&&) noexcept = default;
+  xenstore::watch& operator=(xenstore::watch&& o) noexcept {
     if (this != &o) {
       reset();
       conn_ = std::move(o.conn_);
@@ -745,9 +745,9 @@ class xs_watch {
     }
     return *this;
   }
-  xs_watch(const xs_watch&) = delete;
-  xs_watch& operator=(const xs_watch&) = delete;
-  ~xs_watch() { reset(); }
+  watch(const xenstore::watch&) = delete;
+  xenstore::watch& operator=(const xenstore::watch&) = delete;
+  ~watch() { reset(); }
 
   /// A descriptor that polls readable (POLLIN) while next() would not block.
   int fd() const noexcept { return state_ ? state_->efd : -1; }
@@ -758,7 +758,7 @@ class xs_watch {
 
   /// The next event, waiting up to `timeout` (negative: forever). Fails with timeout, or
   /// with the connection's error once the watch ended and its queue is empty.
-  result<xs_watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
+  result<xenstore::watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
     if (!state_) return unexpected{xenstore::error{xenstore::errc::closed}};
     auto& s = *state_;
     for (;;) {
@@ -767,7 +767,7 @@ class xs_watch {
         // Events are dropped only while the queue is full, so a loss always has a queued
         // event to ride on: the first one taken after it.
         if (!s.queue.empty()) {
-          xs_watch_event ev;
+          xenstore::watch_event ev;
           ev.path = s.pop_locked();
           ev.lost = std::exchange(s.lost_pending, 0);
           ++s.stats.delivered;
@@ -783,10 +783,10 @@ class xs_watch {
     }
   }
   /// The next event if one is queued, else fails with timeout at once.
-  result<xs_watch_event, xenstore::error> try_next() { return next(std::chrono::milliseconds{0}); }
+  result<xenstore::watch_event, xenstore::error> try_next() { return next(std::chrono::milliseconds{0}); }
 
   /// Counters of this watch's queue.
-  xs_watch_stats stats() const {
+  xenstore::watch_stats stats() const {
     std::lock_guard l{state_->mu};
     return state_->stats;
   }
@@ -800,39 +800,39 @@ class xs_watch {
   }
 
  private:
-  friend class xs_client;
-  xs_watch(std::shared_ptr<detail::xs_conn> c, std::shared_ptr<detail::xs_watch_state> s)
+  friend class xenstore::client;
+  watch(std::shared_ptr<xenbus::detail::xs_conn> c, std::shared_ptr<xenbus::detail::xs_watch_state> s)
       : conn_{std::move(c)}, state_{std::move(s)} {}
   void reset() noexcept {
     if (conn_ && state_) (void)conn_->remove_watch(*state_, false);
     conn_.reset();
     state_.reset();
   }
-  std::shared_ptr<detail::xs_conn> conn_;
-  std::shared_ptr<detail::xs_watch_state> state_;
+  std::shared_ptr<xenbus::detail::xs_conn> conn_;
+  std::shared_ptr<xenbus::detail::xs_watch_state> state_;
 };
 
 /// A xenstore client. Every call is synchronous and thread-safe; one reader thread matches
 /// replies to requests by req_id and queues watch events. Anything malformed from the
 /// server latches the connection broken: later calls fail with that error.
-class xs_client {
+class client {
  public:
   /// Starts a client over `transport` (an xs_fd_transport, xs_ring_transport, ...).
   template <xs_transport T>
-  explicit xs_client(T transport)
-      : conn_{std::make_shared<detail::xs_conn>(
-            std::make_unique<detail::xs_transport_box<T>>(std::move(transport)))} {
+  explicit client(T transport)
+      : conn_{std::make_shared<xenbus::detail::xs_conn>(
+            std::make_unique<xenbus::detail::xs_transport_box<T>>(std::move(transport)))} {
     conn_->start();
   }
 
   /// Connects to xenstored's unix socket (default: $XENSTORED_PATH as libxenstore does).
-  static result<xs_client, xenstore::error> connect(std::string_view socket_path = {}) {
+  static result<xenstore::client, xenstore::error> connect(std::string_view socket_path = {}) {
     auto t = xs_fd_transport::connect_unix(socket_path);
     if (!t) return unexpected{t.error()};
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
   /// As libxenstore's xs_open(0): the socket if it connects, else /dev/xen/xenbus.
-  static result<xs_client, xenstore::error> open() {
+  static result<xenstore::client, xenstore::error> open() {
     auto c = connect();
     if (c) return c;
     auto d = open_device();
@@ -840,38 +840,38 @@ class xs_client {
     return unexpected{c.error()};  // the socket's failure says more off Xen
   }
   /// Opens /dev/xen/xenbus (in a Xen domain).
-  static result<xs_client, xenstore::error> open_device(const char* path = xs_xenbus_device) {
+  static result<xenstore::client, xenstore::error> open_device(const char* path = xs_xenbus_device) {
     auto t = xs_fd_transport::open_device(path);
     if (!t) return unexpected{t.error()};
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
 
   /// A moved-from client may only be destroyed.
-  xs_client(xs_client&&) noexcept = default;
-  xs_client& operator=(xs_client&&) = delete;
-  ~xs_client() {
+  client(xenstore::client&&) noexcept = default;
+  xenstore::client& operator=(xenstore::client&&) = delete;
+  ~client() {
     if (conn_) conn_->shutdown();  // watches still alive then end with `closed`
   }
 
   /// The data of a node.
-  result<std::string, xenstore::error> read(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return conn_->request(detail::xs_type::read, tx, {path});
+  result<std::string, xenstore::error> read(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return conn_->request(xenbus::detail::xs_type::read, tx, {path});
   }
   /// Writes a node's data, creating it (and missing parents) as needed.
-  xenstore::status write(std::string_view path, std::string_view value, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::write, tx, {path, value}, true));
+  xenstore::status write(std::string_view path, std::string_view value, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::write, tx, {path, value}, true));
   }
   /// Creates a node with empty data if it does not exist.
-  xenstore::status mkdir(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::mkdir, tx, {path}));
+  xenstore::status mkdir(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::mkdir, tx, {path}));
   }
   /// Removes a node and everything under it.
-  xenstore::status rm(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::rm, tx, {path}));
+  xenstore::status rm(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::rm, tx, {path}));
   }
   /// The most bytes of names (each with its NUL) a listing in parts gathers: beyond it
   /// directory() fails with e2big. 4 MiB: about 1000 DIRECTORY_PART round trips.
@@ -883,23 +883,23 @@ class xs_client {
   /// The names of a node's children. A list too long for one reply (the server answers
   /// E2BIG) is read in parts with XS_DIRECTORY_PART, as libxenstore's xs_directory does,
   /// and read again from the start when the directory changed between parts.
-  result<std::vector<std::string>, xenstore::error> directory(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    auto r = conn_->request(detail::xs_type::directory, tx, {path});
+  result<std::vector<std::string>, xenstore::error> directory(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    auto r = conn_->request(xenbus::detail::xs_type::directory, tx, {path});
     if (!r && r.error() == xenstore::errc::e2big) return directory_in_parts(path, tx);
     if (!r) return unexpected{r.error()};
     return split_names(*r);
   }
   /// A node's permissions: owner first, then per-domain entries.
-  result<std::vector<xs_perm>, xenstore::error> get_perms(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    auto r = conn_->request(detail::xs_type::get_perms, tx, {path});
+  result<std::vector<xenstore::perm>, xenstore::error> get_perms(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    auto r = conn_->request(xenbus::detail::xs_type::get_perms, tx, {path});
     if (!r) return unexpected{r.error()};
-    return detail::xs_parse_perms(*r);
+    return xenbus::detail::xs_parse_perms(*r);
   }
   /// Replaces a node's permissions (at least one entry: the owner).
-  xenstore::status set_perms(std::string_view path, std::span<const xs_perm> perms, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path) || perms.empty()) return bad();
+  xenstore::status set_perms(std::string_view path, std::span<const xenstore::perm> perms, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path) || perms.empty()) return bad();
     std::string payload(path);
     payload.push_back('\0');
     for (const auto& p : perms) {
@@ -907,36 +907,36 @@ class xs_client {
       payload.append(text, xenstore::format_perm(p, text));
       payload.push_back('\0');
     }
-    return done(conn_->request(detail::xs_type::set_perms, tx, {payload}, true));
+    return done(conn_->request(xenbus::detail::xs_type::set_perms, tx, {payload}, true));
   }
   /// The home path of a domain (/local/domain/<domid>).
   result<std::string, xenstore::error> get_domain_path(std::uint16_t domid) {
     const xenstore::decimal d{domid};
-    auto r = conn_->request(detail::xs_type::get_domain_path, {}, {d.view()});
+    auto r = conn_->request(xenbus::detail::xs_type::get_domain_path, {}, {d.view()});
     if (!r) return unexpected{r.error()};
     r->pop_back();  // the checked trailing NUL
     return r;
   }
 
   /// Starts a transaction.
-  result<xs_tx, xenstore::error> transaction_start() {
-    auto r = conn_->request(detail::xs_type::transaction_start, {}, {""});
+  result<xenstore::tx, xenstore::error> transaction_start() {
+    auto r = conn_->request(xenbus::detail::xs_type::transaction_start, {}, {""});
     if (!r) return unexpected{r.error()};
     // Checked by the reader: decimal, non-zero, fits 32 bits, NUL-terminated.
     const auto id = xenstore::parse_decimal(std::string_view(*r).substr(0, r->size() - 1));
-    return xs_tx{static_cast<std::uint32_t>(id.value_or(0))};
+    return xenstore::tx{static_cast<std::uint32_t>(id.value_or(0))};
   }
   /// Commits (`commit`) or aborts a transaction; a commit may fail with eagain (conflict).
-  xenstore::status transaction_end(xs_tx tx, bool commit) {
-    return done(conn_->request(detail::xs_type::transaction_end, tx, {commit ? "T" : "F"}));
+  xenstore::status transaction_end(xenstore::tx tx, bool commit) {
+    return done(conn_->request(xenbus::detail::xs_type::transaction_end, tx, {commit ? "T" : "F"}));
   }
 
-  /// Runs fn(xs_tx) -> result<T, xenstore::error> in a transaction and commits; when the commit
+  /// Runs fn(xenstore::tx) -> result<T, xenstore::error> in a transaction and commits; when the commit
   /// (or fn) fails with eagain, retries, at most `max_attempts` times in all.
   template <class F>
-  auto transact(F&& fn, unsigned max_attempts = 8) -> std::invoke_result_t<F&, xs_tx> {
-    using R = std::invoke_result_t<F&, xs_tx>;
-    static_assert(detail::xs_is_result<R>::value || std::is_same_v<R, xenstore::status>,
+  auto transact(F&& fn, unsigned max_attempts = 8) -> std::invoke_result_t<F&, xenstore::tx> {
+    using R = std::invoke_result_t<F&, xenstore::tx>;
+    static_assert(xenbus::detail::xs_is_result<R>::value || std::is_same_v<R, xenstore::status>,
                   "transact: fn must return xenbus::result<T, xenstore::error> (or xenstore::status)");
     for (unsigned attempt = 0; attempt < max_attempts; ++attempt) {
       auto tx = transaction_start();
@@ -956,11 +956,11 @@ class xs_client {
 
   /// Registers a watch on `path` (its subtree); events queue up to `capacity` paths.
   /// The server fires it once at registration.
-  result<xs_watch, xenstore::error> watch(std::string_view path, std::size_t capacity = 64) {
-    if (!detail::xs_valid_path(path, true)) return bad();
+  result<xenstore::watch, xenstore::error> watch(std::string_view path, std::size_t capacity = 64) {
+    if (!xenbus::detail::xs_valid_path(path, true)) return bad();
     auto w = conn_->add_watch(path, capacity);
     if (!w) return unexpected{w.error()};
-    return xs_watch{conn_, std::move(*w)};
+    return xenstore::watch{conn_, std::move(*w)};
   }
 
   /// Ring transports: the xenstore-ring.txt reconnection. Outstanding requests fail with
@@ -978,7 +978,7 @@ class xs_client {
   void set_reply_timeout(std::chrono::milliseconds t) { conn_->set_reply_timeout(t); }
   /// Watch events that named no live watch (e.g. in flight while unwatching).
   std::uint64_t stray_events() const { return conn_->stray_events(); }
-  /// XS_UNWATCHes of destroyed watches dropped because detail::xs_conn::deferred_max were
+  /// XS_UNWATCHes of destroyed watches dropped because xenbus::detail::xs_conn::deferred_max were
   /// already waiting for a server that did not read (that server keeps those watches).
   std::uint64_t dropped_unwatches() const { return conn_->dropped_unwatches(); }
   /// Shuts the connection down now; every later call fails with closed.
@@ -994,19 +994,19 @@ class xs_client {
   }
   // libxenstore's xs_directory_part: ask from byte offset `names.size()` of the list; the
   // first part's generation must stay the same in every later part, else start over.
-  result<std::vector<std::string>, xenstore::error> directory_in_parts(std::string_view path, xs_tx tx) {
+  result<std::vector<std::string>, xenstore::error> directory_in_parts(std::string_view path, xenstore::tx tx) {
     std::string names;  // at most directory_max_bytes
     std::string generation;
     unsigned restarts = 0;
     for (;;) {
       const xenstore::decimal offset{names.size()};
-      auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset.view()});
+      auto r = conn_->request(xenbus::detail::xs_type::directory_part, tx, {path, offset.view()});
       if (!r) {
         // A server without DIRECTORY_PART (oxenstored): the list is simply too big.
         if (r.error() == xenstore::errc::enosys) return unexpected{xenstore::error{xenstore::errc::e2big}};
         return unexpected{r.error()};
       }
-      const auto part = detail::xs_split_dir_part(*r);  // checked by the reader
+      const auto part = xenbus::detail::xs_split_dir_part(*r);  // checked by the reader
       if (names.empty() && generation.empty()) {
         generation.assign(part.generation);
       } else if (part.generation != generation) {
@@ -1031,7 +1031,18 @@ class xs_client {
     if (!r) return unexpected{r.error()};
     return {};
   }
-  std::shared_ptr<detail::xs_conn> conn_;
+  std::shared_ptr<xenbus::detail::xs_conn> conn_;
 };
+
+}  // namespace xenstore
+
+// The names before 0.2.0.
+using xs_client [[deprecated("use xenbus::xenstore::client")]] = xenstore::client;
+using xs_watch [[deprecated("use xenbus::xenstore::watch")]] = xenstore::watch;
+using xs_tx [[deprecated("use xenbus::xenstore::tx")]] = xenstore::tx;
+using xs_watch_event [[deprecated("use xenbus::xenstore::watch_event")]] = xenstore::watch_event;
+using xs_watch_stats [[deprecated("use xenbus::xenstore::watch_stats")]] = xenstore::watch_stats;
+using xs_perm [[deprecated("use xenbus::xenstore::perm")]] = xenstore::perm;
+using xs_access [[deprecated("use xenbus::xenstore::access")]] = xenstore::access;
 
 XENBUS_END_NAMESPACE
