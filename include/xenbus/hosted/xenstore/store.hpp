@@ -1,4 +1,4 @@
-// [hosted] In-memory xenstore: nodes, permissions, transactions, watches and quotas behind the wire protocol.
+// [hosted] In-memory xenstore data model: nodes, permissions, transactions, watches, quotas and connection output.
 #pragma once
 
 #include <xenbus/result.hpp>
@@ -376,15 +376,9 @@ class store {
 
   // ---- Wire entry point ---------------------------------------------------------------
 
-  /// Validates and executes one request, queueing its reply (and any watch events).
-  void handle(conn_id id, const message& m) {
-    auto* c = lookup(id);
-    if (!c) return;
-    ++stats_.requests;
-    auto req = parse_request(m);
-    if (!req) return send_error(*c, m.hdr, req.error());
-    execute(id, *c, *req);
-  }
+  /// Validates and executes one request, queueing its reply (and any watch events): the
+  /// wire dispatcher of hosted/xenstore/dispatch.hpp over this data model.
+  void handle(conn_id id, const message& m);
 
   // ---- Typed operations (what the wire requests do) -----------------------------------
 
@@ -660,6 +654,8 @@ class store {
   bool exists(std::string_view abs_path) const { return nodes_.find(abs_path) != nodes_.end(); }
 
  private:
+  friend class dispatcher;  // the wire side: replies go into a connection's output
+
   struct conn_watch {
     std::string path;  ///< canonical (absolute or special)
     std::string token;
@@ -1090,129 +1086,6 @@ class store {
     for (auto p : parts) c.out.append(p);
   }
 
-  void send_reply(connection& c, const header& req, std::initializer_list<std::string_view> parts) {
-    std::size_t len = 0;
-    for (auto p : parts) len += p.size();
-    if (len > payload_max) return send_error(c, req, errc::e2big);
-    ++c.queued_replies;
-    append_message(c, req.kind(), req.req_id, req.tx_id, parts);
-  }
-
-  void send_ok(connection& c, const header& req) { send_reply(c, req, {detail::with_nul("OK")}); }
-
-  void send_error(connection& c, const header& req, errc e) {
-    ++stats_.errors;
-    ++c.queued_replies;
-    append_message(c, msg_type::error, req.req_id, req.tx_id, {to_string(e), detail::with_nul("")});
-  }
-
-  template <class R>
-  void ack(connection& c, const header& h, const R& r) {
-    if (r) send_ok(c, h);
-    else send_error(c, h, r.error());
-  }
-
-  void execute(conn_id id, connection& c, const request& r) {
-    const header h{static_cast<std::uint32_t>(r.type), r.req_id, r.tx_id, 0};
-    switch (r.type) {
-      case msg_type::read: {
-        auto v = read(id, r.tx_id, r.path);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::write: return ack(c, h, write(id, r.tx_id, r.path, r.data));
-      case msg_type::mkdir: return ack(c, h, mkdir(id, r.tx_id, r.path));
-      case msg_type::rm: return ack(c, h, rm(id, r.tx_id, r.path));
-      case msg_type::directory: {
-        auto v = directory(id, r.tx_id, r.path);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::directory_part: {
-        auto v = directory_part(id, r.tx_id, r.path, r.number);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::get_perms: {
-        auto v = get_perms(id, r.tx_id, r.path);
-        if (!v) return send_error(c, h, v.error());
-        std::string text;
-        for (const auto& p : *v) {
-          char b[6];
-          text.append(b, format_perm(p, b));
-          text += '\0';
-        }
-        return send_reply(c, h, {text});
-      }
-      case msg_type::set_perms: {
-        std::vector<perm> perms;
-        for (auto s : string_list{r.list}) perms.push_back(*parse_perm(s));
-        return ack(c, h, set_perms(id, r.tx_id, r.path, perms));
-      }
-      case msg_type::transaction_start: {
-        if (r.tx_id != 0) return send_error(c, h, errc::ebusy);
-        auto t = transaction_start(id);
-        if (!t) return send_error(c, h, t.error());
-        std::string text;
-        detail::append_u64(text, *t);
-        text += '\0';
-        return send_reply(c, h, {text});
-      }
-      case msg_type::transaction_end: return ack(c, h, transaction_end(id, r.tx_id, r.number != 0));
-      case msg_type::watch: {
-        auto w = watch(id, r.path, r.data);
-        if (!w) return send_error(c, h, w.error());
-        send_ok(c, h);
-        // A watch fires once when set, with the path as the caller wrote it.
-        queue_event(c, r.path, r.data);
-        return;
-      }
-      case msg_type::unwatch: return ack(c, h, unwatch(id, r.path, r.data));
-      case msg_type::reset_watches: return ack(c, h, reset_watches(id));
-      case msg_type::get_domain_path: {
-        std::string p = "/local/domain/";
-        detail::append_u64(p, r.domid);
-        p += '\0';
-        return send_reply(c, h, {p});
-      }
-      case msg_type::introduce: return ack(c, h, introduce(id, r.domid));
-      case msg_type::release: return ack(c, h, release(id, r.domid));
-      case msg_type::is_domain_introduced:
-        return send_reply(c, h, {is_domain_introduced(r.domid) ? detail::with_nul("T") : detail::with_nul("F")});
-      case msg_type::resume:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!is_domain_introduced(r.domid)) return send_error(c, h, errc::enoent);
-        return send_ok(c, h);
-      case msg_type::set_target:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!is_domain_introduced(r.domid) || !is_domain_introduced(r.domid2))
-          return send_error(c, h, errc::enoent);
-        targets_[r.domid] = r.domid2;
-        return send_ok(c, h);
-      case msg_type::control: return control(c, h, r.list);
-      case msg_type::watch_event:
-      case msg_type::error:
-      case msg_type::type_count:
-      case msg_type::invalid:
-        break;
-    }
-    send_error(c, h, errc::enosys);
-  }
-
-  /// XS_CONTROL, minimal: "help", "print <text>", "check" (privileged only).
-  void control(connection& c, const header& h, std::string_view args) {
-    if (!c.privileged) return send_error(c, h, errc::eacces);
-    string_list l{args};
-    auto it = l.begin();
-    const std::string_view cmd = *it;
-    if (cmd == "help") return send_reply(c, h, {detail::with_nul("check\nhelp\nprint <text>\n")});
-    if (cmd == "check" || cmd == "print") return send_ok(c, h);
-    send_error(c, h, errc::einval);
-  }
-
   limits limits_;
   store_stats stats_;
   detail::node_map nodes_;
@@ -1231,3 +1104,6 @@ class store {
 
 }  // namespace xenstore
 XENBUS_END_NAMESPACE
+
+// The wire dispatcher defines store::handle().
+#include <xenbus/hosted/xenstore/dispatch.hpp>
