@@ -59,28 +59,28 @@ class dispatcher {
     const header h{static_cast<std::uint32_t>(r.type), r.req_id, r.tx_id, 0};
     switch (r.type) {
       case msg_type::read: {
-        auto v = s_.read(id, r.tx_id, r.path);
+        auto v = s_.read(id, r.tx_id, node_path::checked(r));
         if (v) send_reply(c, h, {*v});
         else send_error(c, h, v.error());
         return;
       }
-      case msg_type::write: return ack(c, h, s_.write(id, r.tx_id, r.path, r.data));
-      case msg_type::mkdir: return ack(c, h, s_.mkdir(id, r.tx_id, r.path));
-      case msg_type::rm: return ack(c, h, s_.rm(id, r.tx_id, r.path));
+      case msg_type::write: return ack(c, h, s_.write(id, r.tx_id, node_path::checked(r), r.data));
+      case msg_type::mkdir: return ack(c, h, s_.mkdir(id, r.tx_id, node_path::checked(r)));
+      case msg_type::rm: return ack(c, h, s_.rm(id, r.tx_id, node_path::checked(r)));
       case msg_type::directory: {
-        auto v = s_.directory(id, r.tx_id, r.path);
+        auto v = s_.directory(id, r.tx_id, node_path::checked(r));
         if (v) send_reply(c, h, {*v});
         else send_error(c, h, v.error());
         return;
       }
       case msg_type::directory_part: {
-        auto v = s_.directory_part(id, r.tx_id, r.path, r.number);
+        auto v = s_.directory_part(id, r.tx_id, node_path::checked(r), r.number);
         if (v) send_reply(c, h, {*v});
         else send_error(c, h, v.error());
         return;
       }
       case msg_type::get_perms: {
-        auto v = s_.get_perms(id, r.tx_id, r.path);
+        auto v = s_.get_perms(id, r.tx_id, node_path::checked(r));
         if (!v) return send_error(c, h, v.error());
         std::string text;
         for (const auto& p : *v) {
@@ -93,7 +93,7 @@ class dispatcher {
       case msg_type::set_perms: {
         std::vector<perm> perms;
         for (auto s : string_list{r.list}) perms.push_back(*parse_perm(s));
-        return ack(c, h, s_.set_perms(id, r.tx_id, r.path, perms));
+        return ack(c, h, s_.set_perms(id, r.tx_id, node_path::checked(r), perms));
       }
       case msg_type::transaction_start: {
         if (r.tx_id != 0) return send_error(c, h, errc::ebusy);
@@ -106,14 +106,14 @@ class dispatcher {
       }
       case msg_type::transaction_end: return ack(c, h, s_.transaction_end(id, r.tx_id, r.number != 0));
       case msg_type::watch: {
-        auto w = s_.watch(id, r.path, r.data);
+        auto w = s_.watch(id, node_path::checked(r), r.data);
         if (!w) return send_error(c, h, w.error());
         send_ok(c, h);
         // A watch fires once when set, with the path as the caller wrote it.
         s_.queue_event(c, r.path, r.data);
         return;
       }
-      case msg_type::unwatch: return ack(c, h, s_.unwatch(id, r.path, r.data));
+      case msg_type::unwatch: return ack(c, h, s_.unwatch(id, node_path::checked(r), r.data));
       case msg_type::reset_watches: return ack(c, h, s_.reset_watches(id));
       case msg_type::get_domain_path: {
         std::string p = "/local/domain/";

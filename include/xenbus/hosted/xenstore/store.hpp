@@ -5,6 +5,7 @@
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -49,6 +50,35 @@ struct limits {
   /// Any connection: bytes its open transactions may hold together (node copies, paths,
   /// pending events, as store::transaction_bytes counts them); ENOSPC beyond.
   std::size_t transaction_bytes = 4 * 1024 * 1024;
+};
+
+/// A node path as the typed operations take it: text that the operation checks
+/// (check_path), or a request's path that parse_request already checked, with the kind it
+/// found. The dispatcher passes the latter, so no path is checked twice.
+class node_path {
+ public:
+  /// Text the operation will check: anything a std::string_view can be made from.
+  template <class T>
+    requires std::convertible_to<const T&, std::string_view>
+  node_path(const T& text) noexcept : text_{text} {}  // implicit, as the string_view it stands for
+  /// The path of a request that parse_request accepted.
+  static node_path checked(const request& r) noexcept {
+    node_path p{r.path};
+    p.kind_ = r.kind;
+    p.checked_ = true;
+    return p;
+  }
+  std::string_view text() const noexcept { return text_; }
+  /// The path's kind: the one found before, or check_path's verdict now.
+  result<path_kind, errc> check(bool allow_special) const noexcept {
+    if (checked_) return kind_;
+    return check_path(text_, allow_special);
+  }
+
+ private:
+  std::string_view text_;
+  path_kind kind_ = path_kind::absolute;
+  bool checked_ = false;
 };
 
 /// Handle of one connection to the store (a socket client, a ring, an in-process user).
@@ -382,7 +412,7 @@ class store {
 
   // ---- Typed operations (what the wire requests do) -----------------------------------
 
-  result<std::string, errc> read(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::string, errc> read(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -392,26 +422,26 @@ class store {
     return n->data;
   }
 
-  result<void, errc> write(conn_id id, std::uint32_t tx, std::string_view path, std::string_view data) {
+  result<void, errc> write(conn_id id, std::uint32_t tx, const node_path& path, std::string_view data) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_write(*ctx, data, false);
   }
 
-  result<void, errc> mkdir(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<void, errc> mkdir(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_write(*ctx, {}, true);
   }
 
-  result<void, errc> rm(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<void, errc> rm(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_rm(*ctx);
   }
 
   /// Child names, each followed by NUL, in creation order (the XS_DIRECTORY payload).
-  result<std::string, errc> directory(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::string, errc> directory(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -423,7 +453,7 @@ class store {
 
   /// The XS_DIRECTORY_PART payload: generation, NUL, the children from byte `offset` that
   /// fit, and one more NUL when the list ends there.
-  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, std::string_view path,
+  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, const node_path& path,
                                            std::uint64_t offset) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
@@ -459,7 +489,7 @@ class store {
   }
 
   /// Permission list of a node, e.g. {{none, 0}, {read, 5}}: owner first.
-  result<std::vector<perm>, errc> get_perms(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::vector<perm>, errc> get_perms(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, true);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -470,7 +500,7 @@ class store {
     return n->perms;
   }
 
-  result<void, errc> set_perms(conn_id id, std::uint32_t tx, std::string_view path,
+  result<void, errc> set_perms(conn_id id, std::uint32_t tx, const node_path& path,
                                const std::vector<perm>& perms) {
     auto ctx = begin_op(id, tx, path, true);
     if (!ctx) return unexpected{ctx.error()};
@@ -552,12 +582,12 @@ class store {
     return {};
   }
 
-  result<void, errc> watch(conn_id id, std::string_view path, std::string_view token) {
+  result<void, errc> watch(conn_id id, const node_path& path, std::string_view token) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, true);
+    auto kind = path.check(true);
     if (!kind) return unexpected{kind.error()};
-    std::string canon = canonical(*c, path, *kind);
+    std::string canon = canonical(*c, path.text(), *kind);
     for (auto& w : c->watches)
       if (w.path == canon && w.token == token) return unexpected{errc::eexist};
     if (c->watches.size() >= (c->privileged ? limits_.privileged_watches : limits_.watches))
@@ -569,12 +599,12 @@ class store {
     return {};
   }
 
-  result<void, errc> unwatch(conn_id id, std::string_view path, std::string_view token) {
+  result<void, errc> unwatch(conn_id id, const node_path& path, std::string_view token) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, true);
+    auto kind = path.check(true);
     if (!kind) return unexpected{kind.error()};
-    std::string canon = canonical(*c, path, *kind);
+    std::string canon = canonical(*c, path.text(), *kind);
     for (std::size_t i = 0; i < c->watches.size(); ++i) {
       if (c->watches[i].path == canon && c->watches[i].token == token) {
         c->watches.erase(c->watches.begin() + static_cast<std::ptrdiff_t>(i));
@@ -728,10 +758,10 @@ class store {
     return p;
   }
 
-  result<op, errc> begin_op(conn_id id, std::uint32_t tx, std::string_view path, bool allow_special) {
+  result<op, errc> begin_op(conn_id id, std::uint32_t tx, const node_path& path, bool allow_special) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, allow_special);
+    auto kind = path.check(allow_special);
     if (!kind) return unexpected{kind.error()};
     transaction* t = nullptr;
     if (tx != 0) {
@@ -739,7 +769,7 @@ class store {
       if (it == c->txs.end()) return unexpected{errc::enoent};
       t = it->second.get();
     }
-    return op{id, c, t, canonical(*c, path, *kind), *kind == path_kind::special};
+    return op{id, c, t, canonical(*c, path.text(), *kind), *kind == path_kind::special};
   }
 
   // ---- Node access through an optional transaction --------------------------------------
