@@ -17,7 +17,7 @@ using xenbus::detail::xs_type;
 // No peer: the harness feeds the connection's parser itself, no reader thread runs.
 struct null_transport {
   xenbus::xenstore::status send(std::span<const char>) { return {}; }
-  xenbus::xs_io receive(std::span<char>) { return std::size_t{0}; }
+  xenbus::xenstore::io_result receive(std::span<char>) { return std::size_t{0}; }
   void interrupt() noexcept {}
   void rearm() noexcept {}
 };

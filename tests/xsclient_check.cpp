@@ -29,7 +29,7 @@ int main() {
   auto a = xenstore::client::connect();
   auto b = xenstore::client::connect();
   if (!a || !b) {
-    std::printf("FAIL connect to %s: %.*s\n", xs_default_socket_path().c_str(),
+    std::printf("FAIL connect to %s: %.*s\n", xenstore::default_socket_path().c_str(),
                 static_cast<int>(a ? b.error().name().size() : a.error().name().size()),
                 (a ? b.error().name() : a.error().name()).data());
     return 1;

@@ -59,7 +59,7 @@ class scripted_peer {
 
   /// The client on the other end (call once).
   xenbus::xenstore::client client() {
-    auto t = xenbus::xs_fd_transport::adopt(client_fd_, true);
+    auto t = xenbus::xenstore::fd_transport::adopt(client_fd_, true);
     REQUIRE(t.has_value());
     return xenbus::xenstore::client{std::move(*t)};
   }

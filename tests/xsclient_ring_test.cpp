@@ -24,8 +24,6 @@
 
 using namespace std::chrono_literals;
 namespace xenstore = xenbus::xenstore;
-using xenbus::xs_eventfd_channel;
-using xenbus::xs_ring_transport;
 
 namespace {
 
@@ -41,7 +39,7 @@ struct alignas(4096) ring_page {
 /// the next reconnection.
 class ring_store_server {
  public:
-  explicit ring_store_server(ring_page& page, xs_eventfd_channel ch,
+  explicit ring_store_server(ring_page& page, xenstore::eventfd_channel ch,
                              std::uint32_t features = xenbus::xenstore_feature_reconnection |
                                                       xenbus::xenstore_feature_error)
       : page_{page}, ch_{std::move(ch)} {
@@ -115,7 +113,7 @@ class ring_store_server {
   }
 
   ring_page& page_;
-  xs_eventfd_channel ch_;
+  xenstore::eventfd_channel ch_;
   std::unique_ptr<xenbus::xenstore_ring_server> end_;
   int stop_fd_ = -1;
   std::thread thread_;
@@ -125,9 +123,9 @@ struct ring_fixture {
   ring_page page;
   std::unique_ptr<ring_store_server> server;
   xenstore::client client() {
-    auto [guest, srv] = xs_eventfd_channel::make_pair();
+    auto [guest, srv] = xenstore::eventfd_channel::make_pair();
     if (!server) server = std::make_unique<ring_store_server>(page, std::move(srv));
-    auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+    auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
     REQUIRE(t.has_value());
     return xenstore::client{std::move(*t)};
   }
@@ -203,8 +201,8 @@ TEST_CASE("a guest that finds a reconnection in progress waits for the server to
   page.layout()->server_features = xenbus::xenstore_feature_reconnection;
   page.layout()->connection = xenbus::xenstore_reconnect;
   page.layout()->req_prod = 77;  // garbage left behind: the reset clears it
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
   xenstore::client c{std::move(*t)};
   ring_store_server server{page, std::move(srv), xenbus::xenstore_feature_reconnection};
@@ -217,8 +215,8 @@ TEST_CASE("a guest that finds a reconnection in progress waits for the server to
 TEST_CASE("a hostile ring server latches the connection broken") {
   ring_page page;
   page.layout()->server_features = xenbus::xenstore_feature_error;
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
   xenstore::client c{std::move(*t)};
   auto r = std::async(std::launch::async, [&] { return c.read("/a"); });
@@ -261,8 +259,8 @@ TEST_CASE("a hostile ring server latches the connection broken") {
 
 TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sender instead of hanging") {
   ring_page page;
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
   xenstore::client c{std::move(*t)};
   c.set_reply_timeout(200ms);

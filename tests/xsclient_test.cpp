@@ -502,12 +502,12 @@ TEST_CASE("closing the client fails waiters with closed and ends watches") {
 
 TEST_CASE("the socket path follows libxenstore's environment variables") {
   ::setenv("XENSTORED_PATH", "/tmp/xs-a", 1);
-  CHECK(xenbus::xs_default_socket_path() == "/tmp/xs-a");
+  CHECK(xenbus::xenstore::default_socket_path() == "/tmp/xs-a");
   ::unsetenv("XENSTORED_PATH");
   ::setenv("XENSTORED_RUNDIR", "/tmp/xs-dir", 1);
-  CHECK(xenbus::xs_default_socket_path() == "/tmp/xs-dir/socket");
+  CHECK(xenbus::xenstore::default_socket_path() == "/tmp/xs-dir/socket");
   ::unsetenv("XENSTORED_RUNDIR");
-  CHECK(xenbus::xs_default_socket_path() == "/var/run/xenstored/socket");
+  CHECK(xenbus::xenstore::default_socket_path() == "/var/run/xenstored/socket");
 }
 
 TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xen)") {

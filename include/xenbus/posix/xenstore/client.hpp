@@ -67,38 +67,38 @@ namespace detail {
 /// The transport behind a client, type-erased so that xenstore::client is one concrete class.
 struct xs_transport_iface {
   virtual ~xs_transport_iface() = default;
-  /// xs_deadline_transport's send_until; without it, send() (the deadline is ignored).
-  virtual xs_io send_until(std::span<const char>, xs_clock::time_point) = 0;
+  /// xenstore::deadline_transport's send_until; without it, send() (the deadline is ignored).
+  virtual xenstore::io_result send_until(std::span<const char>, xenstore::transport_clock::time_point) = 0;
   virtual bool bounded_send() const noexcept = 0;
-  virtual xs_io receive(std::span<char>) = 0;
+  virtual xenstore::io_result receive(std::span<char>) = 0;
   virtual void interrupt() noexcept = 0;
   virtual void rearm() noexcept = 0;
   virtual bool can_reconnect() noexcept = 0;
   virtual xenstore::status reconnect() = 0;
 };
 
-template <xs_transport T>
+template <xenstore::transport T>
 class xs_transport_box final : public xs_transport_iface {
  public:
   explicit xs_transport_box(T&& t) : t_{std::move(t)} {}
-  xs_io send_until(std::span<const char> b, xs_clock::time_point d) override {
-    if constexpr (xs_deadline_transport<T>) {
+  xenstore::io_result send_until(std::span<const char> b, xenstore::transport_clock::time_point d) override {
+    if constexpr (xenstore::deadline_transport<T>) {
       return t_.send_until(b, d);
     } else {
       if (auto r = t_.send(b); !r) return unexpected{r.error()};
       return b.size();
     }
   }
-  bool bounded_send() const noexcept override { return xs_deadline_transport<T>; }
-  xs_io receive(std::span<char> b) override { return t_.receive(b); }
+  bool bounded_send() const noexcept override { return xenstore::deadline_transport<T>; }
+  xenstore::io_result receive(std::span<char> b) override { return t_.receive(b); }
   void interrupt() noexcept override { t_.interrupt(); }
   void rearm() noexcept override { t_.rearm(); }
   bool can_reconnect() noexcept override {
-    if constexpr (xs_reconnectable_transport<T>) return t_.reconnect_supported();
+    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect_supported();
     else return false;
   }
   xenstore::status reconnect() override {
-    if constexpr (xs_reconnectable_transport<T>) return t_.reconnect();
+    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect();
     else return unexpected{xenstore::error{xenstore::errc::unsupported}};
   }
 
@@ -280,7 +280,7 @@ class xs_conn {
     const auto deadline = request_deadline();
     {
       std::unique_lock wl{write_mu_, std::defer_lock};
-      if (deadline == xs_clock::time_point::max()) {
+      if (deadline == xenstore::transport_clock::time_point::max()) {
         wl.lock();
       } else if (!wl.try_lock_until(deadline)) {
         // Another sender has held the wire for a whole timeout: the server is not reading.
@@ -504,10 +504,10 @@ class xs_conn {
   }
 
  private:
-  xs_clock::time_point request_deadline() const {
+  xenstore::transport_clock::time_point request_deadline() const {
     std::lock_guard l{mu_};
-    if (reply_timeout_.count() <= 0) return xs_clock::time_point::max();
-    return xs_clock::now() + reply_timeout_;
+    if (reply_timeout_.count() <= 0) return xenstore::transport_clock::time_point::max();
+    return xenstore::transport_clock::now() + reply_timeout_;
   }
 
   // Caller holds mu_.
@@ -519,7 +519,7 @@ class xs_conn {
 
   // Caller holds write_mu_, so reconnect() sees either none or all of this request. Queued
   // XS_UNWATCH frames go first: one of them may be half on the wire already.
-  xenstore::status send_locked(std::string& frame, xs_pending& p, xs_clock::time_point deadline) {
+  xenstore::status send_locked(std::string& frame, xs_pending& p, xenstore::transport_clock::time_point deadline) {
     if (!flush_deferred_locked(deadline)) {
       latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
       return unexpected{health().error()};
@@ -539,7 +539,7 @@ class xs_conn {
   // passed first (the rest of a frame begun stays first in the queue) or the transport
   // failed (latched). Only a write_mu_ holder removes from deferred_, so the front frame
   // stays in place while it is sent without mu_ (a deque's push_back moves no element).
-  bool flush_deferred_locked(xs_clock::time_point deadline) {
+  bool flush_deferred_locked(xenstore::transport_clock::time_point deadline) {
     for (;;) {
       std::string_view rest;
       {
@@ -566,7 +566,7 @@ class xs_conn {
   }
 
   // Sends queued XS_UNWATCH frames if nobody holds the wire, without waiting for room:
-  // never blocks on an xs_deadline_transport. A holder of write_mu_ runs this after
+  // never blocks on an xenstore::deadline_transport. A holder of write_mu_ runs this after
   // releasing it, so a frame queued while it sent is not left behind. A destructor leaves
   // the frames of a transport without send_until (whose send may block) to the next request.
   void kick_deferred(bool from_destructor) {
@@ -577,12 +577,12 @@ class xs_conn {
     }
     std::unique_lock wl{write_mu_, std::try_to_lock};
     if (!wl.owns_lock()) return;  // the holder kicks after its own frame
-    (void)flush_deferred_locked(xs_clock::time_point::min());
+    (void)flush_deferred_locked(xenstore::transport_clock::time_point::min());
   }
 
-  result<std::string, xenstore::error> wait(xs_pending& p, xs_clock::time_point deadline) {
+  result<std::string, xenstore::error> wait(xs_pending& p, xenstore::transport_clock::time_point deadline) {
     std::unique_lock l{mu_};
-    if (deadline != xs_clock::time_point::max()) {
+    if (deadline != xenstore::transport_clock::time_point::max()) {
       if (!cv_.wait_until(l, deadline, [&] { return p.done; })) {
         // A server that does not answer is treated like one that answers garbage: the
         // reply could still arrive later, so the connection cannot be trusted any more.
@@ -817,8 +817,8 @@ class watch {
 /// server latches the connection broken: later calls fail with that error.
 class client {
  public:
-  /// Starts a client over `transport` (an xs_fd_transport, xs_ring_transport, ...).
-  template <xs_transport T>
+  /// Starts a client over `transport` (an xenstore::fd_transport, xenstore::ring_transport, ...).
+  template <xenstore::transport T>
   explicit client(T transport)
       : conn_{std::make_shared<xenbus::detail::xs_conn>(
             std::make_unique<xenbus::detail::xs_transport_box<T>>(std::move(transport)))} {
@@ -827,7 +827,7 @@ class client {
 
   /// Connects to xenstored's unix socket (default: $XENSTORED_PATH as libxenstore does).
   static result<xenstore::client, xenstore::error> connect(std::string_view socket_path = {}) {
-    auto t = xs_fd_transport::connect_unix(socket_path);
+    auto t = xenstore::fd_transport::connect_unix(socket_path);
     if (!t) return unexpected{t.error()};
     return xenstore::client{std::move(*t)};
   }
@@ -840,8 +840,8 @@ class client {
     return unexpected{c.error()};  // the socket's failure says more off Xen
   }
   /// Opens /dev/xen/xenbus (in a Xen domain).
-  static result<xenstore::client, xenstore::error> open_device(const char* path = xs_xenbus_device) {
-    auto t = xs_fd_transport::open_device(path);
+  static result<xenstore::client, xenstore::error> open_device(const char* path = xenstore::xenbus_device) {
+    auto t = xenstore::fd_transport::open_device(path);
     if (!t) return unexpected{t.error()};
     return xenstore::client{std::move(*t)};
   }
