@@ -546,3 +546,24 @@ TEST_CASE("a watch may outlive its client: it ends with closed and unregisters n
   CHECK(kept->next(0ms).error() == xenstore::errc::closed);
   kept.reset();  // no use-after-free (ASan), no request on a closed connection
 }
+
+// The names before 0.2.0 still compile (with a deprecation warning) and are the new types.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+#include <xenbus/posix/xenstore/ring_transport.hpp>
+#include <xenbus/xenstore/client_error.hpp>
+#include <type_traits>
+static_assert(std::is_same_v<xenbus::xs_client, xenbus::xenstore::client>);
+static_assert(std::is_same_v<xenbus::xs_watch, xenbus::xenstore::watch>);
+static_assert(std::is_same_v<xenbus::xs_tx, xenbus::xenstore::tx>);
+static_assert(std::is_same_v<xenbus::xs_errc, xenbus::xenstore::errc>);
+static_assert(std::is_same_v<xenbus::xs_error, xenbus::xenstore::error>);
+static_assert(std::is_same_v<xenbus::xs_fault, xenbus::xenstore::fault>);
+static_assert(std::is_same_v<xenbus::xs_fd_transport, xenbus::xenstore::fd_transport>);
+static_assert(std::is_same_v<xenbus::xs_ring_transport<xenbus::xs_eventfd_channel>,
+                             xenbus::xenstore::ring_transport<xenbus::xenstore::eventfd_channel>>);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
