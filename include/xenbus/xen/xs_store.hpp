@@ -24,7 +24,7 @@ namespace xen {
 
 /// The error behind a failed libxenstore call. libxenstore turns the server's XS_ERROR name
 /// into errno through xsd_errors[] (get_error() in xs.c); this is its inverse, so every name
-/// of xsd_errors[] comes back as itself (tests/xen_adapters_test.cpp walks xsd_errors[]).
+/// of xsd_errors[] comes back as itself (tests/device_test.cpp walks xsd_errors[]).
 /// Any other errno is libxenstore's own failure on the connection: broken.
 constexpr xenstore::errc errc_from_errno(int e) noexcept {
   using xenstore::errc;

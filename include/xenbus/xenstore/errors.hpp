@@ -150,7 +150,7 @@ using status = result<void, error>;
 
 #if XENBUS_HAVE_XS_WIRE_H && defined(EINVAL)
 // xsd_errors[] is a static const array, not constexpr: its length can be checked here, its
-// entries only at run time (tests/xenstore_errors_test.cpp). XSD_ERROR(x) spells a name from
+// entries only at run time (tests/xenstore_wire_test.cpp). XSD_ERROR(x) spells a name from
 // the errno macro itself, so this copy in our order proves each of our names is a real errno
 // name, spelled as Xen spells it. (xs_wire.h defines both only when <errno.h> came first.)
 namespace detail {
