@@ -84,7 +84,7 @@ volatile std::sig_atomic_t stop_requested = 0;
 
 bool device_gone(client_store& s, const std::string& dir) {
   auto r = s.read(no_tx, dir + "/state");
-  return !r && r.error().code == store_errc::noent;
+  return !r && r.error().code == store_errc::enoent;
 }
 
 int run_backend(const options& o, client_store& s, posix::machine& m) {

@@ -9,7 +9,7 @@
 #include <poll.h>
 
 int main() {
-  auto xs = xenbus::xs_client::connect();  // $XENSTORED_PATH, as libxenstore
+  auto xs = xenbus::xenstore::client::connect();  // $XENSTORED_PATH, as libxenstore
   if (!xs) {
     std::fprintf(stderr, "connect: %s\n", std::string(xs.error().name()).c_str());
     return 1;
@@ -18,7 +18,7 @@ int main() {
   const std::string be = "/local/domain/0/backend/vif/1/0";
 
   // Publish the ring details and the state together; retried if a commit conflicts.
-  auto published = xs->transact([&](xenbus::xs_tx tx) -> xenbus::xs_status {
+  auto published = xs->transact([&](xenbus::xenstore::tx tx) -> xenbus::xenstore::status {
     if (auto r = xs->write(fe + "/ring-ref", "8", tx); !r) return r;
     if (auto r = xs->write(fe + "/event-channel", "3", tx); !r) return r;
     return xs->write(fe + "/state", "3", tx);  // Initialised

@@ -118,9 +118,9 @@ struct world {
   void remove(bool f, bool b) {
     auto r = in_transaction(ts_conn, [&](store_tx tx) -> result<void, store_error> {
       if (f)
-        if (auto e = ts_conn.remove(tx, addr.frontend_dir()); !e && e.error().code != store_errc::noent) return e;
+        if (auto e = ts_conn.remove(tx, addr.frontend_dir()); !e && e.error().code != store_errc::enoent) return e;
       if (b)
-        if (auto e = ts_conn.remove(tx, addr.backend_dir()); !e && e.error().code != store_errc::noent) return e;
+        if (auto e = ts_conn.remove(tx, addr.backend_dir()); !e && e.error().code != store_errc::enoent) return e;
       return {};
     });
     if (!r) fail("the toolstack could not remove a directory");

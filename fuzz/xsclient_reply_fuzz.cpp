@@ -16,8 +16,8 @@ using xenbus::detail::xs_type;
 
 // No peer: the harness feeds the connection's parser itself, no reader thread runs.
 struct null_transport {
-  xenbus::xs_status send(std::span<const char>) { return {}; }
-  xenbus::xs_io receive(std::span<char>) { return std::size_t{0}; }
+  xenbus::xenstore::status send(std::span<const char>) { return {}; }
+  xenbus::xenstore::io_result receive(std::span<char>) { return std::size_t{0}; }
   void interrupt() noexcept {}
   void rearm() noexcept {}
 };
@@ -76,7 +76,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       if (p->type == xs_type::directory_part) {
         // A checked part splits into a number and whole, valid names.
         const auto part = xenbus::detail::xs_split_dir_part(p->payload);
-        check(xenbus::xenstore::parse_u64(part.generation).has_value());
+        check(xenbus::xenstore::parse_decimal(part.generation).has_value());
         check(part.names.empty() || part.names.back() == '\0');
         for (auto n : xenbus::xenstore::string_list{part.names})
           check(xenbus::detail::xs_valid_node_name(n));

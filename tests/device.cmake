@@ -16,7 +16,7 @@ xenbus_add_test(xenbus-device-tests LABELS device SOURCES device_test.cpp)
 target_link_libraries(xenbus-device-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-device-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"
   "DEVICE_ENVS=inproc_env,socket_env")
-# The same sequences with our xs_client (a reader thread per connection): also run under TSan.
+# The same sequences with our xenstore::client (a reader thread per connection): also run under TSan.
 xenbus_add_test(xenbus-device-client-tests LABELS device-threads SOURCES device_test.cpp)  # matches -L threads and -L device
 target_link_libraries(xenbus-device-client-tests PRIVATE xenstore)
 target_compile_definitions(xenbus-device-client-tests PRIVATE XENBUS_XENSTORED_BINARY="${xenbus_xenstored_binary}"

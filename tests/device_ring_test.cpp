@@ -30,7 +30,7 @@ class rings_server {
   static constexpr int max_rings = 4;
   explicit rings_server(int n) : n_{n} {
     for (int i = 0; i < n_; ++i) {
-      auto [guest, server] = xs_eventfd_channel::make_pair();
+      auto [guest, server] = xenstore::eventfd_channel::make_pair();
       guest_ch_[i].emplace(std::move(guest));
       r_[i].ch.emplace(std::move(server));
       auto end = xenstore_ring_server::attach(pages_[i].bytes, xenstore_feature_reconnection | xenstore_feature_error);
@@ -50,15 +50,15 @@ class rings_server {
   }
   /// The guest end of ring i, as a device_store (call once per ring).
   client_store guest(int i) {
-    auto t = xs_ring_transport<xs_eventfd_channel>::attach(pages_[i].bytes, std::move(*guest_ch_[i]));
+    auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(pages_[i].bytes, std::move(*guest_ch_[i]));
     REQUIRE(t.has_value());
-    return client_store{xs_client{std::move(*t)}};
+    return client_store{xenstore::client{std::move(*t)}};
   }
   std::atomic<unsigned> reconnects{0};
 
  private:
   struct ring {
-    std::optional<xs_eventfd_channel> ch;
+    std::optional<xenstore::eventfd_channel> ch;
     std::optional<xenstore_ring_server> end;
     xenstore::conn_id conn;
     std::unique_ptr<xenstore::decoder> dec;
@@ -126,7 +126,7 @@ class rings_server {
   int n_;
   xenstore::store store_;
   ring_page pages_[max_rings];
-  std::optional<xs_eventfd_channel> guest_ch_[max_rings];
+  std::optional<xenstore::eventfd_channel> guest_ch_[max_rings];
   ring r_[max_rings];
   int stop_fd_ = -1;
   std::thread thread_;

@@ -1,6 +1,11 @@
 // Tests include/xenbus/hosted/device/{frontend,backend,toolstack}.hpp: every sequence of the standard
 // table end to end, in-process and over the xenbus-xenstored socket server.
+// <cerrno> first: <xen/io/xs_wire.h> defines xsd_errors[] only when EINVAL exists.
+#include <cerrno>
+
 #include "device_test_support.hpp"
+
+#include <string_view>
 
 using namespace devtest;
 using xenbus::close_reason;
@@ -11,6 +16,28 @@ using xenbus::state;
 #ifndef DEVICE_ENVS
 #define DEVICE_ENVS inproc_env, socket_env, client_env
 #endif
+
+// One error vocabulary (xenstore/errors.hpp): each device_store passes the server's errno
+// name on unchanged. The store answers a watch beyond privileged_watches with E2BIG; before
+// 0.2.0 every device_store folded it into ENOSPC ("quota").
+TEST_CASE_TEMPLATE("a store's E2BIG reaches the driver as E2BIG, not as ENOSPC", Env, DEVICE_ENVS) {
+  Env env{1};  // one watch per (privileged) connection
+  REQUIRE(env.ok());
+  auto& s = env.connect(0);
+  REQUIRE(s.watch("/a", "one").has_value());
+  auto again = s.watch("/b", "two");
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error().code == xenbus::store_errc::e2big);
+  CHECK(again.error().name() == std::string_view{"E2BIG"});
+}
+
+TEST_CASE("xen::errc_from_errno inverts libxenstore's errno for every name of xsd_errors[]") {
+  for (const auto& e : xsd_errors) {
+    CAPTURE(e.errstring);
+    CHECK(xenbus::xenstore::to_string(xenbus::xen::errc_from_errno(e.errnum)) == std::string_view{e.errstring});
+  }
+  CHECK(xenbus::xen::errc_from_errno(EPIPE) == xenbus::store_errc::broken);
+}
 
 TEST_CASE_TEMPLATE("startup: InitWait, Initialised, Connected, and requests flow through the ring", Env, DEVICE_ENVS) {
   rig<Env> r;
@@ -290,8 +317,8 @@ TEST_CASE_TEMPLATE("a removed device stays removed when its drivers close or mov
   CHECK_MESSAGE(settled, r.dump());
   CHECK_MESSAGE(children(fe_parent).empty(), r.dump());
   CHECK_MESSAGE(children(be_parent).empty(), r.dump());
-  CHECK(r.ts_store.read(0, fe + "/state").error().code == store_errc::noent);
-  CHECK(r.ts_store.read(0, be + "/state").error().code == store_errc::noent);
+  CHECK(r.ts_store.read(0, fe + "/state").error().code == store_errc::enoent);
+  CHECK(r.ts_store.read(0, be + "/state").error().code == store_errc::enoent);
   const close_reason expected = fatal_first ? close_reason::resource_failed : close_reason::device_removed;
   for (auto& f : r.frontends) CHECK(f.reason() == expected);
   for (auto& b : r.backends) CHECK(b.reason() != close_reason::none);
@@ -312,12 +339,12 @@ TEST_CASE_TEMPLATE("the toolstack does not re-create a removed device when it un
   SUBCASE("unplug") {
     auto u = r.tk.unplug();
     REQUIRE_FALSE(u.has_value());
-    CHECK(u.error().store == store_errc::noent);
+    CHECK(u.error().store == store_errc::enoent);
   }
   SUBCASE("reconfigure") {
     auto c = r.tk.reconfigure();
     REQUIRE_FALSE(c.has_value());
-    CHECK(c.error().store == store_errc::noent);
+    CHECK(c.error().store == store_errc::enoent);
   }
   auto d = r.ts_store.directory(0, be_parent);
   CHECK((!d || d->empty()));

@@ -64,6 +64,13 @@ struct inproc_env {
   static constexpr const char* name = "in-process";
   static constexpr bool live = false;  // nothing changes the store while we wait
   xenstore::store store;
+  /// `privileged_watches`: the store's limit of that name (0: the default).
+  explicit inproc_env(std::size_t privileged_watches = 0) : store{with_watches(privileged_watches)} {}
+  static xenstore::limits with_watches(std::size_t n) {
+    xenstore::limits l;
+    if (n) l.privileged_watches = n;
+    return l;
+  }
   std::deque<embedded_store> conns;
   bool ok() const { return true; }
   store_type& connect(domid_t d) { return conns.emplace_back(store, d, true); }
@@ -78,13 +85,16 @@ struct socket_env {
   pid_t server = -1;
   std::deque<xen::xs_store> conns;
 
-  socket_env() {
+  /// `privileged_watches`: the server's limit of that name, through --limit (0: the default).
+  explicit socket_env(std::size_t privileged_watches = 0) {
     char tmpl[] = "/tmp/xenbus-device-XXXXXX";
     if (!::mkdtemp(tmpl)) return;
     dir = tmpl;
     socket = dir + "/socket";
     std::string bin = XENBUS_XENSTORED_BINARY;
-    char* argv[] = {bin.data(), const_cast<char*>("--socket"), socket.data(), nullptr};
+    std::string limit = "privileged_watches=" + std::to_string(privileged_watches);
+    char* argv[] = {bin.data(), const_cast<char*>("--socket"), socket.data(),
+                    privileged_watches ? const_cast<char*>("--limit") : nullptr, limit.data(), nullptr};
     if (::posix_spawn(&server, bin.c_str(), nullptr, nullptr, argv, environ) != 0) server = -1;
     // The socket file appears at bind(), before listen(): wait until a connect succeeds.
     for (int i = 0; i < 1000 && server > 0 && !accepts(); ++i)
@@ -120,10 +130,11 @@ struct socket_env {
   }
 };
 
-/// Over the socket with our own client (xs_client) instead of libxenstore.
+/// Over the socket with our own client (xenstore::client) instead of libxenstore.
 struct client_env : socket_env {
   using store_type = client_store;
-  static constexpr const char* name = "xenbus-xenstored socket, xs_client";
+  static constexpr const char* name = "xenbus-xenstored socket, xenstore::client";
+  using socket_env::socket_env;
   std::deque<client_store> clients;
   ~client_env() { clients.clear(); }
   store_type& connect(domid_t) {

@@ -96,8 +96,8 @@ TEST_CASE("a xenstore reconnection loses open transactions and fires every watch
   auto tx = s.transaction_start();
   REQUIRE(tx.has_value());
   REQUIRE(s.reconnect().has_value());
-  CHECK(s.write(*tx, "/a", "1").error().code == store_errc::again);
-  CHECK(s.transaction_end(*tx, true).error().code == store_errc::again);
+  CHECK(s.write(*tx, "/a", "1").error().code == store_errc::eagain);
+  CHECK(s.transaction_end(*tx, true).error().code == store_errc::eagain);
   auto ev = s.next_watch_event(0);
   REQUIRE(ev.has_value());
   CHECK(ev->path == "/a");

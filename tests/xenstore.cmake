@@ -3,6 +3,7 @@ xenbus_add_freestanding_check(xenbus-xenstore-freestanding xenstore_freestanding
 
 xenbus_add_test(xenbus-xenstore-tests LABELS xenstore SOURCES
   xenstore_wire_test.cpp
+  xenstore_decimal_test.cpp
   xenstore_store_test.cpp
   xenstore_server_test.cpp)
 find_package(Threads REQUIRED)

@@ -20,16 +20,16 @@ void expect(bool ok, const char* what) {
   if (!ok) ++failures;
 }
 template <class T>
-bool is(const result<T, xs_error>& r, const T& want) {
+bool is(const result<T, xenstore::error>& r, const T& want) {
   return r.has_value() && *r == want;
 }
 }  // namespace
 
 int main() {
-  auto a = xs_client::connect();
-  auto b = xs_client::connect();
+  auto a = xenstore::client::connect();
+  auto b = xenstore::client::connect();
   if (!a || !b) {
-    std::printf("FAIL connect to %s: %.*s\n", xs_default_socket_path().c_str(),
+    std::printf("FAIL connect to %s: %.*s\n", xenstore::default_socket_path().c_str(),
                 static_cast<int>(a ? b.error().name().size() : a.error().name().size()),
                 (a ? b.error().name() : a.error().name()).data());
     return 1;
@@ -45,10 +45,10 @@ int main() {
   expect(is(dir, std::vector<std::string>{"d", "x"}), "directory");
   expect(is(a->directory(base + "/d"), std::vector<std::string>{}), "empty directory");
   auto missing = a->read(base + "/nope");
-  expect(!missing && missing.error() == xs_errc::enoent, "ENOENT by name");
-  const xs_perm perms[] = {{xs_access::none, 5}, {xs_access::read, 0}};
+  expect(!missing && missing.error() == xenstore::errc::enoent, "ENOENT by name");
+  const xenstore::perm perms[] = {{xenstore::access::none, 5}, {xenstore::access::read, 0}};
   expect(a->set_perms(base + "/x", perms).has_value(), "set_perms");
-  expect(is(a->get_perms(base + "/x"), std::vector<xs_perm>(std::begin(perms), std::end(perms))), "get_perms");
+  expect(is(a->get_perms(base + "/x"), std::vector<xenstore::perm>(std::begin(perms), std::end(perms))), "get_perms");
   expect(is(a->get_domain_path(3), std::string("/local/domain/3")), "get_domain_path");
 
   auto tx = a->transaction_start();
@@ -58,10 +58,10 @@ int main() {
     (void)a->write(base + "/x", "tx", *tx);
     (void)b->write(base + "/x", "other");
     auto end = a->transaction_end(*tx, true);
-    expect(!end && end.error() == xs_errc::eagain, "conflicting commit answers EAGAIN");
+    expect(!end && end.error() == xenstore::errc::eagain, "conflicting commit answers EAGAIN");
   }
   int attempts = 0;
-  auto r = a->transact([&](xs_tx t) -> xs_status {
+  auto r = a->transact([&](xenstore::tx t) -> xenstore::status {
     ++attempts;
     auto v = a->read(base + "/x", t);
     if (!v) return unexpected{v.error()};
@@ -88,7 +88,7 @@ int main() {
   // server has it (C xenstored, ours), else E2BIG as libxenstore reports it. oxenstored has
   // no DIRECTORY_PART and sends the whole list in a reply above XENSTORE_PAYLOAD_MAX, which
   // our client (like libxenstore's read_message) refuses: that connection is latched broken.
-  auto c = xs_client::connect();
+  auto c = xenstore::client::connect();
   std::vector<std::string> made;
   std::size_t bytes = 0;
   for (int i = 0; c && bytes <= 4096 + 512; ++i) {
@@ -100,8 +100,8 @@ int main() {
   if (c) {
     auto big = c->directory(base + "/big");
     if (big) std::sort(big->begin(), big->end());
-    expect(is(big, made) || (!big && big.error() == xs_errc::e2big) ||
-               (!big && big.error().fault == xs_fault::oversized_len),
+    expect(is(big, made) || (!big && big.error() == xenstore::errc::e2big) ||
+               (!big && big.error().fault == xenstore::fault::oversized_len),
            "a directory over 4 KiB: listed in parts, E2BIG, or refused as oversized");
     std::printf("     (directory over 4 KiB: %s%s)\n", big ? "listed" : std::string(big.error().name()).c_str(),
                 big ? "" : (" - " + std::string(big.error().reason())).c_str());

@@ -16,8 +16,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using xenbus::xs_errc;
-using xenbus::xs_fault;
+namespace xenstore = xenbus::xenstore;
 using xstest::msg;
 using xstest::nul;
 using xstest::ok;
@@ -32,7 +31,7 @@ auto run(F f) {
 }
 
 // Registers a watch answered OK by the scripted server; returns it and its token.
-std::pair<xenbus::xs_watch, std::string> watched(scripted_peer& srv, xenbus::xs_client& c,
+std::pair<xenbus::xenstore::watch, std::string> watched(scripted_peer& srv, xenbus::xenstore::client& c,
                                                   const char* path, std::size_t capacity = 64) {
   auto w = run([&] { return c.watch(path, capacity); });
   auto f = srv.recv();
@@ -44,7 +43,7 @@ std::pair<xenbus::xs_watch, std::string> watched(scripted_peer& srv, xenbus::xs_
 }
 
 // A read answered after everything sent before it: the reader has handled all of that.
-void barrier(scripted_peer& srv, xenbus::xs_client& c) {
+void barrier(scripted_peer& srv, xenbus::xenstore::client& c) {
   auto r = run([&] { return c.read("/barrier"); });
   auto f = srv.recv();
   srv.send(msg(xs_type::read, f.req_id, "b"));
@@ -78,7 +77,7 @@ TEST_CASE("DIRECTORY names are still checked: what no node name may hold is refu
     srv.send(msg(xs_type::directory, f.req_id, bad.substr(0, 4096)));
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::malformed_payload);
+    CHECK(v.error().fault == xenstore::fault::malformed_payload);
   }
 }
 
@@ -98,7 +97,7 @@ TEST_CASE("a relative watch's event path may be longer than a relative path a cl
   CHECK(c.health().has_value());
   SUBCASE("beyond an absolute path's length it is refused") {
     srv.send(msg(xs_type::watch_event, 0, nul(std::string(3073, 'n')) + nul(token)));
-    CHECK(w.next(5000ms).error().fault == xs_fault::malformed_event);
+    CHECK(w.next(5000ms).error().fault == xenstore::fault::malformed_event);
   }
 }
 
@@ -151,17 +150,17 @@ TEST_CASE("directory falls back to DIRECTORY_PART on E2BIG, and restarts when th
   SUBCASE("a server without DIRECTORY_PART: E2BIG, as libxenstore reports it") {
     auto f = srv.recv();
     srv.send(msg(xs_type::error, f.req_id, nul("ENOSYS")));
-    CHECK(r.get().error() == xs_errc::e2big);
+    CHECK(r.get().error() == xenstore::errc::e2big);
     CHECK(c.health().has_value());
   }
   SUBCASE("a generation that keeps moving: eagain after a bounded number of restarts") {
     serve_part(srv, "0", nul("1") + nul("a"));
-    for (unsigned i = 0; i <= xenbus::xs_client::directory_max_restarts; ++i) {
+    for (unsigned i = 0; i <= xenbus::xenstore::client::directory_max_restarts; ++i) {
       serve_part(srv, "2", nul(std::to_string(100 + i)) + nul("b"));
-      if (i < xenbus::xs_client::directory_max_restarts)
+      if (i < xenbus::xenstore::client::directory_max_restarts)
         serve_part(srv, "0", nul(std::to_string(100 + i)) + nul("a"));
     }
-    CHECK(r.get().error() == xs_errc::eagain);
+    CHECK(r.get().error() == xenstore::errc::eagain);
     CHECK(c.health().has_value());
   }
   SUBCASE("a part with neither names nor the end latches broken (no endless asking)") {
@@ -169,16 +168,16 @@ TEST_CASE("directory falls back to DIRECTORY_PART on E2BIG, and restarts when th
     serve_part(srv, "2", nul("7"));
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::malformed_payload);
-    CHECK(c.health().error().fault == xs_fault::malformed_payload);
+    CHECK(v.error().fault == xenstore::fault::malformed_payload);
+    CHECK(c.health().error().fault == xenstore::fault::malformed_payload);
   }
   SUBCASE("a malformed part latches broken") {
     serve_part(srv, "0", nul("7x") + nul("a") + '\0');  // generation not a number
-    CHECK(r.get().error().fault == xs_fault::malformed_payload);
+    CHECK(r.get().error().fault == xenstore::fault::malformed_payload);
   }
   SUBCASE("a bad name in a part latches broken") {
     serve_part(srv, "0", nul("7") + nul("a/b") + '\0');
-    CHECK(r.get().error().fault == xs_fault::malformed_payload);
+    CHECK(r.get().error().fault == xenstore::fault::malformed_payload);
   }
 }
 
@@ -190,12 +189,12 @@ TEST_CASE("a listing in parts is bounded: beyond directory_max_bytes it fails wi
   // Parts of 3001 bytes of names each (one name of 3000 characters, a name's most is 3072).
   const std::string name(3000, 'n');
   std::size_t offset = 0;
-  while (offset + 3001 <= xenbus::xs_client::directory_max_bytes) {
+  while (offset + 3001 <= xenbus::xenstore::client::directory_max_bytes) {
     serve_part(srv, std::to_string(offset), nul("1") + nul(name));
     offset += 3001;
   }
   serve_part(srv, std::to_string(offset), nul("1") + nul(name));  // this one would pass the bound
-  CHECK(r.get().error() == xs_errc::e2big);
+  CHECK(r.get().error() == xenstore::errc::e2big);
   CHECK(c.health().has_value());
 }
 
@@ -206,7 +205,7 @@ TEST_CASE("with a reply timeout, a server that stops reading fails the sender in
   srv.shrink_client_send_buffer();
   auto c = srv.client();
   // Requests without a timeout fill the socket: the server reads nothing from here on.
-  std::vector<std::future<xenbus::xs_status>> fillers;
+  std::vector<std::future<xenbus::xenstore::status>> fillers;
   for (int i = 0; i < 4; ++i)
     fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
   std::this_thread::sleep_for(100ms);  // let them fill it (more than fits in any case)
@@ -218,10 +217,10 @@ TEST_CASE("with a reply timeout, a server that stops reading fails the sender in
   auto v = r.get();
   REQUIRE(!v.has_value());
   if (bounded) {
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::send_timeout);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::send_timeout);
     CHECK(!v.error().reason().empty());
-    CHECK(c.health().error().fault == xs_fault::send_timeout);
+    CHECK(c.health().error().fault == xenstore::fault::send_timeout);
   }
   for (auto& f : fillers) CHECK(!f.get().has_value());
 }
@@ -234,7 +233,7 @@ TEST_CASE("destroying a watch returns at once while the server does not read, an
   auto watched_ = watched(srv, c, "/w");
   auto& w = watched_.first;
   const std::string token = watched_.second;
-  std::vector<std::future<xenbus::xs_status>> fillers;
+  std::vector<std::future<xenbus::xenstore::status>> fillers;
   for (int i = 0; i < 4; ++i)
     fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
   std::this_thread::sleep_for(100ms);
@@ -330,7 +329,7 @@ TEST_CASE("a watch queue forgets a path once taken: the same path queues again a
   CHECK(w.stats().coalesced == 2);
   CHECK(w.try_next()->path == "/w/b");
   CHECK(w.try_next()->path == "/w/a");
-  CHECK(w.try_next().error() == xs_errc::timeout);
+  CHECK(w.try_next().error() == xenstore::errc::timeout);
 }
 
 TEST_CASE("a watch queue of capacity 100000 takes a flood of 100000 distinct events") {
@@ -360,5 +359,5 @@ TEST_CASE("a watch queue of capacity 100000 takes a flood of 100000 distinct eve
       break;
     }
   }
-  CHECK(w.try_next().error() == xs_errc::timeout);
+  CHECK(w.try_next().error() == xenstore::errc::timeout);
 }

@@ -1,5 +1,5 @@
 // Tests include/xenbus/posix/xenstore/client.hpp next to Xen's own clients on one server: the real
-// libxenstore (xs_open, transactions, xs_watch) and the xenstore-* tools, against our server
+// libxenstore (xs_open, transactions, xenstore::watch) and the xenstore-* tools, against our server
 // in-process and against the xenbus-xenstored program.
 #include <xenbus/posix/xenstore/client.hpp>
 #include <xenbus/posix/xenstore/server.hpp>
@@ -28,11 +28,7 @@ extern "C" {
 extern char** environ;
 
 using namespace std::chrono_literals;
-using xenbus::xs_access;
-using xenbus::xs_client;
-using xenbus::xs_errc;
-using xenbus::xs_perm;
-using xenbus::xs_tx;
+namespace xenstore = xenbus::xenstore;
 
 namespace {
 
@@ -125,7 +121,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
   xenbus::xenstore::server_thread server{temp_path("srv") + ".sock"};
   REQUIRE(server.ok());
   libxs lx{server.path()};
-  auto c = xs_client::connect(server.path());
+  auto c = xenstore::client::connect(server.path());
   REQUIRE(c.has_value());
 
   REQUIRE(lx.write("/interop/from-libxs", "hello"));
@@ -135,7 +131,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
   CHECK(c->directory("/interop").value() == std::vector<std::string>{"from-libxs", "from-ours"});
 
   SUBCASE("permissions set by one are read by the other") {
-    const xs_perm ours[] = {{xs_access::none, 4}, {xs_access::read, 5}};
+    const xenstore::perm ours[] = {{xenstore::access::none, 4}, {xenstore::access::read, 5}};
     REQUIRE(c->set_perms("/interop/from-ours", ours).has_value());
     unsigned n = 0;
     xs_permissions* p = xs_get_permissions(lx.h, XBT_NULL, "/interop/from-ours", &n);
@@ -149,7 +145,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
     xs_permissions theirs[] = {{6, XS_PERM_READ | XS_PERM_WRITE}, {2, XS_PERM_WRITE}};
     REQUIRE(xs_set_permissions(lx.h, XBT_NULL, "/interop/from-libxs", theirs, 2));
     CHECK(c->get_perms("/interop/from-libxs").value() ==
-          std::vector<xs_perm>{{xs_access::both, 6}, {xs_access::write, 2}});
+          std::vector<xenstore::perm>{{xenstore::access::both, 6}, {xenstore::access::write, 2}});
   }
   SUBCASE("our watch sees libxenstore's write") {
     auto w = c->watch("/interop");
@@ -159,7 +155,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
     CHECK(w->next(5000ms).value().path == "/interop/new");
   }
   SUBCASE("libxenstore's watch sees our write") {
-    REQUIRE(xs_watch(lx.h, "/interop", "tok"));
+    REQUIRE(::xs_watch(lx.h, "/interop", "tok"));
     REQUIRE(c->write("/interop/ours2", "2").has_value());
     CHECK(lx.wait_event("/interop/ours2", "tok"));
     REQUIRE(xs_unwatch(lx.h, "/interop", "tok"));
@@ -176,7 +172,7 @@ TEST_CASE("libxenstore and our client on one server see each other's writes, per
   }
   SUBCASE("our transact retries after a libxenstore write conflicts, and commits") {
     int attempts = 0;
-    auto r = c->transact([&](xs_tx tx) -> xenbus::xs_status {
+    auto r = c->transact([&](xenstore::tx tx) -> xenbus::xenstore::status {
       ++attempts;
       auto v = c->read("/interop/from-libxs", tx);
       if (!v) return xenbus::unexpected{v.error()};
@@ -193,7 +189,7 @@ TEST_CASE("the xenstore-* tools and our client on one server") {
   xenbus::xenstore::server_thread server{temp_path("tools") + ".sock"};
   REQUIRE(server.ok());
   const auto& s = server.path();
-  auto c = xs_client::connect(s);
+  auto c = xenstore::client::connect(s);
   REQUIRE(c.has_value());
   REQUIRE(c->write("/tools/a", "from-ours").has_value());
   CHECK(sh(s, "xenstore-read /tools/a") == "from-ours");
@@ -201,19 +197,19 @@ TEST_CASE("the xenstore-* tools and our client on one server") {
   CHECK(c->read("/tools/b").value() == "from-tools");
   CHECK(sh(s, "xenstore-list /tools") == "a\nb");
   CHECK(sh(s, "xenstore-chmod /tools/a n5 r0") == "");
-  CHECK(c->get_perms("/tools/a").value() == std::vector<xs_perm>{{xs_access::none, 5}, {xs_access::read, 0}});
+  CHECK(c->get_perms("/tools/a").value() == std::vector<xenstore::perm>{{xenstore::access::none, 5}, {xenstore::access::read, 0}});
   auto w = c->watch("/tools");
   REQUIRE(w.has_value());
   CHECK(w->next(5000ms).value().path == "/tools");
   CHECK(sh(s, "xenstore-rm /tools/b") == "");
   CHECK(w->next(5000ms).value().path == "/tools/b");
-  CHECK(c->read("/tools/b").error() == xs_errc::enoent);
+  CHECK(c->read("/tools/b").error() == xenstore::errc::enoent);
   CHECK(sh(s, "xenstore-exists /tools/b") == "<exit 1>");
 }
 
 TEST_CASE("the xenbus-xenstored program serves our client and libxenstore together") {
   xenstored_process p;
-  auto c = xs_client::connect(p.socket);
+  auto c = xenstore::client::connect(p.socket);
   REQUIRE(c.has_value());
   libxs lx{p.socket};
   REQUIRE(c->write("/prog/x", "1").has_value());
@@ -230,7 +226,7 @@ TEST_CASE("libxenstore and our client list the same x@y child and the same direc
   xenbus::xenstore::server_thread server{temp_path("names") + ".sock"};
   REQUIRE(server.ok());
   libxs lx{server.path()};
-  auto c = xs_client::connect(server.path());
+  auto c = xenstore::client::connect(server.path());
   REQUIRE(c.has_value());
   REQUIRE(lx.write("/names/x@y", "1"));
   auto listed = c->directory("/names");

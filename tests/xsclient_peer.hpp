@@ -58,10 +58,10 @@ class scripted_peer {
   scripted_peer& operator=(const scripted_peer&) = delete;
 
   /// The client on the other end (call once).
-  xenbus::xs_client client() {
-    auto t = xenbus::xs_fd_transport::adopt(client_fd_, true);
+  xenbus::xenstore::client client() {
+    auto t = xenbus::xenstore::fd_transport::adopt(client_fd_, true);
     REQUIRE(t.has_value());
-    return xenbus::xs_client{std::move(*t)};
+    return xenbus::xenstore::client{std::move(*t)};
   }
 
   /// Makes the client's socket buffer as small as Linux allows (about 4.5 KiB), so that a

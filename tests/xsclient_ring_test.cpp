@@ -23,12 +23,7 @@
 #include <unistd.h>
 
 using namespace std::chrono_literals;
-using xenbus::xs_client;
-using xenbus::xs_errc;
-using xenbus::xs_eventfd_channel;
-using xenbus::xs_fault;
-using xenbus::xs_ring_transport;
-using xenbus::xs_tx;
+namespace xenstore = xenbus::xenstore;
 
 namespace {
 
@@ -44,7 +39,7 @@ struct alignas(4096) ring_page {
 /// the next reconnection.
 class ring_store_server {
  public:
-  explicit ring_store_server(ring_page& page, xs_eventfd_channel ch,
+  explicit ring_store_server(ring_page& page, xenstore::eventfd_channel ch,
                              std::uint32_t features = xenbus::xenstore_feature_reconnection |
                                                       xenbus::xenstore_feature_error)
       : page_{page}, ch_{std::move(ch)} {
@@ -118,7 +113,7 @@ class ring_store_server {
   }
 
   ring_page& page_;
-  xs_eventfd_channel ch_;
+  xenstore::eventfd_channel ch_;
   std::unique_ptr<xenbus::xenstore_ring_server> end_;
   int stop_fd_ = -1;
   std::thread thread_;
@@ -127,12 +122,12 @@ class ring_store_server {
 struct ring_fixture {
   ring_page page;
   std::unique_ptr<ring_store_server> server;
-  xs_client client() {
-    auto [guest, srv] = xs_eventfd_channel::make_pair();
+  xenstore::client client() {
+    auto [guest, srv] = xenstore::eventfd_channel::make_pair();
     if (!server) server = std::make_unique<ring_store_server>(page, std::move(srv));
-    auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+    auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
     REQUIRE(t.has_value());
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
 };
 
@@ -146,7 +141,7 @@ TEST_CASE("the client works over a xenstore ring served by our store") {
   CHECK(c.directory("/local/domain/1").value() == std::vector<std::string>{"name"});
   auto missing = c.read("/nope");
   REQUIRE(!missing.has_value());
-  CHECK(missing.error() == xs_errc::enoent);
+  CHECK(missing.error() == xenstore::errc::enoent);
 
   SUBCASE("messages larger than the 1 KiB ring pass in pieces, across index wrap") {
     const std::string big(3000, 'x');
@@ -159,7 +154,7 @@ TEST_CASE("the client works over a xenstore ring served by our store") {
     auto w = c.watch("/local/domain/1");
     REQUIRE(w.has_value());
     CHECK(w->next(5000ms).value().path == "/local/domain/1");  // fires once on registration
-    auto r = c.transact([&](xs_tx tx) { return c.write("/local/domain/1/state", "4", tx); });
+    auto r = c.transact([&](xenstore::tx tx) { return c.write("/local/domain/1/state", "4", tx); });
     REQUIRE(r.has_value());
     CHECK(w->next(5000ms).value().path == "/local/domain/1/state");
   }
@@ -184,7 +179,7 @@ TEST_CASE("ring reconnection: requests in flight fail with reset, watches come b
   REQUIRE(c.reconnect().has_value());
   auto r = stuck.get();
   REQUIRE(!r.has_value());
-  CHECK(r.error() == xs_errc::reset);
+  CHECK(r.error() == xenstore::errc::reset);
   CHECK(f.server->reconnects.load() == 1);
 
   // The connection works again; the store kept its data (only the connection reset).
@@ -192,7 +187,7 @@ TEST_CASE("ring reconnection: requests in flight fail with reset, watches come b
   // The server dropped the transaction with the connection.
   auto end = c.transaction_end(*tx, true);
   REQUIRE(!end.has_value());
-  CHECK(end.error() != xs_errc::broken);
+  CHECK(end.error() != xenstore::errc::broken);
   // The client registered the watch again: it fires once more, then on changes.
   CHECK(w->next(5000ms).value().path == "/keep");
   REQUIRE(c.write("/keep", "2").has_value());
@@ -206,10 +201,10 @@ TEST_CASE("a guest that finds a reconnection in progress waits for the server to
   page.layout()->server_features = xenbus::xenstore_feature_reconnection;
   page.layout()->connection = xenbus::xenstore_reconnect;
   page.layout()->req_prod = 77;  // garbage left behind: the reset clears it
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   ring_store_server server{page, std::move(srv), xenbus::xenstore_feature_reconnection};
   auto w = c.write("/a", "b");
   if (!w) FAIL(w.error().name(), " ", w.error().reason());
@@ -220,10 +215,10 @@ TEST_CASE("a guest that finds a reconnection in progress waits for the server to
 TEST_CASE("a hostile ring server latches the connection broken") {
   ring_page page;
   page.layout()->server_features = xenbus::xenstore_feature_error;
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   auto r = std::async(std::launch::async, [&] { return c.read("/a"); });
   auto* x = page.layout();
   // Wait until the request sits in the ring (nobody serves it).
@@ -235,15 +230,15 @@ TEST_CASE("a hostile ring server latches the connection broken") {
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::ring_index);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::ring_index);
   }
   SUBCASE("the server's error field") {
     std::atomic_ref(x->error).store(xenbus::xenstore_error_proto, std::memory_order_release);
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::ring_error);
+    CHECK(v.error().fault == xenstore::fault::ring_error);
   }
   SUBCASE("a reply that is not a reply") {
     // An XS_WATCH_EVENT with one string, written into the response ring by hand.
@@ -256,18 +251,18 @@ TEST_CASE("a hostile ring server latches the connection broken") {
     srv.notify();
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error().fault == xs_fault::malformed_event);
+    CHECK(v.error().fault == xenstore::fault::malformed_event);
   }
   CHECK(!c.health().has_value());
-  CHECK(c.reconnect().error() == xs_errc::unsupported);  // no reconnection feature offered
+  CHECK(c.reconnect().error() == xenstore::errc::unsupported);  // no reconnection feature offered
 }
 
 TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sender instead of hanging") {
   ring_page page;
-  auto [guest, srv] = xs_eventfd_channel::make_pair();
-  auto t = xs_ring_transport<xs_eventfd_channel>::attach(page.bytes, std::move(guest));
+  auto [guest, srv] = xenstore::eventfd_channel::make_pair();
+  auto t = xenstore::ring_transport<xenstore::eventfd_channel>::attach(page.bytes, std::move(guest));
   REQUIRE(t.has_value());
-  xs_client c{std::move(*t)};
+  xenstore::client c{std::move(*t)};
   c.set_reply_timeout(200ms);
   // A frame larger than the 1024-byte request ring, which nobody empties.
   auto r = std::async(std::launch::async, [&] { return c.write("/a", std::string(2000, 'x')); });
@@ -277,8 +272,8 @@ TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sen
   auto v = r.get();
   REQUIRE(!v.has_value());
   if (bounded) {
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::send_timeout);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::send_timeout);
   }
   CHECK(std::atomic_ref(page.layout()->req_prod).load(std::memory_order_acquire) == 1024);
 }

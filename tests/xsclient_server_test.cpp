@@ -16,11 +16,7 @@
 #include <unistd.h>
 
 using namespace std::chrono_literals;
-using xenbus::xs_access;
-using xenbus::xs_client;
-using xenbus::xs_errc;
-using xenbus::xs_perm;
-using xenbus::xs_tx;
+namespace xenstore = xenbus::xenstore;
 
 namespace {
 
@@ -32,9 +28,9 @@ std::string temp_socket(const char* tag) {
 
 struct served {
   xenbus::xenstore::server_thread server{temp_socket("srv")};
-  xs_client connect() {
+  xenstore::client connect() {
     REQUIRE(server.ok());
-    auto c = xs_client::connect(server.path());
+    auto c = xenstore::client::connect(server.path());
     REQUIRE(c.has_value());
     return std::move(*c);
   }
@@ -52,11 +48,11 @@ TEST_CASE("our client against our server: nodes, directories, permissions, domai
   CHECK(c.read("/local/domain/7/empty").value().empty());
   CHECK(c.directory("/local/domain/7/empty").value().empty());
   REQUIRE(c.rm("/local/domain/7/device").has_value());
-  CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xs_errc::enoent);
+  CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xenstore::errc::enoent);
 
-  const xs_perm perms[] = {{xs_access::none, 7}, {xs_access::read, 0}, {xs_access::both, 3}};
+  const xenstore::perm perms[] = {{xenstore::access::none, 7}, {xenstore::access::read, 0}, {xenstore::access::both, 3}};
   REQUIRE(c.set_perms("/local/domain/7/empty", perms).has_value());
-  CHECK(c.get_perms("/local/domain/7/empty").value() == std::vector<xs_perm>(std::begin(perms), std::end(perms)));
+  CHECK(c.get_perms("/local/domain/7/empty").value() == std::vector<xenstore::perm>(std::begin(perms), std::end(perms)));
   CHECK(c.get_domain_path(7).value() == "/local/domain/7");
 
   const std::string data(2048, 'd');  // the largest node an unprivileged domain may write
@@ -78,7 +74,7 @@ TEST_CASE("our client against our server: a conflicting commit answers EAGAIN") 
   CHECK(a.read("/n").value() == "from-b");  // outside the transaction
   auto end = a.transaction_end(*tx, true);
   REQUIRE(!end.has_value());
-  CHECK(end.error() == xs_errc::eagain);
+  CHECK(end.error() == xenstore::errc::eagain);
   CHECK(a.read("/n").value() == "from-b");
 }
 
@@ -94,11 +90,11 @@ TEST_CASE("transact: concurrent read-modify-write loses no increment") {
   std::vector<std::thread> ts;
   for (int i = 0; i < clients; ++i) {
     ts.emplace_back([&] {
-      auto c = xs_client::connect(s.server.path());
+      auto c = xenstore::client::connect(s.server.path());
       if (!c) return;
       for (int k = 0; k < increments; ++k) {
         auto r = c->transact(
-            [&](xs_tx tx) -> xenbus::xs_status {
+            [&](xenstore::tx tx) -> xenbus::xenstore::status {
               auto v = c->read("/counter", tx);
               if (!v) return xenbus::unexpected{v.error()};
               return c->write("/counter", std::to_string(std::stoi(*v) + 1), tx);
@@ -153,14 +149,14 @@ TEST_CASE("our client against our server: watches fire, end with the handle, and
     REQUIRE(writer.write("/local/domain/9/again", "1").has_value());
     REQUIRE(watcher.read("/local/domain/9/again").has_value());
     CHECK(watcher.stray_events() == 0);  // the server removed it: nothing even in flight
-    CHECK(w->next(0ms).error() == xs_errc::closed);
+    CHECK(w->next(0ms).error() == xenstore::errc::closed);
   }
 }
 
 TEST_CASE("open() connects where libxenstore's xs_open would: $XENSTORED_PATH first") {
   served s;
   ::setenv("XENSTORED_PATH", s.server.path().c_str(), 1);
-  auto c = xs_client::open();
+  auto c = xenstore::client::open();
   ::unsetenv("XENSTORED_PATH");
   REQUIRE(c.has_value());
   REQUIRE(c->write("/opened", "yes").has_value());

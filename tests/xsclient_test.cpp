@@ -14,11 +14,7 @@
 #include <vector>
 
 using namespace std::chrono_literals;
-using xenbus::xs_access;
-using xenbus::xs_errc;
-using xenbus::xs_fault;
-using xenbus::xs_perm;
-using xenbus::xs_tx;
+namespace xenstore = xenbus::xenstore;
 using xstest::msg;
 using xstest::nul;
 using xstest::ok;
@@ -46,7 +42,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     CHECK(*v == "guest");
   }
   SUBCASE("write carries the value without a NUL, in the given transaction") {
-    auto r = run([&] { return c.write("data/x", "4", xs_tx{7}); });
+    auto r = run([&] { return c.write("data/x", "4", xenstore::tx{7}); });
     auto f = srv.recv();
     CHECK(f.type == static_cast<std::uint32_t>(xs_type::write));
     CHECK(f.tx_id == 7);
@@ -77,9 +73,9 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     srv.send(msg(xs_type::get_perms, f.req_id, std::string("n0\0r5\0b65535\0", 13)));
     auto p = g.get();
     REQUIRE(p.has_value());
-    CHECK(*p == std::vector<xs_perm>{{xs_access::none, 0}, {xs_access::read, 5},
-                                     {xs_access::both, 65535}});
-    const xs_perm set[] = {{xs_access::write, 3}, {xs_access::read, 0}};
+    CHECK(*p == std::vector<xenstore::perm>{{xenstore::access::none, 0}, {xenstore::access::read, 5},
+                                     {xenstore::access::both, 65535}});
+    const xenstore::perm set[] = {{xenstore::access::write, 3}, {xenstore::access::read, 0}};
     auto s = run([&] { return c.set_perms("/a", set); });
     f = srv.recv();
     CHECK(f.payload == std::string("/a\0w3\0r0\0", 9));
@@ -111,7 +107,7 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     auto tv = t.get();
     REQUIRE(tv.has_value());
     CHECK(tv->id == 42);
-    auto e = run([&] { return c.transaction_end(xs_tx{42}, false); });
+    auto e = run([&] { return c.transaction_end(xenstore::tx{42}, false); });
     f = srv.recv();
     CHECK(f.tx_id == 42);
     CHECK(f.payload == nul("F"));
@@ -128,7 +124,7 @@ TEST_CASE("an XS_ERROR reply carries the protocol errno name") {
   srv.send(msg(xs_type::error, f.req_id, nul("ENOENT")));
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::enoent);
+  CHECK(v.error() == xenstore::errc::enoent);
   CHECK(v.error().name() == "ENOENT");
   CHECK(c.health().has_value());  // an error answer is not a broken connection
 
@@ -138,7 +134,7 @@ TEST_CASE("an XS_ERROR reply carries the protocol errno name") {
     srv.send(msg(xs_type::error, f.req_id, nul("EFUTURE")));
     auto v2 = r2.get();
     REQUIRE(!v2.has_value());
-    CHECK(v2.error() == xs_errc::eother);
+    CHECK(v2.error() == xenstore::errc::eother);
     CHECK(c.health().has_value());
   }
 }
@@ -149,11 +145,11 @@ TEST_CASE("bad arguments fail locally without reaching the server") {
   for (auto p : {"", "/a/", "a//b", "/a b", "/a\nb", "@introduceDomain"}) {
     auto r = c.read(p);
     REQUIRE(!r.has_value());
-    CHECK(r.error() == xs_errc::bad_request);
+    CHECK(r.error() == xenstore::errc::bad_request);
   }
   auto big = c.write("/a", std::string(5000, 'x'));
   REQUIRE(!big.has_value());
-  CHECK(big.error() == xs_errc::bad_request);
+  CHECK(big.error() == xenstore::errc::bad_request);
   CHECK(c.health().has_value());
 }
 
@@ -209,26 +205,26 @@ TEST_CASE("replies split into single bytes are reassembled") {
 struct bad_reply {
   const char* what;
   std::string bytes;  // {ID} is replaced by the request's req_id
-  xs_fault fault;
+  xenstore::fault fault;
 };
 
 TEST_CASE("a malformed reply latches the connection broken with the reason") {
-  const std::vector<std::pair<const char*, xs_fault>> cases = {
-      {"unsolicited req_id", xs_fault::unsolicited_reply},
-      {"reply of another type", xs_fault::reply_type_mismatch},
-      {"reply in another transaction", xs_fault::reply_tx_mismatch},
-      {"len above 4096", xs_fault::oversized_len},
-      {"unknown message type", xs_fault::bad_type},
-      {"request-only type from the server", xs_fault::bad_type},
-      {"error name without NUL", xs_fault::bad_error_name},
-      {"error name not an errno", xs_fault::bad_error_name},
-      {"watch event with one string", xs_fault::malformed_event},
-      {"watch event with a bad path", xs_fault::malformed_event},
-      {"end of stream mid-message", xs_fault::peer_closed},
+  const std::vector<std::pair<const char*, xenstore::fault>> cases = {
+      {"unsolicited req_id", xenstore::fault::unsolicited_reply},
+      {"reply of another type", xenstore::fault::reply_type_mismatch},
+      {"reply in another transaction", xenstore::fault::reply_tx_mismatch},
+      {"len above 4096", xenstore::fault::oversized_len},
+      {"unknown message type", xenstore::fault::bad_type},
+      {"request-only type from the server", xenstore::fault::bad_type},
+      {"error name without NUL", xenstore::fault::bad_error_name},
+      {"error name not an errno", xenstore::fault::bad_error_name},
+      {"watch event with one string", xenstore::fault::malformed_event},
+      {"watch event with a bad path", xenstore::fault::malformed_event},
+      {"end of stream mid-message", xenstore::fault::peer_closed},
   };
   for (const auto& one : cases) {
     const char* what = one.first;
-    const xs_fault fault = one.second;
+    const xenstore::fault fault = one.second;
     CAPTURE(what);
     scripted_peer srv;
     auto c = srv.client();
@@ -256,7 +252,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
     }
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
+    CHECK(v.error() == xenstore::errc::broken);
     CHECK(v.error().fault == fault);
     CHECK(!v.error().reason().empty());
     // Latched: the next call fails at once with the same reason.
@@ -292,7 +288,7 @@ TEST_CASE("reply payloads that break their type's rules are refused") {
     CAPTURE(k.what);
     scripted_peer srv;
     auto c = srv.client();
-    auto r = run([&]() -> xenbus::xs_status {
+    auto r = run([&]() -> xenbus::xenstore::status {
       switch (k.type) {
         case xs_type::write: return c.write("/a", "v");
         case xs_type::directory: { auto d = c.directory("/a"); if (!d) return xenbus::unexpected{d.error()}; return {}; }
@@ -305,8 +301,8 @@ TEST_CASE("reply payloads that break their type's rules are refused") {
     srv.send(msg(k.type, f.req_id, k.payload));
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::broken);
-    CHECK(v.error().fault == xs_fault::malformed_payload);
+    CHECK(v.error() == xenstore::errc::broken);
+    CHECK(v.error().fault == xenstore::fault::malformed_payload);
   }
 }
 
@@ -323,11 +319,11 @@ TEST_CASE("a broken connection fails every waiter and ends every watch") {
   srv.recv();
   srv.recv();
   srv.hang_up();
-  CHECK(a.get().error().fault == xs_fault::peer_closed);
-  CHECK(b.get().error().fault == xs_fault::peer_closed);
+  CHECK(a.get().error().fault == xenstore::fault::peer_closed);
+  CHECK(b.get().error().fault == xenstore::fault::peer_closed);
   auto e = watch->next(2000ms);
   REQUIRE(!e.has_value());
-  CHECK(e.error().fault == xs_fault::peer_closed);
+  CHECK(e.error().fault == xenstore::fault::peer_closed);
   CHECK(xstest::readable(watch->fd()));  // pollers wake up to see the end
 }
 
@@ -361,7 +357,7 @@ TEST_CASE("a watch queue is bounded: duplicates coalesce, overflow is counted an
   CHECK(watch->try_next()->path == "/w/c");
   auto none = watch->try_next();
   REQUIRE(!none.has_value());
-  CHECK(none.error() == xs_errc::timeout);
+  CHECK(none.error() == xenstore::errc::timeout);
   CHECK(!xstest::readable(watch->fd()));
   CHECK(watch->stats().delivered == 3);
 }
@@ -452,7 +448,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
     else srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
   };
-  auto body = [&](xs_tx tx) {
+  auto body = [&](xenstore::tx tx) {
     ++calls;
     return c.read("/counter", tx);
   };
@@ -472,7 +468,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     serve_attempt("EAGAIN");
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::eagain);
+    CHECK(v.error() == xenstore::errc::eagain);
     CHECK(calls == 2);
   }
   SUBCASE("other commit errors are returned at once") {
@@ -480,7 +476,7 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     serve_attempt("EACCES");
     auto v = r.get();
     REQUIRE(!v.has_value());
-    CHECK(v.error() == xs_errc::eacces);
+    CHECK(v.error() == xenstore::errc::eacces);
     CHECK(calls == 1);
   }
 }
@@ -498,26 +494,26 @@ TEST_CASE("closing the client fails waiters with closed and ends watches") {
   c.close();
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::closed);
-  CHECK(watch->next(2000ms).error() == xs_errc::closed);
-  CHECK(c.read("/a").error() == xs_errc::closed);
-  CHECK(c.reconnect().error() == xs_errc::unsupported);  // sockets do not reconnect
+  CHECK(v.error() == xenstore::errc::closed);
+  CHECK(watch->next(2000ms).error() == xenstore::errc::closed);
+  CHECK(c.read("/a").error() == xenstore::errc::closed);
+  CHECK(c.reconnect().error() == xenstore::errc::unsupported);  // sockets do not reconnect
 }
 
 TEST_CASE("the socket path follows libxenstore's environment variables") {
   ::setenv("XENSTORED_PATH", "/tmp/xs-a", 1);
-  CHECK(xenbus::xs_default_socket_path() == "/tmp/xs-a");
+  CHECK(xenbus::xenstore::default_socket_path() == "/tmp/xs-a");
   ::unsetenv("XENSTORED_PATH");
   ::setenv("XENSTORED_RUNDIR", "/tmp/xs-dir", 1);
-  CHECK(xenbus::xs_default_socket_path() == "/tmp/xs-dir/socket");
+  CHECK(xenbus::xenstore::default_socket_path() == "/tmp/xs-dir/socket");
   ::unsetenv("XENSTORED_RUNDIR");
-  CHECK(xenbus::xs_default_socket_path() == "/var/run/xenstored/socket");
+  CHECK(xenbus::xenstore::default_socket_path() == "/var/run/xenstored/socket");
 }
 
 TEST_CASE("/dev/xen/xenbus is a transport like the socket (only present under Xen)") {
-  auto c = xenbus::xs_client::open_device("/nonexistent/xenbus");
+  auto c = xenbus::xenstore::client::open_device("/nonexistent/xenbus");
   REQUIRE(!c.has_value());
-  CHECK(c.error().fault == xs_fault::io_error);
+  CHECK(c.error().fault == xenstore::fault::io_error);
   CHECK(c.error().sys == ENOENT);
 }
 
@@ -529,14 +525,14 @@ TEST_CASE("with a reply timeout, a server that stops answering latches broken in
   srv.recv();  // taken, never answered
   auto v = r.get();
   REQUIRE(!v.has_value());
-  CHECK(v.error() == xs_errc::broken);
-  CHECK(v.error().fault == xs_fault::reply_timeout);
-  CHECK(c.health().error().fault == xs_fault::reply_timeout);
+  CHECK(v.error() == xenstore::errc::broken);
+  CHECK(v.error().fault == xenstore::fault::reply_timeout);
+  CHECK(c.health().error().fault == xenstore::fault::reply_timeout);
 }
 
 TEST_CASE("a watch may outlive its client: it ends with closed and unregisters nothing") {
   scripted_peer srv;
-  std::optional<xenbus::xs_watch> kept;
+  std::optional<xenbus::xenstore::watch> kept;
   {
     auto c = srv.client();
     auto w = run([&] { return c.watch("/w"); });
@@ -547,6 +543,27 @@ TEST_CASE("a watch may outlive its client: it ends with closed and unregisters n
     kept.emplace(std::move(*watch));
   }  // the client is gone here
   CHECK(xstest::readable(kept->fd()));
-  CHECK(kept->next(0ms).error() == xs_errc::closed);
+  CHECK(kept->next(0ms).error() == xenstore::errc::closed);
   kept.reset();  // no use-after-free (ASan), no request on a closed connection
 }
+
+// The names before 0.2.0 still compile (with a deprecation warning) and are the new types.
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+#endif
+#include <xenbus/posix/xenstore/ring_transport.hpp>
+#include <xenbus/xenstore/client_error.hpp>
+#include <type_traits>
+static_assert(std::is_same_v<xenbus::xs_client, xenbus::xenstore::client>);
+static_assert(std::is_same_v<xenbus::xs_watch, xenbus::xenstore::watch>);
+static_assert(std::is_same_v<xenbus::xs_tx, xenbus::xenstore::tx>);
+static_assert(std::is_same_v<xenbus::xs_errc, xenbus::xenstore::errc>);
+static_assert(std::is_same_v<xenbus::xs_error, xenbus::xenstore::error>);
+static_assert(std::is_same_v<xenbus::xs_fault, xenbus::xenstore::fault>);
+static_assert(std::is_same_v<xenbus::xs_fd_transport, xenbus::xenstore::fd_transport>);
+static_assert(std::is_same_v<xenbus::xs_ring_transport<xenbus::xs_eventfd_channel>,
+                             xenbus::xenstore::ring_transport<xenbus::xenstore::eventfd_channel>>);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif

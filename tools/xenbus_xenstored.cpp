@@ -2,10 +2,12 @@
 // libxenstore programs and tests (no hypervisor needed; every client is domain 0).
 #include <xenbus/posix/xenstore/server.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/decimal.hpp>
 
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -39,15 +41,11 @@ constexpr std::pair<const char*, std::size_t limits::*> limit_fields[] = {
 };
 
 /// A whole decimal number within [1, 2^40]; false otherwise.
+/// (xenstore/decimal.hpp's strict rules: no sign, no space, no leading zero.)
 bool parse_count(std::string_view text, std::size_t& out) {
-  if (text.empty() || text.size() > 13) return false;
-  std::size_t v = 0;
-  for (char ch : text) {
-    if (ch < '0' || ch > '9') return false;
-    v = v * 10 + static_cast<std::size_t>(ch - '0');
-  }
-  if (v == 0 || v > (std::size_t{1} << 40)) return false;
-  out = v;
+  auto v = xenbus::xenstore::parse_decimal(text, std::uint64_t{1} << 40);
+  if (!v || *v == 0) return false;
+  out = static_cast<std::size_t>(*v);
   return true;
 }
 
@@ -102,7 +100,9 @@ int main(int argc, char** argv) {
     if ((a == "--socket" || a == "--pid-file") && i + 1 < argc) {
       (a == "--socket" ? socket_path : pid_file) = argv[++i];
     } else if (a == "--spin-us" && i + 1 < argc) {
-      spin_us = std::atol(argv[++i]);
+      auto us = xenbus::xenstore::parse_decimal(argv[++i], 1000000);  // at most one second
+      if (!us) return usage(argv[0], 2);
+      spin_us = static_cast<long>(*us);
     } else if (a == "--max-connections" && i + 1 < argc) {
       if (!parse_count(argv[++i], max_connections)) return usage(argv[0], 2);
     } else if (a == "--limit" && i + 1 < argc) {

@@ -15,6 +15,7 @@
 #include <xenbus/posix/xenstore/client.hpp>
 #include <xenbus/posix/xenstore/ring_transport.hpp>
 #include <xenbus/posix/xenstore/server.hpp>
+#include <xenbus/hosted/xenstore/dispatch.hpp>
 #include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 

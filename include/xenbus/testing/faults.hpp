@@ -69,19 +69,19 @@ class faulty_store {
   S& inner() noexcept { return *s_; }
 
   result<std::string, store_error> read(store_tx tx, std::string_view path) {
-    if (lost(tx)) return unexpected{store_error{store_errc::again}};
+    if (lost(tx)) return unexpected{store_error{store_errc::eagain}};
     return s_->read(tx, path);
   }
   result<void, store_error> write(store_tx tx, std::string_view path, std::string_view value) {
-    if (lost(tx)) return unexpected{store_error{store_errc::again}};
+    if (lost(tx)) return unexpected{store_error{store_errc::eagain}};
     return s_->write(tx, path, value);
   }
   result<void, store_error> remove(store_tx tx, std::string_view path) {
-    if (lost(tx)) return unexpected{store_error{store_errc::again}};
+    if (lost(tx)) return unexpected{store_error{store_errc::eagain}};
     return s_->remove(tx, path);
   }
   result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
-    if (lost(tx)) return unexpected{store_error{store_errc::again}};
+    if (lost(tx)) return unexpected{store_error{store_errc::eagain}};
     return s_->directory(tx, path);
   }
   result<store_tx, store_error> transaction_start() {
@@ -94,13 +94,13 @@ class faulty_store {
     if (lost(tx)) {
       std::erase(lost_tx_, tx);
       (void)s_->transaction_end(tx, false);
-      return unexpected{store_error{store_errc::again}};
+      return unexpected{store_error{store_errc::eagain}};
     }
     if (commit && eagain_in_row_ < plan_.max_eagain_in_row && rng_.chance(plan_.commit_eagain)) {
       ++eagain_in_row_;
       ++counts_.commit_eagain;
       (void)s_->transaction_end(tx, false);
-      return unexpected{store_error{store_errc::again}};
+      return unexpected{store_error{store_errc::eagain}};
     }
     eagain_in_row_ = 0;
     return s_->transaction_end(tx, commit);

@@ -1,11 +1,13 @@
 // [xen] xenbus::device_store over libxenstore (link -lxenstore): a real xenstored or any socket server.
 #pragma once
 
+// <cerrno> first: <xen/io/xs_wire.h> (through store.hpp) defines xsd_errors[] only when EINVAL exists.
+#include <cerrno>
+
 #include <xenbus/hosted/device/store.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
 
-#include <cerrno>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -19,6 +21,33 @@ extern "C" {
 
 XENBUS_BEGIN_NAMESPACE
 namespace xen {
+
+/// The error behind a failed libxenstore call. libxenstore turns the server's XS_ERROR name
+/// into errno through xsd_errors[] (get_error() in xs.c); this is its inverse, so every name
+/// of xsd_errors[] comes back as itself (tests/device_test.cpp walks xsd_errors[]).
+/// Any other errno is libxenstore's own failure on the connection: broken.
+constexpr xenstore::errc errc_from_errno(int e) noexcept {
+  using xenstore::errc;
+  switch (e) {
+    case EINVAL: return errc::einval;
+    case EACCES: return errc::eacces;
+    case EEXIST: return errc::eexist;
+    case EISDIR: return errc::eisdir;
+    case ENOENT: return errc::enoent;
+    case ENOMEM: return errc::enomem;
+    case ENOSPC: return errc::enospc;
+    case EIO: return errc::eio;
+    case ENOTEMPTY: return errc::enotempty;
+    case ENOSYS: return errc::enosys;
+    case EROFS: return errc::erofs;
+    case EBUSY: return errc::ebusy;
+    case EAGAIN: return errc::eagain;
+    case EISCONN: return errc::eisconn;
+    case E2BIG: return errc::e2big;
+    case EPERM: return errc::eperm;
+    default: return errc::broken;
+  }
+}
 
 /// One libxenstore connection. `open()` connects where libxenstore does: $XENSTORED_PATH,
 /// the xenstored socket, or /dev/xen/xenbus in a guest.
@@ -97,7 +126,7 @@ class xs_store {
 
  private:
   explicit xs_store(xs_handle* h) noexcept : h_{h} {}
-  static store_error err() noexcept { return store_error{store_errc_from_errno(errno)}; }
+  static store_error err() noexcept { return store_error{errc_from_errno(errno)}; }
   xs_handle* h_;
 };
 

@@ -1,8 +1,10 @@
-// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, errors, header codec, an incremental decoder and strict request/reply validation.
+// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, header codec, an incremental decoder and strict request/reply validation.
 #pragma once
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/decimal.hpp>
+#include <xenbus/xenstore/errors.hpp>
 
 #include <bit>
 #include <cstddef>
@@ -11,15 +13,6 @@
 #include <span>
 #include <string_view>
 
-#if defined(__has_include)
-#if __has_include(<xen/io/xs_wire.h>)
-#include <stdint.h>
-#define XENBUS_HAVE_XS_WIRE_H 1
-extern "C" {
-#include <xen/io/xs_wire.h>
-}
-#endif
-#endif
 
 XENBUS_BEGIN_NAMESPACE
 namespace xenstore {
@@ -90,35 +83,6 @@ constexpr std::string_view to_string(msg_type t) noexcept {
     case msg_type::invalid: return "INVALID";
   }
   return "(unknown)";
-}
-
-// ---- Errors -----------------------------------------------------------------------------
-
-/// The errors a server may send in XS_ERROR, in the order of xsd_errors[] (new ones are
-/// appended there, so the index is stable). The wire carries the errno *name* as text.
-enum class errc : std::uint8_t {
-  einval, eacces, eexist, eisdir, enoent, enomem, enospc, eio,
-  enotempty, enosys, erofs, ebusy, eagain, eisconn, e2big, eperm,
-};
-inline constexpr std::size_t errc_count = 16;
-
-/// The text XS_ERROR carries ("EINVAL", ...), without the NUL.
-constexpr std::string_view to_string(errc e) noexcept {
-  // clang-format off
-  constexpr std::string_view names[errc_count] = {
-    "EINVAL", "EACCES", "EEXIST", "EISDIR", "ENOENT", "ENOMEM", "ENOSPC", "EIO",
-    "ENOTEMPTY", "ENOSYS", "EROFS", "EBUSY", "EAGAIN", "EISCONN", "E2BIG", "EPERM",
-  };
-  // clang-format on
-  const auto i = static_cast<std::size_t>(e);
-  return i < errc_count ? names[i] : std::string_view{"EINVAL"};
-}
-
-/// Parses an errno name as xsd_errors[] spells it; anything else is not an error we know.
-constexpr result<errc, bool> parse_errc(std::string_view text) noexcept {
-  for (std::size_t i = 0; i < errc_count; ++i)
-    if (to_string(static_cast<errc>(i)) == text) return static_cast<errc>(i);
-  return unexpected{false};
 }
 
 // ---- Limits -----------------------------------------------------------------------------
@@ -340,32 +304,12 @@ constexpr bool split_exact(std::string_view payload, std::string_view (&out)[N])
   return true;
 }
 
-/// Strict decimal domain id as in GET_DOMAIN_PATH/INTRODUCE: 1-5 digits, no sign, no
-/// leading zero, at most 65535 (domid_t is 16 bits).
+/// Strict decimal domain id as in GET_DOMAIN_PATH/INTRODUCE: decimal.hpp's rules (no sign,
+/// no space, no leading zero), at most 65535 (domid_t is 16 bits).
 constexpr result<std::uint32_t, errc> parse_domid(std::string_view t) noexcept {
-  if (t.empty() || t.size() > 5) return unexpected{errc::einval};
-  if (t.size() > 1 && t[0] == '0') return unexpected{errc::einval};
-  std::uint32_t v = 0;
-  for (char c : t) {
-    if (c < '0' || c > '9') return unexpected{errc::einval};
-    v = v * 10 + static_cast<std::uint32_t>(c - '0');
-  }
-  if (v > 0xffff) return unexpected{errc::einval};
-  return v;
-}
-
-/// Strict unsigned decimal of up to 20 digits that fits 64 bits (mfn, offsets, ids).
-constexpr result<std::uint64_t, errc> parse_u64(std::string_view t) noexcept {
-  if (t.empty() || t.size() > 20) return unexpected{errc::einval};
-  if (t.size() > 1 && t[0] == '0') return unexpected{errc::einval};
-  std::uint64_t v = 0;
-  for (char c : t) {
-    if (c < '0' || c > '9') return unexpected{errc::einval};
-    const auto d = static_cast<std::uint64_t>(c - '0');
-    if (v > (~std::uint64_t{0} - d) / 10) return unexpected{errc::einval};
-    v = v * 10 + d;
-  }
-  return v;
+  auto v = parse_decimal(t, 0xffff);
+  if (!v) return unexpected{errc::einval};
+  return static_cast<std::uint32_t>(*v);
 }
 
 // ---- Paths ------------------------------------------------------------------------------
@@ -446,15 +390,9 @@ constexpr result<perm, errc> parse_perm(std::string_view t) noexcept {
 /// Writes "<letter><domid>" into `out` (at least 6 chars); returns chars written.
 constexpr std::size_t format_perm(perm p, std::span<char, 6> out) noexcept {
   out[0] = to_char(p.acc);
-  char digits[5] = {};
-  std::size_t n = 0;
-  unsigned v = p.domid;
-  do {
-    digits[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  for (std::size_t i = 0; i < n; ++i) out[1 + i] = digits[n - 1 - i];
-  return 1 + n;
+  const decimal d{p.domid};
+  for (std::size_t i = 0; i < d.view().size(); ++i) out[1 + i] = d.view()[i];
+  return 1 + d.view().size();
 }
 
 // ---- Requests ---------------------------------------------------------------------------
@@ -523,7 +461,7 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
       std::string_view a[2];
       if (!split_exact(p, a)) return unexpected{errc::einval};
       if (auto ok = path_arg(a[0], false); !ok) return unexpected{ok.error()};
-      auto off = parse_u64(a[1]);
+      auto off = parse_decimal(a[1]);
       if (!off) return unexpected{errc::einval};
       r.number = *off;
       return r;
@@ -565,9 +503,9 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
       std::string_view a[3];
       if (!split_exact(p, a)) return unexpected{errc::einval};
       auto d = parse_domid(a[0]);
-      auto mfn = parse_u64(a[1]);
-      auto port = parse_u64(a[2]);
-      if (!d || !mfn || !port || *port > 0xffffffffu) return unexpected{errc::einval};
+      auto mfn = parse_decimal(a[1]);
+      auto port = parse_decimal(a[2], 0xffffffffu);
+      if (!d || !mfn || !port) return unexpected{errc::einval};
       r.domid = *d;
       r.mfn = *mfn;
       r.domid2 = static_cast<std::uint32_t>(*port);
@@ -718,8 +656,6 @@ static_assert(offsetof(header, type) == offsetof(xsd_sockmsg, type));
 static_assert(offsetof(header, req_id) == offsetof(xsd_sockmsg, req_id));
 static_assert(offsetof(header, tx_id) == offsetof(xsd_sockmsg, tx_id));
 static_assert(offsetof(header, len) == offsetof(xsd_sockmsg, len));
-// xsd_errors[] is a plain static array, not constexpr: its order and spelling are
-// checked at run time in tests/xenstore_wire_test.cpp.
 #endif
 
 }  // namespace xenstore

@@ -216,7 +216,7 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
         if (auto r = this->store_->write(tx, d + k, v); !r) return r;
       return this->store_->write(tx, d + std::string(keys::hotplug_status), "connected");
     });
-    if (!w && w.error().code == store_errc::noent) {
+    if (!w && w.error().code == store_errc::enoent) {
       this->removed();
       return detail::prep::failed;
     }

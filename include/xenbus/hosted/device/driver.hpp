@@ -309,13 +309,13 @@ class device_end {
     auto p = store_->read(no_tx, own_dir_ + "/" + std::string(peer_key));
     if (!p) return unexpected{p.error()};
     peer_dir_ = std::move(*p);
-    if (peer_dir_.empty() || peer_dir_[0] != '/') return unexpected{store_error{store_errc::inval}};
+    if (peer_dir_.empty() || peer_dir_[0] != '/') return unexpected{store_error{store_errc::einval}};
     auto own_text = store_->read(no_tx, own_dir_ + "/state");
     if (!own_text) return unexpected{own_text.error()};
     auto peer_text = store_->read(no_tx, peer_dir_ + "/state");
     const auto own_now = parse_state(*own_text);
     const auto peer_now = peer_text ? parse_state(*peer_text) : result<state, state_parse_error>{state::unknown};
-    if (!own_now) return unexpected{store_error{store_errc::inval}};
+    if (!own_now) return unexpected{store_error{store_errc::einval}};
     m_ = machine_type{*own_now, peer_now ? *peer_now : state::unknown};
     if (auto w = store_->watch(own_dir_ + "/state", token_); !w) return w;
     if (auto w = store_->watch(peer_dir_ + "/state", token_); !w) return w;
@@ -346,7 +346,7 @@ class device_end {
     auto t = m_.request(to);
     if (!t) return false;
     if (auto w = write_state(to); !w) {
-      if (w.error().code == store_errc::noent) {
+      if (w.error().code == store_errc::enoent) {
         removed();  // the toolstack removed our directory: nothing left to tell
         return false;
       }
@@ -399,7 +399,7 @@ class device_end {
   void read_own() {
     auto text = store_->read(no_tx, own_dir_ + "/state");
     if (!text) {
-      if (text.error().code == store_errc::noent) stop(close_reason::device_removed, own_dir_);
+      if (text.error().code == store_errc::enoent) stop(close_reason::device_removed, own_dir_);
       return;
     }
     const auto now = parse_state(*text);
@@ -415,7 +415,7 @@ class device_end {
     auto text = store_->read(no_tx, peer_dir_ + "/state");
     observation o;
     if (!text) {
-      if (text.error().code != store_errc::noent) return;  // transient; the next event retries
+      if (text.error().code != store_errc::enoent) return;  // transient; the next event retries
       // The node is gone: the peer's state is unknown. Report why before the table
       // classifies the jump to Unknown (which no row of a live peer explains).
       if (m_.own() != state::closed && m_.peer() != state::unknown) fatal(close_reason::peer_vanished, peer_dir_ + "/state");

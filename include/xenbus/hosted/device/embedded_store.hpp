@@ -16,20 +16,6 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// Maps the embedded store's errno names to the driver's error codes.
-constexpr store_errc to_store_errc(xenstore::errc e) noexcept {
-  using xenstore::errc;
-  switch (e) {
-    case errc::enoent: return store_errc::noent;
-    case errc::eagain: return store_errc::again;
-    case errc::eacces: case errc::eperm: return store_errc::access;
-    case errc::eexist: return store_errc::exists;
-    case errc::enospc: case errc::e2big: case errc::enomem: return store_errc::quota;
-    case errc::eio: return store_errc::broken;
-    default: return store_errc::inval;
-  }
-}
-
 /// One connection to an in-process xenstore::store, as a device_store. Calls are typed
 /// (no wire round trip); watch events are taken from the connection's queued wire output,
 /// as a socket client would read them. Single-threaded: next_watch_event() never waits
@@ -56,7 +42,7 @@ class embedded_store {
   result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(s_->rm(id_, tx, path)); }
   result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
     auto d = s_->directory(id_, tx, path);
-    if (!d) return unexpected{store_error{to_store_errc(d.error())}};
+    if (!d) return unexpected{store_error{d.error()}};
     std::vector<std::string> out;
     for (auto name : xenstore::string_list{*d}) out.emplace_back(name);
     return out;
@@ -101,11 +87,11 @@ class embedded_store {
  private:
   template <class T>
   static result<T, store_error> wrap(result<T, xenstore::errc>&& r) {
-    if (!r) return unexpected{store_error{to_store_errc(r.error())}};
+    if (!r) return unexpected{store_error{r.error()}};
     return std::move(*r);
   }
   static result<void, store_error> wrap(result<void, xenstore::errc>&& r) {
-    if (!r) return unexpected{store_error{to_store_errc(r.error())}};
+    if (!r) return unexpected{store_error{r.error()}};
     return {};
   }
 

@@ -68,7 +68,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
     auto id = this->store_->read(no_tx, this->own_dir_ + "/" + std::string(keys::backend_id));
     if (!id) return unexpected{id.error()};
     auto parsed = parse_uint(*id, 0xffff);
-    if (!parsed) return unexpected{store_error{store_errc::inval}};
+    if (!parsed) return unexpected{store_error{store_errc::einval}};
     backend_domid_ = static_cast<domid_t>(*parsed);
     if (auto a = this->attach(keys::backend); !a) return a;
     if (opts_.start == frontend_start::handover) {
@@ -248,7 +248,7 @@ class frontend : public detail::device_end<frontend<P, S, E, G>, role::frontend,
           if (auto r = this->store_->remove(tx, this->own_dir_ + "/" + n); !r) return r;
       return publish_transport(*this->store_, tx, this->own_dir_, t, detail::event_channel_key<P>());
     });
-    if (!w && w.error().code == store_errc::noent) {
+    if (!w && w.error().code == store_errc::enoent) {
       drop_transport();
       this->removed();
       return detail::prep::failed;

@@ -6,9 +6,9 @@
 #include <xenbus/grant.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/decimal.hpp>
 
 #include <array>
-#include <charconv>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -61,28 +61,19 @@ constexpr std::string_view to_string(negotiation_errc e) noexcept {
 
 struct negotiation_error {
   negotiation_errc code;
-  store_errc store = store_errc::other;  ///< for store_failed
+  store_errc store = store_errc::eother;  ///< for store_failed
 };
 
 /// Parses exactly what "%u" writes for a value <= `max`; peer text is never trusted further.
+/// (xenstore/decimal.hpp's parse_decimal, the one parser.)
 constexpr result<std::uint32_t, negotiation_errc> parse_uint(std::string_view text, std::uint32_t max) noexcept {
-  if (text.empty() || text.size() > 10) return unexpected{negotiation_errc::not_a_number};
-  if (text.size() > 1 && text[0] == '0') return unexpected{negotiation_errc::not_a_number};
-  std::uint64_t v = 0;
-  for (char c : text) {
-    if (c < '0' || c > '9') return unexpected{negotiation_errc::not_a_number};
-    v = v * 10 + static_cast<unsigned>(c - '0');
-  }
-  if (v > max) return unexpected{negotiation_errc::not_a_number};
-  return static_cast<std::uint32_t>(v);
+  auto v = xenstore::parse_decimal(text, max);
+  if (!v) return unexpected{negotiation_errc::not_a_number};
+  return static_cast<std::uint32_t>(*v);
 }
 
-/// Decimal text of `v`, as "%u" writes it.
-inline std::string to_decimal(std::uint64_t v) {
-  std::array<char, 24> buf{};
-  auto r = std::to_chars(buf.data(), buf.data() + buf.size(), v);
-  return std::string(buf.data(), r.ptr);
-}
+/// Decimal text of `v`, as "%u" writes it (xenstore/decimal.hpp's formatter, the one formatter).
+inline std::string to_decimal(std::uint64_t v) { return std::string{xenstore::decimal{v}.view()}; }
 
 /// What a frontend publishes for one queue: its grant references and event channel.
 struct queue_transport {
@@ -145,7 +136,7 @@ result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::stri
                     std::uint32_t fallback) -> result<std::uint32_t, negotiation_error> {
     auto v = get(path);
     if (!v) {
-      if (v.error().code == store_errc::noent) {
+      if (v.error().code == store_errc::enoent) {
         if (optional) return fallback;
         return unexpected{negotiation_error{negotiation_errc::missing_key}};
       }
@@ -169,7 +160,7 @@ result<transport, negotiation_error> read_transport(S& s, store_tx tx, std::stri
   if (auto p = get(base + "/" + std::string(keys::protocol)); p) {
     t.protocol = std::move(*p);
     if (!abi.empty() && t.protocol != abi) return unexpected{negotiation_error{negotiation_errc::wrong_protocol}};
-  } else if (p.error().code != store_errc::noent) {
+  } else if (p.error().code != store_errc::enoent) {
     return unexpected{negotiation_error{negotiation_errc::store_failed, p.error().code}};
   }
   for (unsigned q = 0; q < t.queues; ++q) {

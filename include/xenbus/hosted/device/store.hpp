@@ -3,8 +3,8 @@
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
+#include <xenbus/xenstore/errors.hpp>
 
-#include <cerrno>
 #include <concepts>
 #include <cstdint>
 #include <string>
@@ -13,52 +13,10 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// Why a store operation failed, in xenstore's terms (xsd_errors[]) plus local conditions.
-enum class store_errc : std::uint8_t {
-  noent,    ///< ENOENT: no such node
-  again,    ///< EAGAIN: a transaction conflicted; retry it
-  access,   ///< EACCES/EPERM
-  exists,   ///< EEXIST
-  inval,    ///< EINVAL and other refusals of the request
-  quota,    ///< ENOSPC, E2BIG, ENOMEM: a limit was hit
-  timeout,  ///< next_watch_event(): nothing arrived in time
-  broken,   ///< the connection is gone or latched broken
-  other,
-};
-
-constexpr std::string_view to_string(store_errc e) noexcept {
-  switch (e) {
-    case store_errc::noent: return "ENOENT";
-    case store_errc::again: return "EAGAIN";
-    case store_errc::access: return "EACCES";
-    case store_errc::exists: return "EEXIST";
-    case store_errc::inval: return "EINVAL";
-    case store_errc::quota: return "ENOSPC";
-    case store_errc::timeout: return "timeout";
-    case store_errc::broken: return "connection broken";
-    case store_errc::other: return "error";
-  }
-  return "(invalid)";
-}
-
-/// Maps an errno value (as libxenstore reports) to a store_errc.
-constexpr store_errc store_errc_from_errno(int e) noexcept {
-  switch (e) {
-    case ENOENT: return store_errc::noent;
-    case EAGAIN: return store_errc::again;
-    case EACCES: case EPERM: return store_errc::access;
-    case EEXIST: return store_errc::exists;
-    case EINVAL: case EISDIR: case ENOTEMPTY: case ENOSYS: case EROFS: case EBUSY: return store_errc::inval;
-    case ENOSPC: case E2BIG: case ENOMEM: return store_errc::quota;
-    case EIO: case EPIPE: case ECONNRESET: case EBADF: return store_errc::broken;
-    default: return store_errc::other;
-  }
-}
-
-struct store_error {
-  store_errc code;
-  friend constexpr bool operator==(store_error a, store_errc c) noexcept { return a.code == c; }
-};
+/// A device_store fails with the one xenstore error (xenstore/errors.hpp): the server's
+/// errno name unchanged (ENOENT, EAGAIN, E2BIG, ...) or a local condition (timeout, broken).
+using store_errc = xenstore::errc;
+using store_error = xenstore::error;
 
 /// A transaction id; 0 is "no transaction" (XBT_NULL).
 using store_tx = std::uint32_t;
@@ -72,7 +30,7 @@ struct watch_event {
 
 /// What a frontend, backend or toolstack needs from xenstore, on one connection:
 /// node reads/writes/removal and directory listing (optionally inside a transaction),
-/// transactions that may end in `again`, watches, and a wait for the next watch event
+/// transactions that may end in `eagain`, watches, and a wait for the next watch event
 /// that gives up with `timeout` after `timeout_ms` (0: just poll; -1: wait forever).
 /// Watches follow xenstore: one event when registered, spurious events allowed,
 /// several changes may arrive as one event.
@@ -100,14 +58,14 @@ result<void, store_error> in_transaction(S& s, Body&& body, int attempts = 16) {
     auto r = body(*tx);
     if (!r) {
       (void)s.transaction_end(*tx, false);
-      if (r.error().code == store_errc::again) continue;
+      if (r.error().code == store_errc::eagain) continue;
       return r;
     }
     auto end = s.transaction_end(*tx, true);
     if (end) return {};
-    if (end.error().code != store_errc::again) return end;
+    if (end.error().code != store_errc::eagain) return end;
   }
-  return unexpected{store_error{store_errc::again}};
+  return unexpected{store_error{store_errc::eagain}};
 }
 
 XENBUS_END_NAMESPACE

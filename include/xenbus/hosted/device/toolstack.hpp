@@ -20,7 +20,7 @@ enum class toolstack_errc : std::uint8_t {
 
 struct toolstack_error {
   toolstack_errc code;
-  store_errc store = store_errc::other;
+  store_errc store = store_errc::eother;
 };
 
 /// The toolstack's side of one device, as libxl does it: both directories with their
@@ -101,7 +101,7 @@ class toolstack {
     if (!t.remove()) return unexpected{toolstack_error{toolstack_errc::refused}};
     auto w = in_transaction(*s_, [&](store_tx tx) -> result<void, store_error> {
       for (const std::string& d : {addr_.frontend_dir(), addr_.backend_dir()})
-        if (auto r = s_->remove(tx, d); !r && r.error().code != store_errc::noent) return r;
+        if (auto r = s_->remove(tx, d); !r && r.error().code != store_errc::enoent) return r;
       return {};
     });
     if (!w) return unexpected{toolstack_error{toolstack_errc::store_failed, w.error().code}};
@@ -116,7 +116,7 @@ class toolstack {
       const std::string dir = end == role::frontend ? addr_.frontend_dir() : addr_.backend_dir();
       auto text = s_->read(no_tx, dir + "/state");
       if (!text) {
-        if (text.error().code == store_errc::noent) continue;
+        if (text.error().code == store_errc::enoent) continue;
         return unexpected{toolstack_error{toolstack_errc::store_failed, text.error().code}};
       }
       (void)m_.observe(end, std::string_view(*text));

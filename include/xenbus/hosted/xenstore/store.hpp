@@ -1,10 +1,11 @@
-// [hosted] In-memory xenstore: nodes, permissions, transactions, watches and quotas behind the wire protocol.
+// [hosted] In-memory xenstore data model: nodes, permissions, transactions, watches, quotas and connection output.
 #pragma once
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -49,6 +50,35 @@ struct limits {
   /// Any connection: bytes its open transactions may hold together (node copies, paths,
   /// pending events, as store::transaction_bytes counts them); ENOSPC beyond.
   std::size_t transaction_bytes = 4 * 1024 * 1024;
+};
+
+/// A node path as the typed operations take it: text that the operation checks
+/// (check_path), or a request's path that parse_request already checked, with the kind it
+/// found. The dispatcher passes the latter, so no path is checked twice.
+class node_path {
+ public:
+  /// Text the operation will check: anything a std::string_view can be made from.
+  template <class T>
+    requires std::convertible_to<const T&, std::string_view>
+  node_path(const T& text) noexcept : text_{text} {}  // implicit, as the string_view it stands for
+  /// The path of a request that parse_request accepted.
+  static node_path checked(const request& r) noexcept {
+    node_path p{r.path};
+    p.kind_ = r.kind;
+    p.checked_ = true;
+    return p;
+  }
+  std::string_view text() const noexcept { return text_; }
+  /// The path's kind: the one found before, or check_path's verdict now.
+  result<path_kind, errc> check(bool allow_special) const noexcept {
+    if (checked_) return kind_;
+    return check_path(text_, allow_special);
+  }
+
+ private:
+  std::string_view text_;
+  path_kind kind_ = path_kind::absolute;
+  bool checked_ = false;
 };
 
 /// Handle of one connection to the store (a socket client, a ring, an in-process user).
@@ -122,15 +152,7 @@ template <std::size_t N>
 constexpr std::string_view with_nul(const char (&text)[N]) noexcept {
   return std::string_view{text, N};
 }
-inline void append_u64(std::string& out, std::uint64_t v) {
-  char b[24];
-  std::size_t n = 0;
-  do {
-    b[n++] = static_cast<char>('0' + v % 10);
-    v /= 10;
-  } while (v != 0);
-  while (n) out += b[--n];
-}
+inline void append_u64(std::string& out, std::uint64_t v) { out += decimal{v}.view(); }
 
 /// The output of one connection: wire messages queued in fixed-size chunks, each chunk
 /// freed as soon as its last byte is sent (a message may span chunks). Bound: held()
@@ -384,19 +406,13 @@ class store {
 
   // ---- Wire entry point ---------------------------------------------------------------
 
-  /// Validates and executes one request, queueing its reply (and any watch events).
-  void handle(conn_id id, const message& m) {
-    auto* c = lookup(id);
-    if (!c) return;
-    ++stats_.requests;
-    auto req = parse_request(m);
-    if (!req) return send_error(*c, m.hdr, req.error());
-    execute(id, *c, *req);
-  }
+  /// Validates and executes one request, queueing its reply (and any watch events): the
+  /// wire dispatcher of hosted/xenstore/dispatch.hpp over this data model.
+  void handle(conn_id id, const message& m);
 
   // ---- Typed operations (what the wire requests do) -----------------------------------
 
-  result<std::string, errc> read(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::string, errc> read(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -406,26 +422,26 @@ class store {
     return n->data;
   }
 
-  result<void, errc> write(conn_id id, std::uint32_t tx, std::string_view path, std::string_view data) {
+  result<void, errc> write(conn_id id, std::uint32_t tx, const node_path& path, std::string_view data) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_write(*ctx, data, false);
   }
 
-  result<void, errc> mkdir(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<void, errc> mkdir(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_write(*ctx, {}, true);
   }
 
-  result<void, errc> rm(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<void, errc> rm(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     return do_rm(*ctx);
   }
 
   /// Child names, each followed by NUL, in creation order (the XS_DIRECTORY payload).
-  result<std::string, errc> directory(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::string, errc> directory(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -437,7 +453,7 @@ class store {
 
   /// The XS_DIRECTORY_PART payload: generation, NUL, the children from byte `offset` that
   /// fit, and one more NUL when the list ends there.
-  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, std::string_view path,
+  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, const node_path& path,
                                            std::uint64_t offset) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
@@ -473,7 +489,7 @@ class store {
   }
 
   /// Permission list of a node, e.g. {{none, 0}, {read, 5}}: owner first.
-  result<std::vector<perm>, errc> get_perms(conn_id id, std::uint32_t tx, std::string_view path) {
+  result<std::vector<perm>, errc> get_perms(conn_id id, std::uint32_t tx, const node_path& path) {
     auto ctx = begin_op(id, tx, path, true);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -484,7 +500,7 @@ class store {
     return n->perms;
   }
 
-  result<void, errc> set_perms(conn_id id, std::uint32_t tx, std::string_view path,
+  result<void, errc> set_perms(conn_id id, std::uint32_t tx, const node_path& path,
                                const std::vector<perm>& perms) {
     auto ctx = begin_op(id, tx, path, true);
     if (!ctx) return unexpected{ctx.error()};
@@ -566,12 +582,12 @@ class store {
     return {};
   }
 
-  result<void, errc> watch(conn_id id, std::string_view path, std::string_view token) {
+  result<void, errc> watch(conn_id id, const node_path& path, std::string_view token) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, true);
+    auto kind = path.check(true);
     if (!kind) return unexpected{kind.error()};
-    std::string canon = canonical(*c, path, *kind);
+    std::string canon = canonical(*c, path.text(), *kind);
     for (auto& w : c->watches)
       if (w.path == canon && w.token == token) return unexpected{errc::eexist};
     if (c->watches.size() >= (c->privileged ? limits_.privileged_watches : limits_.watches))
@@ -583,12 +599,12 @@ class store {
     return {};
   }
 
-  result<void, errc> unwatch(conn_id id, std::string_view path, std::string_view token) {
+  result<void, errc> unwatch(conn_id id, const node_path& path, std::string_view token) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, true);
+    auto kind = path.check(true);
     if (!kind) return unexpected{kind.error()};
-    std::string canon = canonical(*c, path, *kind);
+    std::string canon = canonical(*c, path.text(), *kind);
     for (std::size_t i = 0; i < c->watches.size(); ++i) {
       if (c->watches[i].path == canon && c->watches[i].token == token) {
         c->watches.erase(c->watches.begin() + static_cast<std::ptrdiff_t>(i));
@@ -668,6 +684,8 @@ class store {
   bool exists(std::string_view abs_path) const { return nodes_.find(abs_path) != nodes_.end(); }
 
  private:
+  friend class dispatcher;  // the wire side: replies go into a connection's output
+
   struct conn_watch {
     std::string path;  ///< canonical (absolute or special)
     std::string token;
@@ -740,10 +758,10 @@ class store {
     return p;
   }
 
-  result<op, errc> begin_op(conn_id id, std::uint32_t tx, std::string_view path, bool allow_special) {
+  result<op, errc> begin_op(conn_id id, std::uint32_t tx, const node_path& path, bool allow_special) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
-    auto kind = check_path(path, allow_special);
+    auto kind = path.check(allow_special);
     if (!kind) return unexpected{kind.error()};
     transaction* t = nullptr;
     if (tx != 0) {
@@ -751,7 +769,7 @@ class store {
       if (it == c->txs.end()) return unexpected{errc::enoent};
       t = it->second.get();
     }
-    return op{id, c, t, canonical(*c, path, *kind), *kind == path_kind::special};
+    return op{id, c, t, canonical(*c, path.text(), *kind), *kind == path_kind::special};
   }
 
   // ---- Node access through an optional transaction --------------------------------------
@@ -1103,129 +1121,6 @@ class store {
     for (auto p : parts) c.out.append(p);
   }
 
-  void send_reply(connection& c, const header& req, std::initializer_list<std::string_view> parts) {
-    std::size_t len = 0;
-    for (auto p : parts) len += p.size();
-    if (len > payload_max) return send_error(c, req, errc::e2big);
-    ++c.queued_replies;
-    append_message(c, req.kind(), req.req_id, req.tx_id, parts);
-  }
-
-  void send_ok(connection& c, const header& req) { send_reply(c, req, {detail::with_nul("OK")}); }
-
-  void send_error(connection& c, const header& req, errc e) {
-    ++stats_.errors;
-    ++c.queued_replies;
-    append_message(c, msg_type::error, req.req_id, req.tx_id, {to_string(e), detail::with_nul("")});
-  }
-
-  template <class R>
-  void ack(connection& c, const header& h, const R& r) {
-    if (r) send_ok(c, h);
-    else send_error(c, h, r.error());
-  }
-
-  void execute(conn_id id, connection& c, const request& r) {
-    const header h{static_cast<std::uint32_t>(r.type), r.req_id, r.tx_id, 0};
-    switch (r.type) {
-      case msg_type::read: {
-        auto v = read(id, r.tx_id, r.path);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::write: return ack(c, h, write(id, r.tx_id, r.path, r.data));
-      case msg_type::mkdir: return ack(c, h, mkdir(id, r.tx_id, r.path));
-      case msg_type::rm: return ack(c, h, rm(id, r.tx_id, r.path));
-      case msg_type::directory: {
-        auto v = directory(id, r.tx_id, r.path);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::directory_part: {
-        auto v = directory_part(id, r.tx_id, r.path, r.number);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
-        return;
-      }
-      case msg_type::get_perms: {
-        auto v = get_perms(id, r.tx_id, r.path);
-        if (!v) return send_error(c, h, v.error());
-        std::string text;
-        for (const auto& p : *v) {
-          char b[6];
-          text.append(b, format_perm(p, b));
-          text += '\0';
-        }
-        return send_reply(c, h, {text});
-      }
-      case msg_type::set_perms: {
-        std::vector<perm> perms;
-        for (auto s : string_list{r.list}) perms.push_back(*parse_perm(s));
-        return ack(c, h, set_perms(id, r.tx_id, r.path, perms));
-      }
-      case msg_type::transaction_start: {
-        if (r.tx_id != 0) return send_error(c, h, errc::ebusy);
-        auto t = transaction_start(id);
-        if (!t) return send_error(c, h, t.error());
-        std::string text;
-        detail::append_u64(text, *t);
-        text += '\0';
-        return send_reply(c, h, {text});
-      }
-      case msg_type::transaction_end: return ack(c, h, transaction_end(id, r.tx_id, r.number != 0));
-      case msg_type::watch: {
-        auto w = watch(id, r.path, r.data);
-        if (!w) return send_error(c, h, w.error());
-        send_ok(c, h);
-        // A watch fires once when set, with the path as the caller wrote it.
-        queue_event(c, r.path, r.data);
-        return;
-      }
-      case msg_type::unwatch: return ack(c, h, unwatch(id, r.path, r.data));
-      case msg_type::reset_watches: return ack(c, h, reset_watches(id));
-      case msg_type::get_domain_path: {
-        std::string p = "/local/domain/";
-        detail::append_u64(p, r.domid);
-        p += '\0';
-        return send_reply(c, h, {p});
-      }
-      case msg_type::introduce: return ack(c, h, introduce(id, r.domid));
-      case msg_type::release: return ack(c, h, release(id, r.domid));
-      case msg_type::is_domain_introduced:
-        return send_reply(c, h, {is_domain_introduced(r.domid) ? detail::with_nul("T") : detail::with_nul("F")});
-      case msg_type::resume:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!is_domain_introduced(r.domid)) return send_error(c, h, errc::enoent);
-        return send_ok(c, h);
-      case msg_type::set_target:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!is_domain_introduced(r.domid) || !is_domain_introduced(r.domid2))
-          return send_error(c, h, errc::enoent);
-        targets_[r.domid] = r.domid2;
-        return send_ok(c, h);
-      case msg_type::control: return control(c, h, r.list);
-      case msg_type::watch_event:
-      case msg_type::error:
-      case msg_type::type_count:
-      case msg_type::invalid:
-        break;
-    }
-    send_error(c, h, errc::enosys);
-  }
-
-  /// XS_CONTROL, minimal: "help", "print <text>", "check" (privileged only).
-  void control(connection& c, const header& h, std::string_view args) {
-    if (!c.privileged) return send_error(c, h, errc::eacces);
-    string_list l{args};
-    auto it = l.begin();
-    const std::string_view cmd = *it;
-    if (cmd == "help") return send_reply(c, h, {detail::with_nul("check\nhelp\nprint <text>\n")});
-    if (cmd == "check" || cmd == "print") return send_ok(c, h);
-    send_error(c, h, errc::einval);
-  }
-
   limits limits_;
   store_stats stats_;
   detail::node_map nodes_;
@@ -1244,3 +1139,6 @@ class store {
 
 }  // namespace xenstore
 XENBUS_END_NAMESPACE
+
+// The wire dispatcher defines store::handle().
+#include <xenbus/hosted/xenstore/dispatch.hpp>

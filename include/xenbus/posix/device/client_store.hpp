@@ -1,4 +1,4 @@
-// [posix] device_store over our xenstore client (xs_client): a socket, /dev/xen/xenbus or a xenstore ring.
+// [posix] device_store over our xenstore client (xenstore::client): a socket, /dev/xen/xenbus or a xenstore ring.
 #pragma once
 
 #include <xenbus/hosted/device/store.hpp>
@@ -16,51 +16,37 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// Maps the client's error codes to the driver's.
-constexpr store_errc to_store_errc(const xs_error& e) noexcept {
-  switch (e.code) {
-    case xs_errc::enoent: return store_errc::noent;
-    case xs_errc::eagain: case xs_errc::reset: return store_errc::again;
-    case xs_errc::eacces: case xs_errc::eperm: return store_errc::access;
-    case xs_errc::eexist: return store_errc::exists;
-    case xs_errc::enospc: case xs_errc::e2big: case xs_errc::enomem: return store_errc::quota;
-    case xs_errc::timeout: return store_errc::timeout;
-    case xs_errc::broken: case xs_errc::closed: case xs_errc::eio: return store_errc::broken;
-    default: return store_errc::inval;
-  }
-}
-
-/// An xs_client as a device_store. The client keeps one queue per watch; this adapter
+/// An xenstore::client as a device_store. The client keeps one queue per watch; this adapter
 /// names each by the driver's token and waits on all of their fds at once.
 class client_store {
  public:
-  explicit client_store(xs_client c) : c_{std::move(c)} {}
+  explicit client_store(xenstore::client c) : c_{std::move(c)} {}
   /// Connects to a xenstored socket ($XENSTORED_PATH by default), as libxenstore does.
   static result<client_store, store_error> connect(std::string_view socket_path = {}) {
-    auto c = xs_client::connect(socket_path);
-    if (!c) return unexpected{store_error{to_store_errc(c.error())}};
+    auto c = xenstore::client::connect(socket_path);
+    if (!c) return unexpected{store_error{for_driver(c.error())}};
     return client_store{std::move(*c)};
   }
 
-  xs_client& client() noexcept { return c_; }
+  xenstore::client& client() noexcept { return c_; }
 
-  result<std::string, store_error> read(store_tx tx, std::string_view path) { return wrap(c_.read(path, xs_tx{tx})); }
+  result<std::string, store_error> read(store_tx tx, std::string_view path) { return wrap(c_.read(path, xenstore::tx{tx})); }
   result<void, store_error> write(store_tx tx, std::string_view path, std::string_view value) {
-    return wrap(c_.write(path, value, xs_tx{tx}));
+    return wrap(c_.write(path, value, xenstore::tx{tx}));
   }
-  result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(c_.rm(path, xs_tx{tx})); }
+  result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(c_.rm(path, xenstore::tx{tx})); }
   result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
-    return wrap(c_.directory(path, xs_tx{tx}));
+    return wrap(c_.directory(path, xenstore::tx{tx}));
   }
   result<store_tx, store_error> transaction_start() {
     auto t = c_.transaction_start();
-    if (!t) return unexpected{store_error{to_store_errc(t.error())}};
+    if (!t) return unexpected{store_error{for_driver(t.error())}};
     return store_tx{t->id};
   }
-  result<void, store_error> transaction_end(store_tx tx, bool commit) { return wrap(c_.transaction_end(xs_tx{tx}, commit)); }
+  result<void, store_error> transaction_end(store_tx tx, bool commit) { return wrap(c_.transaction_end(xenstore::tx{tx}, commit)); }
   result<void, store_error> watch(std::string_view path, std::string_view token) {
     auto w = c_.watch(path);
-    if (!w) return unexpected{store_error{to_store_errc(w.error())}};
+    if (!w) return unexpected{store_error{for_driver(w.error())}};
     watches_.push_back(entry{std::string(token), std::move(*w)});
     return {};
   }
@@ -70,7 +56,7 @@ class client_store {
         watches_.erase(it);  // the watch's destructor sends XS_UNWATCH
         return {};
       }
-    return unexpected{store_error{store_errc::noent}};
+    return unexpected{store_error{store_errc::enoent}};
   }
 
   result<watch_event, store_error> next_watch_event(int timeout_ms) {
@@ -83,7 +69,7 @@ class client_store {
           next_ = (next_ + k + 1) % watches_.size();
           return watch_event{std::move(ev->path), e.token};
         }
-        if (ev.error().code != xs_errc::timeout) return unexpected{store_error{to_store_errc(ev.error())}};
+        if (ev.error().code != xenstore::errc::timeout) return unexpected{store_error{for_driver(ev.error())}};
       }
       if (waited || timeout_ms == 0 || watches_.empty()) return unexpected{store_error{store_errc::timeout}};
       std::vector<pollfd> fds;
@@ -98,19 +84,25 @@ class client_store {
  private:
   struct entry {
     std::string token;
-    xs_watch w;
+    xenstore::watch w;
   };
+  /// The client's error as is, except that a request lost to a ring reconnection (reset)
+  /// is reported as EAGAIN: the driver retries it as it retries a conflicting transaction.
+  static store_error for_driver(store_error e) noexcept {
+    if (e.code == store_errc::reset) e.code = store_errc::eagain;
+    return e;
+  }
   template <class T>
-  static result<T, store_error> wrap(result<T, xs_error>&& r) {
-    if (!r) return unexpected{store_error{to_store_errc(r.error())}};
+  static result<T, store_error> wrap(result<T, xenstore::error>&& r) {
+    if (!r) return unexpected{store_error{for_driver(r.error())}};
     return std::move(*r);
   }
-  static result<void, store_error> wrap(result<void, xs_error>&& r) {
-    if (!r) return unexpected{store_error{to_store_errc(r.error())}};
+  static result<void, store_error> wrap(result<void, xenstore::error>&& r) {
+    if (!r) return unexpected{store_error{for_driver(r.error())}};
     return {};
   }
 
-  xs_client c_;
+  xenstore::client c_;
   std::vector<entry> watches_;
   std::size_t next_ = 0;
 };

@@ -4,7 +4,7 @@
 #include <xenbus/posix/xenstore/detail/client_codec.hpp>
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
@@ -35,73 +35,71 @@
 
 XENBUS_BEGIN_NAMESPACE
 
-/// A transaction id; the default {} means "not in a transaction".
-struct xs_tx {
-  std::uint32_t id{0};
-  friend constexpr bool operator==(xs_tx, xs_tx) = default;
-};
+namespace xenstore {
 
-/// Access one domain has to a node (wire.hpp: n, r, w, b).
-using xs_access = xenstore::access;
-/// One permission entry {access, domid}; a node's first entry names its owner and the
-/// access of every domain not listed.
-using xs_perm = xenstore::perm;
+/// A transaction id; the default {} means "not in a transaction".
+struct tx {
+  std::uint32_t id{0};
+  friend constexpr bool operator==(xenstore::tx, xenstore::tx) = default;
+};
 
 /// One watch event. `lost` > 0 says that many later events were dropped because the queue
 /// was full: rescan everything under the watched path.
-struct xs_watch_event {
+struct watch_event {
   std::string path;
   std::uint64_t lost{0};
 };
 
 /// Counters of one watch's queue.
-struct xs_watch_stats {
+struct watch_stats {
   std::uint64_t delivered{0};  ///< events handed to the consumer
   std::uint64_t coalesced{0};  ///< events merged into a queued event for the same path
   std::uint64_t dropped{0};    ///< events dropped because the queue was full
 };
 
-class xs_client;
-class xs_watch;
+class client;
+class watch;
+
+}  // namespace xenstore
 
 namespace detail {
 
-/// The transport behind a client, type-erased so that xs_client is one concrete class.
+/// The transport behind a client, type-erased so that xenstore::client is one concrete class.
 struct xs_transport_iface {
   virtual ~xs_transport_iface() = default;
-  /// xs_deadline_transport's send_until; without it, send() (the deadline is ignored).
-  virtual xs_io send_until(std::span<const char>, xs_clock::time_point) = 0;
+  /// xenstore::deadline_transport's send_until; without it, send() (the deadline is ignored).
+  virtual xenstore::io_result send_until(std::span<const char>, xenstore::transport_clock::time_point) = 0;
   virtual bool bounded_send() const noexcept = 0;
-  virtual xs_io receive(std::span<char>) = 0;
+  virtual xenstore::io_result receive(std::span<char>) = 0;
   virtual void interrupt() noexcept = 0;
   virtual void rearm() noexcept = 0;
   virtual bool can_reconnect() noexcept = 0;
-  virtual xs_status reconnect() = 0;
+  virtual xenstore::status reconnect() = 0;
 };
 
-template <xs_transport T>
+template <xenstore::transport T>
 class xs_transport_box final : public xs_transport_iface {
  public:
   explicit xs_transport_box(T&& t) : t_{std::move(t)} {}
-  xs_io send_until(std::span<const char> b, xs_clock::time_point d) override {
-    if constexpr (xs_deadline_transport<T>) {
+  xenstore::io_result send_until(std::span<const char> b, xenstore::transport_clock::time_point d) override {
+    if constexpr (xenstore::deadline_transport<T>) {
       return t_.send_until(b, d);
     } else {
       if (auto r = t_.send(b); !r) return unexpected{r.error()};
       return b.size();
     }
   }
-  bool bounded_send() const noexcept override { return xs_deadline_transport<T>; }
-  xs_io receive(std::span<char> b) override { return t_.receive(b); }
+  bool bounded_send() const noexcept override { return xenstore::deadline_transport<T>; }
+  xenstore::io_result receive(std::span<char> b) override { return t_.receive(b); }
   void interrupt() noexcept override { t_.interrupt(); }
   void rearm() noexcept override { t_.rearm(); }
   bool can_reconnect() noexcept override {
-    if constexpr (xs_reconnectable_transport<T>) return t_.reconnect_supported();
+    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect_supported();
     else return false;
   }
-  xs_status reconnect() override {
-    if constexpr (xs_reconnectable_transport<T>) return t_.reconnect();
-    else return unexpected{xs_error{xs_errc::unsupported}};
+  xenstore::status reconnect() override {
+    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect();
+    else return unexpected{xenstore::error{xenstore::errc::unsupported}};
   }
 
  private:
@@ -147,9 +145,9 @@ struct xs_watch_state {
   std::deque<std::string> queue;
   std::unordered_set<std::string_view, xs_keyed_hash> queued{0, xs_keyed_hash{xs_hash_key()}};
   std::uint64_t lost_pending{0};
-  xs_watch_stats stats;
+  xenstore::watch_stats stats;
   bool ended{false};
-  xs_error end_error{};
+  xenstore::error end_error{};
 
   xs_watch_state(std::string p, std::string t, std::size_t cap)
       : path{std::move(p)}, token{std::move(t)}, capacity{cap < 1 ? 1 : cap},
@@ -198,7 +196,7 @@ struct xs_watch_state {
     return p;
   }
 
-  void end(xs_error why) {
+  void end(xenstore::error why) {
     std::lock_guard l{mu};
     if (ended) return;
     ended = true;
@@ -253,7 +251,7 @@ struct xs_pending {
   std::uint32_t tx_id{0};  // servers echo it in the reply header
   bool done{false};
   bool failed{false};
-  xs_error err{};
+  xenstore::error err{};
   std::string payload;
 };
 
@@ -271,7 +269,7 @@ class xs_conn {
   /// Sends one request and waits for its reply payload (already checked for its type).
   /// With a reply timeout, the whole request (waiting to send, sending, waiting for the
   /// reply) ends by one deadline; past it the connection is latched broken.
-  result<std::string, xs_error> request(xs_type type, xs_tx tx,
+  result<std::string, xenstore::error> request(xs_type type, xenstore::tx tx,
                                         std::initializer_list<std::string_view> parts,
                                         bool raw_last = false) {
     auto frame = xs_encode(type, 0, tx.id, parts, raw_last);
@@ -282,11 +280,11 @@ class xs_conn {
     const auto deadline = request_deadline();
     {
       std::unique_lock wl{write_mu_, std::defer_lock};
-      if (deadline == xs_clock::time_point::max()) {
+      if (deadline == xenstore::transport_clock::time_point::max()) {
         wl.lock();
       } else if (!wl.try_lock_until(deadline)) {
         // Another sender has held the wire for a whole timeout: the server is not reading.
-        latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+        latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
         return unexpected{health().error()};
       }
       if (auto s = send_locked(*frame, p, deadline); !s) return unexpected{s.error()};
@@ -296,9 +294,9 @@ class xs_conn {
   }
 
   /// Registers `p` under a fresh req_id and returns it (caller holds write_mu_ if sending).
-  result<std::uint32_t, xs_error> register_pending(xs_pending& p) {
+  result<std::uint32_t, xenstore::error> register_pending(xs_pending& p) {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     const auto id = next_id_locked();
     pending_.emplace(id, &p);
@@ -310,19 +308,19 @@ class xs_conn {
     std::span<const char> in{bytes.data(), bytes.size()};
     while (!in.empty()) {
       in = in.subspan(dec_->feed(in));
-      if (dec_->broken()) return latch(xs_error{xs_errc::broken, xs_fault::oversized_len});
+      if (dec_->broken()) return latch(xenstore::error{xenstore::errc::broken, xenstore::fault::oversized_len});
       if (!dec_->ready()) continue;
       const auto fault = dispatch(dec_->current());
       dec_->next();
-      if (fault != xs_fault::none) return latch(xs_error{xs_errc::broken, fault});
+      if (fault != xenstore::fault::none) return latch(xenstore::error{xenstore::errc::broken, fault});
     }
     return true;
   }
 
   /// Latches the connection failed with `e`: outstanding requests fail, watches end.
-  bool latch(xs_error e) {
+  bool latch(xenstore::error e) {
     std::vector<std::shared_ptr<xs_watch_state>> ws;
-    xs_error why;
+    xenstore::error why;
     {
       std::lock_guard l{mu_};
       if (!broken_) {
@@ -345,20 +343,20 @@ class xs_conn {
   }
 
   /// Creates a watch queue with a fresh token and routes events for it (no request sent).
-  result<std::shared_ptr<xs_watch_state>, xs_error> new_watch(std::string_view path,
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> new_watch(std::string_view path,
                                                               std::size_t capacity) {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     // Tokens are ours alone, so an event's token names exactly one queue.
     auto w = std::make_shared<xs_watch_state>(std::string(path),
                                               "xb" + std::to_string(++next_token_), capacity);
-    if (w->efd < 0) return unexpected{xs_error{xs_errc::enomem, xs_fault::io_error, errno}};
+    if (w->efd < 0) return unexpected{xenstore::error{xenstore::errc::enomem, xenstore::fault::io_error, errno}};
     watches_.emplace(w->token, w);
     return w;
   }
 
-  result<std::shared_ptr<xs_watch_state>, xs_error> add_watch(std::string_view path,
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> add_watch(std::string_view path,
                                                               std::size_t capacity) {
     // Routed before XS_WATCH is sent: the first event may overtake our wait for the reply.
     auto made = new_watch(path, capacity);
@@ -382,9 +380,9 @@ class xs_conn {
   /// returned. Without (destructors) it never blocks: the frame is queued, sent at once if
   /// the wire is free and the transport takes it without waiting, else by the next request
   /// (before its own); the connection keeps the request and checks its reply later.
-  xs_status remove_watch(xs_watch_state& w, bool wait_reply) {
+  xenstore::status remove_watch(xs_watch_state& w, bool wait_reply) {
     forget_watch(w.token);
-    w.end(xs_error{xs_errc::closed});
+    w.end(xenstore::error{xenstore::errc::closed});
     if (wait_reply) {
       auto r = request(xs_type::unwatch, {}, {w.path, w.token});
       if (!r) return unexpected{r.error()};
@@ -396,7 +394,7 @@ class xs_conn {
     owned->type = xs_type::unwatch;
     {
       std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
       if (broken_) return unexpected{fault_};
       if (deferred_.size() >= deferred_max) {
         ++dropped_unwatches_;
@@ -415,23 +413,23 @@ class xs_conn {
   /// The ring reconnection: fails outstanding requests with reset, resets the transport,
   /// restarts the reader, and registers every watch again that has not ended (a watch
   /// ended by an earlier broken connection stays ended).
-  xs_status reconnect() {
-    if (!t_->can_reconnect()) return unexpected{xs_error{xs_errc::unsupported}};
+  xenstore::status reconnect() {
+    if (!t_->can_reconnect()) return unexpected{xenstore::error{xenstore::errc::unsupported}};
     std::unique_lock wl{write_mu_};
     {
       std::lock_guard l{mu_};
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     }
     stop_reader();
     std::vector<std::shared_ptr<xs_watch_state>> ws;
     {
       std::lock_guard l{mu_};
       // close() may have run while we waited for the reader; it has failed everything.
-      if (closed_) return unexpected{xs_error{xs_errc::closed}};
+      if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
       for (auto& [id, p] : pending_) {
         p->done = true;
         p->failed = true;
-        p->err = xs_error{xs_errc::reset};
+        p->err = xenstore::error{xenstore::errc::reset};
       }
       pending_.clear();
       detached_.clear();
@@ -479,13 +477,13 @@ class xs_conn {
     t_->interrupt();
     std::lock_guard wl{write_mu_};
     stop_reader();
-    latch(xs_error{xs_errc::closed});
+    latch(xenstore::error{xenstore::errc::closed});
   }
 
   /// Ok while the connection works, else the error that latched it.
-  xs_status health() const {
+  xenstore::status health() const {
     std::lock_guard l{mu_};
-    if (closed_) return unexpected{xs_error{xs_errc::closed}};
+    if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     return {};
   }
@@ -506,10 +504,10 @@ class xs_conn {
   }
 
  private:
-  xs_clock::time_point request_deadline() const {
+  xenstore::transport_clock::time_point request_deadline() const {
     std::lock_guard l{mu_};
-    if (reply_timeout_.count() <= 0) return xs_clock::time_point::max();
-    return xs_clock::now() + reply_timeout_;
+    if (reply_timeout_.count() <= 0) return xenstore::transport_clock::time_point::max();
+    return xenstore::transport_clock::now() + reply_timeout_;
   }
 
   // Caller holds mu_.
@@ -521,9 +519,9 @@ class xs_conn {
 
   // Caller holds write_mu_, so reconnect() sees either none or all of this request. Queued
   // XS_UNWATCH frames go first: one of them may be half on the wire already.
-  xs_status send_locked(std::string& frame, xs_pending& p, xs_clock::time_point deadline) {
+  xenstore::status send_locked(std::string& frame, xs_pending& p, xenstore::transport_clock::time_point deadline) {
     if (!flush_deferred_locked(deadline)) {
-      latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+      latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
       return unexpected{health().error()};
     }
     auto id = register_pending(p);
@@ -532,7 +530,7 @@ class xs_conn {
     // Failures fail p too, through pending_, and wait() reports them.
     auto n = t_->send_until(frame, deadline);
     if (!n) latch(n.error());
-    else if (*n < frame.size()) latch(xs_error{xs_errc::broken, xs_fault::send_timeout});
+    else if (*n < frame.size()) latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
     return {};
   }
 
@@ -541,7 +539,7 @@ class xs_conn {
   // passed first (the rest of a frame begun stays first in the queue) or the transport
   // failed (latched). Only a write_mu_ holder removes from deferred_, so the front frame
   // stays in place while it is sent without mu_ (a deque's push_back moves no element).
-  bool flush_deferred_locked(xs_clock::time_point deadline) {
+  bool flush_deferred_locked(xenstore::transport_clock::time_point deadline) {
     for (;;) {
       std::string_view rest;
       {
@@ -568,7 +566,7 @@ class xs_conn {
   }
 
   // Sends queued XS_UNWATCH frames if nobody holds the wire, without waiting for room:
-  // never blocks on an xs_deadline_transport. A holder of write_mu_ runs this after
+  // never blocks on an xenstore::deadline_transport. A holder of write_mu_ runs this after
   // releasing it, so a frame queued while it sent is not left behind. A destructor leaves
   // the frames of a transport without send_until (whose send may block) to the next request.
   void kick_deferred(bool from_destructor) {
@@ -579,17 +577,17 @@ class xs_conn {
     }
     std::unique_lock wl{write_mu_, std::try_to_lock};
     if (!wl.owns_lock()) return;  // the holder kicks after its own frame
-    (void)flush_deferred_locked(xs_clock::time_point::min());
+    (void)flush_deferred_locked(xenstore::transport_clock::time_point::min());
   }
 
-  result<std::string, xs_error> wait(xs_pending& p, xs_clock::time_point deadline) {
+  result<std::string, xenstore::error> wait(xs_pending& p, xenstore::transport_clock::time_point deadline) {
     std::unique_lock l{mu_};
-    if (deadline != xs_clock::time_point::max()) {
+    if (deadline != xenstore::transport_clock::time_point::max()) {
       if (!cv_.wait_until(l, deadline, [&] { return p.done; })) {
         // A server that does not answer is treated like one that answers garbage: the
         // reply could still arrive later, so the connection cannot be trusted any more.
         l.unlock();
-        latch(xs_error{xs_errc::broken, xs_fault::reply_timeout});
+        latch(xenstore::error{xenstore::errc::broken, xenstore::fault::reply_timeout});
         l.lock();
       }
     } else {
@@ -637,32 +635,32 @@ class xs_conn {
   }
 
   // Checks one message and hands it to its waiter or watch queue; returns the fault if any.
-  xs_fault dispatch(const xenstore::message& m) {
+  xenstore::fault dispatch(const xenstore::message& m) {
     const auto type = m.hdr.kind();
     if (type == xs_type::watch_event) {
       // The client's own event check (xs_parse_event), not wire.hpp's parse_reply: a
       // relative event path may be longer than a relative path a client may send.
       std::string_view path, token;
-      if (!xs_parse_event(m.payload, path, token)) return xs_fault::malformed_event;
+      if (!xs_parse_event(m.payload, path, token)) return xenstore::fault::malformed_event;
       return deliver_event(path, token);
     }
-    if (!xenstore::is_known(type)) return xs_fault::bad_type;
+    if (!xenstore::is_known(type)) return xenstore::fault::bad_type;
     std::unique_lock l{mu_};
     auto it = pending_.find(m.hdr.req_id);
-    if (it == pending_.end()) return xs_fault::unsolicited_reply;
+    if (it == pending_.end()) return xenstore::fault::unsolicited_reply;
     xs_pending& p = *it->second;
-    if (m.hdr.tx_id != p.tx_id) return xs_fault::reply_tx_mismatch;
+    if (m.hdr.tx_id != p.tx_id) return xenstore::fault::reply_tx_mismatch;
     if (type == xs_type::error) {
       auto code = xs_parse_error_reply(m.payload);
       if (!code) return code.error();
       p.failed = true;
-      p.err = xs_error{*code};
+      p.err = xenstore::error{*code};
     } else if (type != p.type) {
-      return xs_fault::reply_type_mismatch;
+      return xenstore::fault::reply_type_mismatch;
     } else if (auto shape = xenstore::parse_reply(m); !shape) {
       return xs_fault_of(shape.error());
     } else if (!xs_reply_payload_ok(p.type, m.payload)) {
-      return xs_fault::malformed_payload;
+      return xenstore::fault::malformed_payload;
     } else {
       p.payload.assign(m.payload);  // the decoder's buffer is reused for the next message
     }
@@ -671,10 +669,10 @@ class xs_conn {
     detached_.erase(m.hdr.req_id);  // a destructor's XS_UNWATCH: nobody waits for it
     l.unlock();
     cv_.notify_all();
-    return xs_fault::none;
+    return xenstore::fault::none;
   }
 
-  xs_fault deliver_event(std::string_view path, std::string_view token) {
+  xenstore::fault deliver_event(std::string_view path, std::string_view token) {
     std::shared_ptr<xs_watch_state> w;
     {
       std::lock_guard l{mu_};
@@ -682,12 +680,12 @@ class xs_conn {
       // Unknown tokens happen legitimately: an event already sent when we unwatched.
       if (it == watches_.end()) {
         ++stray_events_;
-        return xs_fault::none;
+        return xenstore::fault::none;
       }
       w = it->second;
     }
     w->push(path);
-    return xs_fault::none;
+    return xenstore::fault::none;
   }
 
   std::unique_ptr<xs_transport_iface> t_;
@@ -710,7 +708,7 @@ class xs_conn {
   std::chrono::milliseconds reply_timeout_{0};  // 0: wait as long as the server takes
   bool broken_{false};
   bool closed_{false};
-  xs_error fault_{};
+  xenstore::error fault_{};
   std::atomic<bool> stop_{false};
   // Reader thread only (or the fuzz harness); 4 KiB buffer, so kept off the stack.
   std::unique_ptr<xenstore::decoder> dec_ = std::make_unique<xenstore::decoder>();
@@ -718,8 +716,8 @@ class xs_conn {
 };
 
 /// Parses a checked XS_GET_PERMS payload.
-inline std::vector<xs_perm> xs_parse_perms(std::string_view payload) {
-  std::vector<xs_perm> out;
+inline std::vector<xenstore::perm> xs_parse_perms(std::string_view payload) {
+  std::vector<xenstore::perm> out;
   for (auto s : xenstore::string_list{payload})
     if (auto p = xenstore::parse_perm(s)) out.push_back(*p);
   return out;
@@ -728,16 +726,18 @@ inline std::vector<xs_perm> xs_parse_perms(std::string_view payload) {
 template <class R>
 struct xs_is_result : std::false_type {};
 template <class T>
-struct xs_is_result<result<T, xs_error>> : std::true_type {};
+struct xs_is_result<result<T, xenstore::error>> : std::true_type {};
 
 }  // namespace detail
 
+namespace xenstore {
+
 /// A registered watch: its events arrive in a bounded queue whose fd() polls readable
 /// while events are queued. Destroying it unregisters the watch (XS_UNWATCH).
-class xs_watch {
+class watch {
  public:
-  xs_watch(xs_watch&&) noexcept = default;
-  xs_watch& operator=(xs_watch&& o) noexcept {
+  watch(xenstore::watch&&) noexcept = default;
+  xenstore::watch& operator=(xenstore::watch&& o) noexcept {
     if (this != &o) {
       reset();
       conn_ = std::move(o.conn_);
@@ -745,9 +745,9 @@ class xs_watch {
     }
     return *this;
   }
-  xs_watch(const xs_watch&) = delete;
-  xs_watch& operator=(const xs_watch&) = delete;
-  ~xs_watch() { reset(); }
+  watch(const xenstore::watch&) = delete;
+  xenstore::watch& operator=(const xenstore::watch&) = delete;
+  ~watch() { reset(); }
 
   /// A descriptor that polls readable (POLLIN) while next() would not block.
   int fd() const noexcept { return state_ ? state_->efd : -1; }
@@ -758,8 +758,8 @@ class xs_watch {
 
   /// The next event, waiting up to `timeout` (negative: forever). Fails with timeout, or
   /// with the connection's error once the watch ended and its queue is empty.
-  result<xs_watch_event, xs_error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
-    if (!state_) return unexpected{xs_error{xs_errc::closed}};
+  result<xenstore::watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
+    if (!state_) return unexpected{xenstore::error{xenstore::errc::closed}};
     auto& s = *state_;
     for (;;) {
       {
@@ -767,7 +767,7 @@ class xs_watch {
         // Events are dropped only while the queue is full, so a loss always has a queued
         // event to ride on: the first one taken after it.
         if (!s.queue.empty()) {
-          xs_watch_event ev;
+          xenstore::watch_event ev;
           ev.path = s.pop_locked();
           ev.lost = std::exchange(s.lost_pending, 0);
           ++s.stats.delivered;
@@ -779,20 +779,20 @@ class xs_watch {
       pollfd p{s.efd, POLLIN, 0};
       const int t = timeout.count() < 0 ? -1 : static_cast<int>(timeout.count());
       const int r = ::poll(&p, 1, t);
-      if (r == 0) return unexpected{xs_error{xs_errc::timeout}};
+      if (r == 0) return unexpected{xenstore::error{xenstore::errc::timeout}};
     }
   }
   /// The next event if one is queued, else fails with timeout at once.
-  result<xs_watch_event, xs_error> try_next() { return next(std::chrono::milliseconds{0}); }
+  result<xenstore::watch_event, xenstore::error> try_next() { return next(std::chrono::milliseconds{0}); }
 
   /// Counters of this watch's queue.
-  xs_watch_stats stats() const {
+  xenstore::watch_stats stats() const {
     std::lock_guard l{state_->mu};
     return state_->stats;
   }
 
   /// Unregisters now (the destructor does it otherwise); the queue ends with `closed`.
-  xs_status unwatch() {
+  xenstore::status unwatch() {
     if (!state_) return {};
     auto s = conn_->remove_watch(*state_, true);
     conn_.reset();
@@ -800,39 +800,39 @@ class xs_watch {
   }
 
  private:
-  friend class xs_client;
-  xs_watch(std::shared_ptr<detail::xs_conn> c, std::shared_ptr<detail::xs_watch_state> s)
+  friend class xenstore::client;
+  watch(std::shared_ptr<xenbus::detail::xs_conn> c, std::shared_ptr<xenbus::detail::xs_watch_state> s)
       : conn_{std::move(c)}, state_{std::move(s)} {}
   void reset() noexcept {
     if (conn_ && state_) (void)conn_->remove_watch(*state_, false);
     conn_.reset();
     state_.reset();
   }
-  std::shared_ptr<detail::xs_conn> conn_;
-  std::shared_ptr<detail::xs_watch_state> state_;
+  std::shared_ptr<xenbus::detail::xs_conn> conn_;
+  std::shared_ptr<xenbus::detail::xs_watch_state> state_;
 };
 
 /// A xenstore client. Every call is synchronous and thread-safe; one reader thread matches
 /// replies to requests by req_id and queues watch events. Anything malformed from the
 /// server latches the connection broken: later calls fail with that error.
-class xs_client {
+class client {
  public:
-  /// Starts a client over `transport` (an xs_fd_transport, xs_ring_transport, ...).
-  template <xs_transport T>
-  explicit xs_client(T transport)
-      : conn_{std::make_shared<detail::xs_conn>(
-            std::make_unique<detail::xs_transport_box<T>>(std::move(transport)))} {
+  /// Starts a client over `transport` (an xenstore::fd_transport, xenstore::ring_transport, ...).
+  template <xenstore::transport T>
+  explicit client(T transport)
+      : conn_{std::make_shared<xenbus::detail::xs_conn>(
+            std::make_unique<xenbus::detail::xs_transport_box<T>>(std::move(transport)))} {
     conn_->start();
   }
 
   /// Connects to xenstored's unix socket (default: $XENSTORED_PATH as libxenstore does).
-  static result<xs_client, xs_error> connect(std::string_view socket_path = {}) {
-    auto t = xs_fd_transport::connect_unix(socket_path);
+  static result<xenstore::client, xenstore::error> connect(std::string_view socket_path = {}) {
+    auto t = xenstore::fd_transport::connect_unix(socket_path);
     if (!t) return unexpected{t.error()};
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
   /// As libxenstore's xs_open(0): the socket if it connects, else /dev/xen/xenbus.
-  static result<xs_client, xs_error> open() {
+  static result<xenstore::client, xenstore::error> open() {
     auto c = connect();
     if (c) return c;
     auto d = open_device();
@@ -840,38 +840,38 @@ class xs_client {
     return unexpected{c.error()};  // the socket's failure says more off Xen
   }
   /// Opens /dev/xen/xenbus (in a Xen domain).
-  static result<xs_client, xs_error> open_device(const char* path = xs_xenbus_device) {
-    auto t = xs_fd_transport::open_device(path);
+  static result<xenstore::client, xenstore::error> open_device(const char* path = xenstore::xenbus_device) {
+    auto t = xenstore::fd_transport::open_device(path);
     if (!t) return unexpected{t.error()};
-    return xs_client{std::move(*t)};
+    return xenstore::client{std::move(*t)};
   }
 
   /// A moved-from client may only be destroyed.
-  xs_client(xs_client&&) noexcept = default;
-  xs_client& operator=(xs_client&&) = delete;
-  ~xs_client() {
+  client(xenstore::client&&) noexcept = default;
+  xenstore::client& operator=(xenstore::client&&) = delete;
+  ~client() {
     if (conn_) conn_->shutdown();  // watches still alive then end with `closed`
   }
 
   /// The data of a node.
-  result<std::string, xs_error> read(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return conn_->request(detail::xs_type::read, tx, {path});
+  result<std::string, xenstore::error> read(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return conn_->request(xenbus::detail::xs_type::read, tx, {path});
   }
   /// Writes a node's data, creating it (and missing parents) as needed.
-  xs_status write(std::string_view path, std::string_view value, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::write, tx, {path, value}, true));
+  xenstore::status write(std::string_view path, std::string_view value, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::write, tx, {path, value}, true));
   }
   /// Creates a node with empty data if it does not exist.
-  xs_status mkdir(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::mkdir, tx, {path}));
+  xenstore::status mkdir(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::mkdir, tx, {path}));
   }
   /// Removes a node and everything under it.
-  xs_status rm(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    return done(conn_->request(detail::xs_type::rm, tx, {path}));
+  xenstore::status rm(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    return done(conn_->request(xenbus::detail::xs_type::rm, tx, {path}));
   }
   /// The most bytes of names (each with its NUL) a listing in parts gathers: beyond it
   /// directory() fails with e2big. 4 MiB: about 1000 DIRECTORY_PART round trips.
@@ -883,23 +883,23 @@ class xs_client {
   /// The names of a node's children. A list too long for one reply (the server answers
   /// E2BIG) is read in parts with XS_DIRECTORY_PART, as libxenstore's xs_directory does,
   /// and read again from the start when the directory changed between parts.
-  result<std::vector<std::string>, xs_error> directory(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    auto r = conn_->request(detail::xs_type::directory, tx, {path});
-    if (!r && r.error() == xs_errc::e2big) return directory_in_parts(path, tx);
+  result<std::vector<std::string>, xenstore::error> directory(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    auto r = conn_->request(xenbus::detail::xs_type::directory, tx, {path});
+    if (!r && r.error() == xenstore::errc::e2big) return directory_in_parts(path, tx);
     if (!r) return unexpected{r.error()};
     return split_names(*r);
   }
   /// A node's permissions: owner first, then per-domain entries.
-  result<std::vector<xs_perm>, xs_error> get_perms(std::string_view path, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path)) return bad();
-    auto r = conn_->request(detail::xs_type::get_perms, tx, {path});
+  result<std::vector<xenstore::perm>, xenstore::error> get_perms(std::string_view path, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path)) return bad();
+    auto r = conn_->request(xenbus::detail::xs_type::get_perms, tx, {path});
     if (!r) return unexpected{r.error()};
-    return detail::xs_parse_perms(*r);
+    return xenbus::detail::xs_parse_perms(*r);
   }
   /// Replaces a node's permissions (at least one entry: the owner).
-  xs_status set_perms(std::string_view path, std::span<const xs_perm> perms, xs_tx tx = {}) {
-    if (!detail::xs_valid_path(path) || perms.empty()) return bad();
+  xenstore::status set_perms(std::string_view path, std::span<const xenstore::perm> perms, xenstore::tx tx = {}) {
+    if (!xenbus::detail::xs_valid_path(path) || perms.empty()) return bad();
     std::string payload(path);
     payload.push_back('\0');
     for (const auto& p : perms) {
@@ -907,68 +907,68 @@ class xs_client {
       payload.append(text, xenstore::format_perm(p, text));
       payload.push_back('\0');
     }
-    return done(conn_->request(detail::xs_type::set_perms, tx, {payload}, true));
+    return done(conn_->request(xenbus::detail::xs_type::set_perms, tx, {payload}, true));
   }
   /// The home path of a domain (/local/domain/<domid>).
-  result<std::string, xs_error> get_domain_path(std::uint16_t domid) {
-    const auto d = std::to_string(domid);
-    auto r = conn_->request(detail::xs_type::get_domain_path, {}, {d});
+  result<std::string, xenstore::error> get_domain_path(std::uint16_t domid) {
+    const xenstore::decimal d{domid};
+    auto r = conn_->request(xenbus::detail::xs_type::get_domain_path, {}, {d.view()});
     if (!r) return unexpected{r.error()};
     r->pop_back();  // the checked trailing NUL
     return r;
   }
 
   /// Starts a transaction.
-  result<xs_tx, xs_error> transaction_start() {
-    auto r = conn_->request(detail::xs_type::transaction_start, {}, {""});
+  result<xenstore::tx, xenstore::error> transaction_start() {
+    auto r = conn_->request(xenbus::detail::xs_type::transaction_start, {}, {""});
     if (!r) return unexpected{r.error()};
     // Checked by the reader: decimal, non-zero, fits 32 bits, NUL-terminated.
-    const auto id = xenstore::parse_u64(std::string_view(*r).substr(0, r->size() - 1));
-    return xs_tx{static_cast<std::uint32_t>(id.value_or(0))};
+    const auto id = xenstore::parse_decimal(std::string_view(*r).substr(0, r->size() - 1));
+    return xenstore::tx{static_cast<std::uint32_t>(id.value_or(0))};
   }
   /// Commits (`commit`) or aborts a transaction; a commit may fail with eagain (conflict).
-  xs_status transaction_end(xs_tx tx, bool commit) {
-    return done(conn_->request(detail::xs_type::transaction_end, tx, {commit ? "T" : "F"}));
+  xenstore::status transaction_end(xenstore::tx tx, bool commit) {
+    return done(conn_->request(xenbus::detail::xs_type::transaction_end, tx, {commit ? "T" : "F"}));
   }
 
-  /// Runs fn(xs_tx) -> result<T, xs_error> in a transaction and commits; when the commit
+  /// Runs fn(xenstore::tx) -> result<T, xenstore::error> in a transaction and commits; when the commit
   /// (or fn) fails with eagain, retries, at most `max_attempts` times in all.
   template <class F>
-  auto transact(F&& fn, unsigned max_attempts = 8) -> std::invoke_result_t<F&, xs_tx> {
-    using R = std::invoke_result_t<F&, xs_tx>;
-    static_assert(detail::xs_is_result<R>::value || std::is_same_v<R, xs_status>,
-                  "transact: fn must return xenbus::result<T, xs_error> (or xs_status)");
+  auto transact(F&& fn, unsigned max_attempts = 8) -> std::invoke_result_t<F&, xenstore::tx> {
+    using R = std::invoke_result_t<F&, xenstore::tx>;
+    static_assert(xenbus::detail::xs_is_result<R>::value || std::is_same_v<R, xenstore::status>,
+                  "transact: fn must return xenbus::result<T, xenstore::error> (or xenstore::status)");
     for (unsigned attempt = 0; attempt < max_attempts; ++attempt) {
       auto tx = transaction_start();
       if (!tx) return unexpected{tx.error()};
       R r = fn(*tx);
       if (!r) {
         (void)transaction_end(*tx, false);
-        if (r.error() == xs_errc::eagain) continue;
+        if (r.error() == xenstore::errc::eagain) continue;
         return r;
       }
       auto end = transaction_end(*tx, true);
       if (end) return r;
-      if (end.error() != xs_errc::eagain) return unexpected{end.error()};
+      if (end.error() != xenstore::errc::eagain) return unexpected{end.error()};
     }
-    return unexpected{xs_error{xs_errc::eagain}};
+    return unexpected{xenstore::error{xenstore::errc::eagain}};
   }
 
   /// Registers a watch on `path` (its subtree); events queue up to `capacity` paths.
   /// The server fires it once at registration.
-  result<xs_watch, xs_error> watch(std::string_view path, std::size_t capacity = 64) {
-    if (!detail::xs_valid_path(path, true)) return bad();
+  result<xenstore::watch, xenstore::error> watch(std::string_view path, std::size_t capacity = 64) {
+    if (!xenbus::detail::xs_valid_path(path, true)) return bad();
     auto w = conn_->add_watch(path, capacity);
     if (!w) return unexpected{w.error()};
-    return xs_watch{conn_, std::move(*w)};
+    return xenstore::watch{conn_, std::move(*w)};
   }
 
   /// Ring transports: the xenstore-ring.txt reconnection. Outstanding requests fail with
   /// reset, transactions are gone, watches are registered again. Sockets: unsupported.
-  xs_status reconnect() { return conn_->reconnect(); }
+  xenstore::status reconnect() { return conn_->reconnect(); }
 
   /// Ok while the connection works, else the error that latched it broken (or closed).
-  xs_status health() const { return conn_->health(); }
+  xenstore::status health() const { return conn_->health(); }
   /// Bounds every request (0, the default: no bound): waiting to send, sending and waiting
   /// for the reply end by one deadline this long after the call. A server that takes no
   /// bytes meanwhile latches the connection broken with fault send_timeout, one that does
@@ -978,14 +978,14 @@ class xs_client {
   void set_reply_timeout(std::chrono::milliseconds t) { conn_->set_reply_timeout(t); }
   /// Watch events that named no live watch (e.g. in flight while unwatching).
   std::uint64_t stray_events() const { return conn_->stray_events(); }
-  /// XS_UNWATCHes of destroyed watches dropped because detail::xs_conn::deferred_max were
+  /// XS_UNWATCHes of destroyed watches dropped because xenbus::detail::xs_conn::deferred_max were
   /// already waiting for a server that did not read (that server keeps those watches).
   std::uint64_t dropped_unwatches() const { return conn_->dropped_unwatches(); }
   /// Shuts the connection down now; every later call fails with closed.
   void close() { conn_->shutdown(); }
 
  private:
-  static unexpected<xs_error> bad() { return unexpected{xs_error{xs_errc::bad_request}}; }
+  static unexpected<xenstore::error> bad() { return unexpected{xenstore::error{xenstore::errc::bad_request}}; }
   static std::vector<std::string> split_names(std::string_view list) {
     std::vector<std::string> names;
     for (auto n : xenstore::string_list{list})
@@ -994,23 +994,23 @@ class xs_client {
   }
   // libxenstore's xs_directory_part: ask from byte offset `names.size()` of the list; the
   // first part's generation must stay the same in every later part, else start over.
-  result<std::vector<std::string>, xs_error> directory_in_parts(std::string_view path, xs_tx tx) {
+  result<std::vector<std::string>, xenstore::error> directory_in_parts(std::string_view path, xenstore::tx tx) {
     std::string names;  // at most directory_max_bytes
     std::string generation;
     unsigned restarts = 0;
     for (;;) {
-      const auto offset = std::to_string(names.size());
-      auto r = conn_->request(detail::xs_type::directory_part, tx, {path, offset});
+      const xenstore::decimal offset{names.size()};
+      auto r = conn_->request(xenbus::detail::xs_type::directory_part, tx, {path, offset.view()});
       if (!r) {
         // A server without DIRECTORY_PART (oxenstored): the list is simply too big.
-        if (r.error() == xs_errc::enosys) return unexpected{xs_error{xs_errc::e2big}};
+        if (r.error() == xenstore::errc::enosys) return unexpected{xenstore::error{xenstore::errc::e2big}};
         return unexpected{r.error()};
       }
-      const auto part = detail::xs_split_dir_part(*r);  // checked by the reader
+      const auto part = xenbus::detail::xs_split_dir_part(*r);  // checked by the reader
       if (names.empty() && generation.empty()) {
         generation.assign(part.generation);
       } else if (part.generation != generation) {
-        if (++restarts > directory_max_restarts) return unexpected{xs_error{xs_errc::eagain}};
+        if (++restarts > directory_max_restarts) return unexpected{xenstore::error{xenstore::errc::eagain}};
         names.clear();
         generation.clear();
         continue;
@@ -1018,20 +1018,31 @@ class xs_client {
       // Every name fits a part (a name is shorter than a path), so a server that sends
       // neither names nor the end would have us ask forever.
       if (part.names.empty() && !part.last) {
-        conn_->latch(xs_error{xs_errc::broken, xs_fault::malformed_payload});
-        return unexpected{xs_error{xs_errc::broken, xs_fault::malformed_payload}};
+        conn_->latch(xenstore::error{xenstore::errc::broken, xenstore::fault::malformed_payload});
+        return unexpected{xenstore::error{xenstore::errc::broken, xenstore::fault::malformed_payload}};
       }
       if (part.names.size() > directory_max_bytes - names.size())
-        return unexpected{xs_error{xs_errc::e2big}};
+        return unexpected{xenstore::error{xenstore::errc::e2big}};
       names.append(part.names);
       if (part.last) return split_names(names);
     }
   }
-  static xs_status done(const result<std::string, xs_error>& r) {
+  static xenstore::status done(const result<std::string, xenstore::error>& r) {
     if (!r) return unexpected{r.error()};
     return {};
   }
-  std::shared_ptr<detail::xs_conn> conn_;
+  std::shared_ptr<xenbus::detail::xs_conn> conn_;
 };
+
+}  // namespace xenstore
+
+// The names before 0.2.0.
+using xs_client [[deprecated("use xenbus::xenstore::client")]] = xenstore::client;
+using xs_watch [[deprecated("use xenbus::xenstore::watch")]] = xenstore::watch;
+using xs_tx [[deprecated("use xenbus::xenstore::tx")]] = xenstore::tx;
+using xs_watch_event [[deprecated("use xenbus::xenstore::watch_event")]] = xenstore::watch_event;
+using xs_watch_stats [[deprecated("use xenbus::xenstore::watch_stats")]] = xenstore::watch_stats;
+using xs_perm [[deprecated("use xenbus::xenstore::perm")]] = xenstore::perm;
+using xs_access [[deprecated("use xenbus::xenstore::access")]] = xenstore::access;
 
 XENBUS_END_NAMESPACE

@@ -4,7 +4,7 @@
 #include <xenbus/result.hpp>
 #include <xenbus/ring/common.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 #include <xenbus/ring/xenstore_page.hpp>
 
@@ -25,12 +25,13 @@
 #include <unistd.h>
 
 XENBUS_BEGIN_NAMESPACE
+namespace xenstore {
 
 /// An event channel as the ring transport uses it (libxenevtchn has this shape):
 /// notify() signals the peer; fd() polls readable while a signal from the peer is pending;
 /// ack() consumes pending signals.
 template <class E>
-concept xs_event_channel = std::movable<E> && requires(E& e) {
+concept ring_event_channel = std::movable<E> && requires(E& e) {
   { e.notify() } noexcept;
   { e.fd() } noexcept -> std::same_as<int>;
   { e.ack() } noexcept;
@@ -38,24 +39,24 @@ concept xs_event_channel = std::movable<E> && requires(E& e) {
 
 /// An event channel between two threads or processes of one machine: one eventfd per
 /// direction (for tests, and for a server living in the same process).
-class xs_eventfd_channel {
+class eventfd_channel {
  public:
   /// A connected pair: what one end notifies, the other end's fd() sees.
-  static std::pair<xs_eventfd_channel, xs_eventfd_channel> make_pair() {
+  static std::pair<xenstore::eventfd_channel, xenstore::eventfd_channel> make_pair() {
     const int a = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     const int b = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    return {xs_eventfd_channel{a, ::dup(b)}, xs_eventfd_channel{b, ::dup(a)}};
+    return {xenstore::eventfd_channel{a, ::dup(b)}, xenstore::eventfd_channel{b, ::dup(a)}};
   }
-  xs_eventfd_channel(xs_eventfd_channel&& o) noexcept
+  eventfd_channel(xenstore::eventfd_channel&& o) noexcept
       : in_{std::exchange(o.in_, -1)}, out_{std::exchange(o.out_, -1)} {}
-  xs_eventfd_channel& operator=(xs_eventfd_channel&& o) noexcept {
+  xenstore::eventfd_channel& operator=(xenstore::eventfd_channel&& o) noexcept {
     std::swap(in_, o.in_);
     std::swap(out_, o.out_);
     return *this;
   }
-  xs_eventfd_channel(const xs_eventfd_channel&) = delete;
-  xs_eventfd_channel& operator=(const xs_eventfd_channel&) = delete;
-  ~xs_eventfd_channel() {
+  eventfd_channel(const xenstore::eventfd_channel&) = delete;
+  xenstore::eventfd_channel& operator=(const xenstore::eventfd_channel&) = delete;
+  ~eventfd_channel() {
     if (in_ >= 0) ::close(in_);
     if (out_ >= 0) ::close(out_);
   }
@@ -73,40 +74,40 @@ class xs_eventfd_channel {
   }
 
  private:
-  xs_eventfd_channel(int in, int out) noexcept : in_{in}, out_{out} {}
+  eventfd_channel(int in, int out) noexcept : in_{in}, out_{out} {}
   int in_;
   int out_;
 };
-static_assert(xs_event_channel<xs_eventfd_channel>);
+static_assert(xenstore::ring_event_channel<xenstore::eventfd_channel>);
 
-/// The guest end of a xenstore ring page (xenstore_ring_guest) as an xs_transport: blocks
+/// The guest end of a xenstore ring page (xenstore_ring_guest) as an xenstore::transport: blocks
 /// on the event channel when the ring is empty or full, waits out a reconnection the
 /// server is serving, and turns the ring's latched errors (indices out of range, the
 /// server's `error` field) into a broken connection. The page must outlive the transport.
-template <xs_event_channel E>
-class xs_ring_transport {
+template <xenstore::ring_event_channel E>
+class ring_transport {
  public:
   /// Attaches to `page` (4 KiB, the xenstore_domain_interface) at the indices it holds.
-  static result<xs_ring_transport, xs_error> attach(std::span<std::byte> page, E evtchn) {
+  static result<ring_transport, xenstore::error> attach(std::span<std::byte> page, E evtchn) {
     auto g = xenstore_ring_guest::attach(page);
-    if (!g) return unexpected{xs_error{xs_errc::bad_request}};
+    if (!g) return unexpected{xenstore::error{xenstore::errc::bad_request}};
     // A reconnection already in progress at attach is the guest's to follow
     // (xenstore_ring_guest restarts from the reset indices by itself).
-    xs_ring_transport t{std::move(*g), std::move(evtchn)};
+    ring_transport t{std::move(*g), std::move(evtchn)};
     return t;
   }
-  xs_ring_transport(xs_ring_transport&&) noexcept = default;
-  xs_ring_transport& operator=(xs_ring_transport&&) = delete;
+  ring_transport(ring_transport&&) noexcept = default;
+  ring_transport& operator=(ring_transport&&) = delete;
 
   /// Copies all of `out` into the request ring, waiting for the server to make room.
-  xs_status send(std::span<const char> out) {
-    auto n = send_until(out, xs_clock::time_point::max());
+  xenstore::status send(std::span<const char> out) {
+    auto n = send_until(out, xenstore::transport_clock::time_point::max());
     if (!n) return unexpected{n.error()};
     return {};
   }
 
   /// As send(), waiting for room only until `deadline`; returns the bytes copied.
-  xs_io send_until(std::span<const char> out, xs_clock::time_point deadline) {
+  xenstore::io_result send_until(std::span<const char> out, xenstore::transport_clock::time_point deadline) {
     auto& s = *s_;
     std::size_t done = 0;
     while (done < out.size()) {
@@ -127,14 +128,14 @@ class xs_ring_transport {
         continue;
       }
       const auto w = s.wait(seen, deadline);
-      if (w == woken::interrupted) return unexpected{xs_error{xs_errc::closed}};
+      if (w == woken::interrupted) return unexpected{xenstore::error{xenstore::errc::closed}};
       if (w == woken::timed_out) break;
     }
     return done;
   }
 
   /// Copies available reply bytes out of the response ring, waiting for at least one.
-  xs_io receive(std::span<char> in) {
+  xenstore::io_result receive(std::span<char> in) {
     auto& s = *s_;
     for (;;) {
       const auto seen = s.seq_now();
@@ -170,11 +171,11 @@ class xs_ring_transport {
 
   /// The reconnection of xenstore-ring.txt: set connection=1, signal, and wait until the
   /// server has emptied the rings and set it back to 0. Needs the server's feature bit.
-  xs_status reconnect() {
+  xenstore::status reconnect() {
     auto& s = *s_;
     {
       std::lock_guard l{s.ring_mu};
-      if (auto r = s.guest.begin_reconnect(); !r) return unexpected{xs_error{xs_errc::unsupported}};
+      if (auto r = s.guest.begin_reconnect(); !r) return unexpected{xenstore::error{xenstore::errc::unsupported}};
     }
     s.evtchn.notify();
     for (;;) {
@@ -183,7 +184,7 @@ class xs_ring_transport {
         std::lock_guard l{s.ring_mu};
         if (s.guest.reconnected()) return {};
       }
-      if (s.wait(seen) != woken::event) return unexpected{xs_error{xs_errc::closed}};
+      if (s.wait(seen) != woken::event) return unexpected{xenstore::error{xenstore::errc::closed}};
     }
   }
 
@@ -218,13 +219,13 @@ class xs_ring_transport {
     }
     // Returns once an event arrived after `seen` was read, on interrupt, or at `deadline`
     // (max(): none; a deadline already past returns timed_out unless an event is there).
-    woken wait(std::uint64_t seen, xs_clock::time_point deadline = xs_clock::time_point::max()) {
-      const bool bounded = deadline != xs_clock::time_point::max();
+    woken wait(std::uint64_t seen, xenstore::transport_clock::time_point deadline = xenstore::transport_clock::time_point::max()) {
+      const bool bounded = deadline != xenstore::transport_clock::time_point::max();
       std::unique_lock l{m};
       for (;;) {
         if (stop) return woken::interrupted;
         if (seq != seen) return woken::event;
-        if (bounded && xs_clock::now() >= deadline) return woken::timed_out;
+        if (bounded && xenstore::transport_clock::now() >= deadline) return woken::timed_out;
         if (!polling) break;
         if (bounded) cv.wait_until(l, deadline);
         else cv.wait(l);
@@ -233,7 +234,7 @@ class xs_ring_transport {
       l.unlock();
       int ms = -1;
       if (bounded) {
-        const auto now = xs_clock::now();  // compared first: min() - now overflows
+        const auto now = xenstore::transport_clock::now();  // compared first: min() - now overflows
         const auto c = deadline <= now ? 0 : std::chrono::ceil<std::chrono::milliseconds>(deadline - now).count();
         ms = c > 60000 ? 60000 : static_cast<int>(c);
       }
@@ -249,7 +250,7 @@ class xs_ring_transport {
       cv.notify_all();    // either way someone else may have to take over polling
       if (stop) return woken::interrupted;
       if (r != 0) return woken::event;
-      return bounded && xs_clock::now() >= deadline ? woken::timed_out : woken::event;
+      return bounded && xenstore::transport_clock::now() >= deadline ? woken::timed_out : woken::event;
     }
     void interrupt() noexcept {
       {
@@ -268,19 +269,26 @@ class xs_ring_transport {
     }
   };
 
-  xs_ring_transport(xenstore_ring_guest g, E e)
+  ring_transport(xenstore_ring_guest g, E e)
       : s_{std::make_unique<shared>(std::move(g), std::move(e))} {}
 
-  static xs_error fault_of(ring_error e) noexcept {
+  static xenstore::error fault_of(ring_error e) noexcept {
     switch (e) {
-      case ring_error::peer_error: return xs_error{xs_errc::broken, xs_fault::ring_error};
-      case ring_error::not_supported: return xs_error{xs_errc::unsupported};
-      default: return xs_error{xs_errc::broken, xs_fault::ring_index};
+      case ring_error::peer_error: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_error};
+      case ring_error::not_supported: return xenstore::error{xenstore::errc::unsupported};
+      default: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_index};
     }
   }
 
   std::unique_ptr<shared> s_;  // stable address: the reader and writers share it
 };
-static_assert(xs_deadline_transport<xs_ring_transport<xs_eventfd_channel>>);
+static_assert(xenstore::deadline_transport<xenstore::ring_transport<xenstore::eventfd_channel>>);
+
+}  // namespace xenstore
+
+// The names before 0.2.0.
+using xs_eventfd_channel [[deprecated("use xenbus::xenstore::eventfd_channel")]] = xenstore::eventfd_channel;
+template <class E>
+using xs_ring_transport [[deprecated("use xenbus::xenstore::ring_transport")]] = xenstore::ring_transport<E>;
 
 XENBUS_END_NAMESPACE

@@ -3,7 +3,7 @@
 
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
-#include <xenbus/xenstore/client_error.hpp>
+#include <xenbus/xenstore/errors.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
 #include <cstddef>
@@ -18,14 +18,6 @@ XENBUS_BEGIN_NAMESPACE
 namespace detail {
 
 using xs_type = xenstore::msg_type;
-
-// The client's error codes start with the protocol's, in the same order.
-static_assert(static_cast<std::size_t>(xs_errc::eother) == xenstore::errc_count);
-static_assert([] {
-  for (std::size_t i = 0; i < xenstore::errc_count; ++i)
-    if (xenstore::to_string(static_cast<xenstore::errc>(i)) != xs_errno_names[i]) return false;
-  return true;
-}(), "xs_errc must name the errors in the order of xenstore::errc (xsd_errors[])");
 
 // Header fields travel in host byte order (xenstore peers share one machine).
 inline void xs_put_u32(char* p, std::uint32_t v) noexcept { std::memcpy(p, &v, sizeof v); }
@@ -85,14 +77,14 @@ constexpr bool xs_parse_event(std::string_view payload, std::string_view& path,
 
 /// Builds a request: header then the parts, each followed by a NUL except a raw last part
 /// (WRITE's value). Fails with bad_request when the payload exceeds 4096 bytes.
-inline result<std::string, xs_error> xs_encode(xs_type type, std::uint32_t req_id,
+inline result<std::string, xenstore::error> xs_encode(xs_type type, std::uint32_t req_id,
                                                std::uint32_t tx_id,
                                                std::initializer_list<std::string_view> parts,
                                                bool raw_last = false) {
   std::size_t len = 0;
   std::size_t i = 0;
   for (auto p : parts) len += p.size() + ((raw_last && ++i == parts.size()) ? 0 : 1);
-  if (len > xenstore::payload_max) return unexpected{xs_error{xs_errc::bad_request}};
+  if (len > xenstore::payload_max) return unexpected{xenstore::error{xenstore::errc::bad_request}};
   std::string out(xenstore::header_size, '\0');
   xenstore::encode_header(
       xenstore::header{static_cast<std::uint32_t>(type), req_id, tx_id, static_cast<std::uint32_t>(len)},
@@ -116,12 +108,12 @@ constexpr bool xs_errno_like(std::string_view s) noexcept {
 
 /// Maps an XS_ERROR payload "NAME\0" to a code: a known name, eother for a well-formed
 /// name newer than this client (xsd_errors[] grows at its end), else a fault.
-constexpr result<xs_errc, xs_fault> xs_parse_error_reply(std::string_view payload) noexcept {
-  if (payload.size() < 2 || payload.back() != '\0') return unexpected{xs_fault::bad_error_name};
+constexpr result<xenstore::errc, xenstore::fault> xs_parse_error_reply(std::string_view payload) noexcept {
+  if (payload.size() < 2 || payload.back() != '\0') return unexpected{xenstore::fault::bad_error_name};
   const auto name = payload.substr(0, payload.size() - 1);
-  if (!xs_errno_like(name)) return unexpected{xs_fault::bad_error_name};
-  if (auto e = xenstore::parse_errc(name)) return static_cast<xs_errc>(*e);
-  return xs_errc::eother;
+  if (!xs_errno_like(name)) return unexpected{xenstore::fault::bad_error_name};
+  if (auto e = xenstore::parse_errc(name)) return *e;
+  return xenstore::errc::eother;
 }
 
 /// The stricter checks behind the client's typed results, on a reply that wire.hpp's
@@ -147,7 +139,7 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
       // xs_directory_part stops at that empty string).
       if (p.empty() || p.back() != '\0') return false;
       const auto gen_end = p.find('\0');
-      if (!xenstore::parse_u64(p.substr(0, gen_end))) return false;
+      if (!xenstore::parse_decimal(p.substr(0, gen_end))) return false;
       auto rest = p.substr(gen_end + 1);
       if (!rest.empty() && rest.back() == '\0' && (rest.size() == 1 || rest[rest.size() - 2] == '\0'))
         rest.remove_suffix(1);  // the end marker
@@ -163,8 +155,8 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
     }
     case xs_type::transaction_start: {
       if (p.size() < 2 || p.back() != '\0') return false;
-      auto id = xenstore::parse_u64(p.substr(0, p.size() - 1));
-      return id && *id != 0 && *id <= 0xffffffffu;
+      auto id = xenstore::parse_decimal(p.substr(0, p.size() - 1), 0xffffffffu);
+      return id && *id != 0;
     }
     case xs_type::get_domain_path: {
       if (p.size() < 2 || p.back() != '\0') return false;
@@ -196,14 +188,14 @@ constexpr xs_dir_part xs_split_dir_part(std::string_view p) noexcept {
 }
 
 /// Maps wire.hpp's refusal of a server message to the client's fault.
-constexpr xs_fault xs_fault_of(xenstore::reply_error e) noexcept {
+constexpr xenstore::fault xs_fault_of(xenstore::reply_error e) noexcept {
   switch (e) {
-    case xenstore::reply_error::unknown_type: return xs_fault::bad_type;
-    case xenstore::reply_error::bad_error_text: return xs_fault::bad_error_name;
-    case xenstore::reply_error::bad_watch_event: return xs_fault::malformed_event;
-    case xenstore::reply_error::missing_nul: return xs_fault::malformed_payload;
+    case xenstore::reply_error::unknown_type: return xenstore::fault::bad_type;
+    case xenstore::reply_error::bad_error_text: return xenstore::fault::bad_error_name;
+    case xenstore::reply_error::bad_watch_event: return xenstore::fault::malformed_event;
+    case xenstore::reply_error::missing_nul: return xenstore::fault::malformed_payload;
   }
-  return xs_fault::malformed_payload;
+  return xenstore::fault::malformed_payload;
 }
 
 }  // namespace detail
