@@ -137,65 +137,6 @@ class backend {
   using duty_row = detail::duty_row<backend>;
   using st = state;
 
-  // Each row: when our node is `own` and the frontend's is in `peer` and the guard holds, do
-  // the action (what the new state promises the frontend, done before the node says so), then
-  // move to `to`. The first matching row decides.
-  // clang-format off
-  static constexpr std::array<row, 14> reactions{{
-    // own              peer                                                       to                guard                  action
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait,       &backend::offer_features},  // backend-publishes-features
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait,  &backend::offer_features},  // backend-skips-init-wait
-    {st::init_wait,     state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects
-    {st::initialised,   state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects-after-skip
-    {st::connected,     state_set{st::initialising},                               st::init_wait,    when::reset_at_once,   &backend::offer_features},  // backend-resets-at-once (seed)
-    {st::connected,     state_set{st::initialising},                               st::closing,      when::close_first,     &backend::stop_io},         // backend-closes (QEMU, FreeBSD)
-    {st::init_wait,     state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
-    {st::initialised,   state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
-    {st::connected,     state_set{st::closing, st::closed, st::unknown},           st::closing,      when::always,          &backend::stop_io},         // backend-closes
-    {st::reconfiguring, state_set{st::connected, st::reconfiguring},               st::reconfigured, when::always,          &backend::nothing},         // backend-reconfigured: the hook ran when the toolstack asked
-    {st::reconfigured,  state_set{st::connected},                                  st::connected,    when::peer_moved,      &backend::connect},         // backend-reconnects
-    {st::reconfigured,  state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
-    {st::closing,       state_set{st::closed, st::unknown},                        st::closed,       when::always,          &backend::release},         // backend-closed
-    {st::closed,        state_set{st::initialising},                               st::init_wait,    when::reconnect,       &backend::offer_features},  // backend-prepares-for-reconnect
-  }};
-
-  // What each duty the frontend's moves leave us asks of us (found by the duty it names).
-  static constexpr std::array<duty_row, duty_count> duties{{
-    {duty::read_backend_features,   &backend::ignore},        // a frontend duty
-    {duty::connect_transport,       &backend::on_transport},  // the frontend published (maybe unseen)
-    {duty::read_backend_properties, &backend::ignore},        // a frontend duty
-    {duty::stop_io,                 &backend::on_stop_io},
-    {duty::release_transport,       &backend::on_release},
-    {duty::reset_for_new_peer,      &backend::on_reset},      // a new frontend instance
-    {duty::reconfigure,             &backend::ignore},        // the frontend walks Reconfiguring; we follow by rows
-    {duty::forget_device,           &backend::ignore},        // read_peer reports the vanished peer
-  }};
-
-  // What a toolstack write into our node asks of us, by the state it wrote: every state a
-  // toolstack row of the table drives our node to has a row (checked below).
-  struct toolstack_row {
-    state to;
-    void (backend::*action)();
-  };
-  static constexpr std::array<toolstack_row, 4> on_toolstack{{
-    {st::unknown,       &backend::ignore},                  // toolstack-removes-device: read_own stops us
-    {st::initialising,  &backend::ignore},                  // toolstack-creates-device
-    {st::closing,       &backend::toolstack_unplugs},       // toolstack-unplugs: online = 0
-    {st::reconfiguring, &backend::toolstack_reconfigures},  // toolstack-reconfigures
-  }};
-  // clang-format on
-  static constexpr bool covers_toolstack_moves() noexcept {
-    for (state s : all_states) {
-      std::size_t n = 0;
-      for (const toolstack_row& r : on_toolstack) n += r.to == s ? 1u : 0u;
-      if (n != (standard_table::can_drive_to(by::toolstack_on_backend, s) ? 1u : 0u)) return false;
-    }
-    return true;
-  }
-
-  // What this end does before it writes Closing on its own (close(), a fatal error).
-  static constexpr detail::prep (backend::*close_action)() = &backend::stop_io;
-
   bool holds(when g) {
     switch (g) {  // guards are policy, not states: each reads an option or the store
       case when::always: return true;
@@ -320,6 +261,66 @@ class backend {
     core_.release_queues();
     connected_ = false;
   }
+
+  // The rows come after the member functions they name (a row can name only what is declared).
+  // Each row: when our node is `own` and the frontend's is in `peer` and the guard holds, do
+  // the action (what the new state promises the frontend, done before the node says so), then
+  // move to `to`. The first matching row decides.
+  // clang-format off
+  static constexpr std::array<row, 14> reactions{{
+    // own              peer                                                       to                guard                  action
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait,       &backend::offer_features},  // backend-publishes-features
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait,  &backend::offer_features},  // backend-skips-init-wait
+    {st::init_wait,     state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects
+    {st::initialised,   state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects-after-skip
+    {st::connected,     state_set{st::initialising},                               st::init_wait,    when::reset_at_once,   &backend::offer_features},  // backend-resets-at-once (seed)
+    {st::connected,     state_set{st::initialising},                               st::closing,      when::close_first,     &backend::stop_io},         // backend-closes (QEMU, FreeBSD)
+    {st::init_wait,     state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::initialised,   state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::connected,     state_set{st::closing, st::closed, st::unknown},           st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::reconfiguring, state_set{st::connected, st::reconfiguring},               st::reconfigured, when::always,          &backend::nothing},         // backend-reconfigured: the hook ran when the toolstack asked
+    {st::reconfigured,  state_set{st::connected},                                  st::connected,    when::peer_moved,      &backend::connect},         // backend-reconnects
+    {st::reconfigured,  state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::closing,       state_set{st::closed, st::unknown},                        st::closed,       when::always,          &backend::release},         // backend-closed
+    {st::closed,        state_set{st::initialising},                               st::init_wait,    when::reconnect,       &backend::offer_features},  // backend-prepares-for-reconnect
+  }};
+
+  // What each duty the frontend's moves leave us asks of us (found by the duty it names).
+  static constexpr std::array<duty_row, duty_count> duties{{
+    {duty::read_backend_features,   &backend::ignore},        // a frontend duty
+    {duty::connect_transport,       &backend::on_transport},  // the frontend published (maybe unseen)
+    {duty::read_backend_properties, &backend::ignore},        // a frontend duty
+    {duty::stop_io,                 &backend::on_stop_io},
+    {duty::release_transport,       &backend::on_release},
+    {duty::reset_for_new_peer,      &backend::on_reset},      // a new frontend instance
+    {duty::reconfigure,             &backend::ignore},        // the frontend walks Reconfiguring; we follow by rows
+    {duty::forget_device,           &backend::ignore},        // read_peer reports the vanished peer
+  }};
+
+  // What a toolstack write into our node asks of us, by the state it wrote: every state a
+  // toolstack row of the table drives our node to has a row (checked below).
+  struct toolstack_row {
+    state to;
+    void (backend::*action)();
+  };
+  static constexpr std::array<toolstack_row, 4> on_toolstack{{
+    {st::unknown,       &backend::ignore},                  // toolstack-removes-device: read_own stops us
+    {st::initialising,  &backend::ignore},                  // toolstack-creates-device
+    {st::closing,       &backend::toolstack_unplugs},       // toolstack-unplugs: online = 0
+    {st::reconfiguring, &backend::toolstack_reconfigures},  // toolstack-reconfigures
+  }};
+  // clang-format on
+  static constexpr bool covers_toolstack_moves() noexcept {
+    for (state s : all_states) {
+      std::size_t n = 0;
+      for (const toolstack_row& r : on_toolstack) n += r.to == s ? 1u : 0u;
+      if (n != (standard_table::can_drive_to(by::toolstack_on_backend, s) ? 1u : 0u)) return false;
+    }
+    return true;
+  }
+
+  // What this end does before it writes Closing on its own (close(), a fatal error).
+  static constexpr detail::prep (backend::*close_action)() = &backend::stop_io;
 
   core_type core_;  // first: built before the members below, destroyed after them (it releases the queues)
   G* grants_;

@@ -143,43 +143,6 @@ class frontend {
   using duty_row = detail::duty_row<frontend>;
   using st = state;
 
-  // Each row: when our node is `own` and the backend's is in `peer` and the guard holds, do
-  // the action (what the new state promises the backend, done before the node says so), then
-  // move to `to`. The first matching row decides.
-  // clang-format off
-  static constexpr std::array<row, 13> reactions{{
-    // own              peer                                                                              to                 guard                    action
-    {st::initialising,  state_set{st::init_wait},                                                         st::initialised,   when::always,            &frontend::publish},       // frontend-publishes-transport
-    {st::initialising,  state_set{st::initialised},                                                       st::initialised,   when::always,            &frontend::publish},       // frontend-skips-init-wait: the backend skipped it, nothing to wait for
-    {st::initialising,  state_set{st::initialising},                                                      st::initialised,   when::skip_init_wait,    &frontend::publish},       // frontend-skips-init-wait
-    {st::initialised,   state_set{st::connected},                                                         st::connected,     when::always,            &frontend::attach_rings},  // frontend-connects
-    {st::initialising,  state_set{st::closing},                                                           st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
-    {st::initialised,   state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
-    {st::connected,     state_set{st::closing, st::closed, st::unknown, st::initialising, st::init_wait}, st::closing,       when::always,            &frontend::stop_io},       // frontend-closes: backend went away or restarted
-    {st::connected,     state_set{st::reconfiguring, st::reconfigured},                                   st::reconfiguring, when::reconfigure_owed,  &frontend::reconfigure},   // frontend-reconfigures, once per backend cycle
-    {st::reconfiguring, state_set{st::reconfigured, st::connected},                                       st::connected,     when::always,            &frontend::attach_rings},  // frontend-reconfigured
-    {st::reconfiguring, state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
-    {st::closing,       state_set{st::closing, st::closed, st::unknown},                                  st::closed,        when::always,            &frontend::release},       // frontend-closed
-    {st::closed,        state_set{st::closed},                                                            st::initialising,  when::reconnect,         &frontend::start_over},    // frontend-resets: a reset or handover drops the old transport
-    {st::initialising,  state_set{st::unknown},                                                           st::closing,       when::always,            &frontend::stop_io},       // frontend-closes: backend vanished
-  }};
-
-  // What each duty the backend's moves leave us asks of us (found by the duty it names).
-  static constexpr std::array<duty_row, duty_count> duties{{
-    {duty::read_backend_features,   &frontend::on_backend_features},  // publish now (covers a coalesced InitWait)
-    {duty::connect_transport,       &frontend::ignore},               // a backend duty
-    {duty::read_backend_properties, &frontend::ignore},               // attach_rings reads them on our way to Connected
-    {duty::stop_io,                 &frontend::on_stop_io},
-    {duty::release_transport,       &frontend::ignore},               // done on our way to Closed
-    {duty::reset_for_new_peer,      &frontend::on_reset},             // the backend restarted
-    {duty::reconfigure,             &frontend::on_reconfigure},       // walk Reconfiguring once for this cycle
-    {duty::forget_device,           &frontend::ignore},               // read_peer reports the vanished peer
-  }};
-  // clang-format on
-
-  // What this end does before it writes Closing on its own (close(), a fatal error).
-  static constexpr detail::prep (frontend::*close_action)() = &frontend::stop_io;
-
   bool holds(when g) {
     if (g == when::skip_init_wait) return opts_.skip_init_wait;
     if (g == when::reconfigure_owed) return reconfigure_owed_;
@@ -297,6 +260,44 @@ class frontend {
     fatal(close_reason::resource_failed, what);
     return detail::prep::failed;
   }
+
+  // The rows come after the member functions they name (a row can name only what is declared).
+  // Each row: when our node is `own` and the backend's is in `peer` and the guard holds, do
+  // the action (what the new state promises the backend, done before the node says so), then
+  // move to `to`. The first matching row decides.
+  // clang-format off
+  static constexpr std::array<row, 13> reactions{{
+    // own              peer                                                                              to                 guard                    action
+    {st::initialising,  state_set{st::init_wait},                                                         st::initialised,   when::always,            &frontend::publish},       // frontend-publishes-transport
+    {st::initialising,  state_set{st::initialised},                                                       st::initialised,   when::always,            &frontend::publish},       // frontend-skips-init-wait: the backend skipped it, nothing to wait for
+    {st::initialising,  state_set{st::initialising},                                                      st::initialised,   when::skip_init_wait,    &frontend::publish},       // frontend-skips-init-wait
+    {st::initialised,   state_set{st::connected},                                                         st::connected,     when::always,            &frontend::attach_rings},  // frontend-connects
+    {st::initialising,  state_set{st::closing},                                                           st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
+    {st::initialised,   state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
+    {st::connected,     state_set{st::closing, st::closed, st::unknown, st::initialising, st::init_wait}, st::closing,       when::always,            &frontend::stop_io},       // frontend-closes: backend went away or restarted
+    {st::connected,     state_set{st::reconfiguring, st::reconfigured},                                   st::reconfiguring, when::reconfigure_owed,  &frontend::reconfigure},   // frontend-reconfigures, once per backend cycle
+    {st::reconfiguring, state_set{st::reconfigured, st::connected},                                       st::connected,     when::always,            &frontend::attach_rings},  // frontend-reconfigured
+    {st::reconfiguring, state_set{st::closing, st::closed, st::unknown},                                  st::closing,       when::always,            &frontend::stop_io},       // frontend-closes
+    {st::closing,       state_set{st::closing, st::closed, st::unknown},                                  st::closed,        when::always,            &frontend::release},       // frontend-closed
+    {st::closed,        state_set{st::closed},                                                            st::initialising,  when::reconnect,         &frontend::start_over},    // frontend-resets: a reset or handover drops the old transport
+    {st::initialising,  state_set{st::unknown},                                                           st::closing,       when::always,            &frontend::stop_io},       // frontend-closes: backend vanished
+  }};
+
+  // What each duty the backend's moves leave us asks of us (found by the duty it names).
+  static constexpr std::array<duty_row, duty_count> duties{{
+    {duty::read_backend_features,   &frontend::on_backend_features},  // publish now (covers a coalesced InitWait)
+    {duty::connect_transport,       &frontend::ignore},               // a backend duty
+    {duty::read_backend_properties, &frontend::ignore},               // attach_rings reads them on our way to Connected
+    {duty::stop_io,                 &frontend::on_stop_io},
+    {duty::release_transport,       &frontend::ignore},               // done on our way to Closed
+    {duty::reset_for_new_peer,      &frontend::on_reset},             // the backend restarted
+    {duty::reconfigure,             &frontend::on_reconfigure},       // walk Reconfiguring once for this cycle
+    {duty::forget_device,           &frontend::ignore},               // read_peer reports the vanished peer
+  }};
+  // clang-format on
+
+  // What this end does before it writes Closing on its own (close(), a fatal error).
+  static constexpr detail::prep (frontend::*close_action)() = &frontend::stop_io;
 
   core_type core_;  // first: built before the members below, destroyed after them (it releases the queues)
   G* grants_;
