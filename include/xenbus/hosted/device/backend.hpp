@@ -42,6 +42,7 @@ using backend_queue = device_queue<typename G::mapping, typename protocol_rings<
 /// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
 /// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring serves
 /// requests.
+/// How it follows the frontend, row by row, is in the tables at the end of the class.
 template <device_protocol P, device_store S, event_channel E, grant_mapper G>
 class backend {
   using core_type = detail::device_core<role::backend, S, E, detail::backend_queue<P, G>>;

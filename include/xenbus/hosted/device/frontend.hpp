@@ -47,6 +47,7 @@ using frontend_queue = device_queue<typename G::shared_pages, typename protocol_
 /// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
 /// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring carries
 /// requests.
+/// How it follows the backend, row by row, is in the tables at the end of the class.
 template <device_protocol P, device_store S, event_channel E, grant_sharer G>
 class frontend {
   using core_type = detail::device_core<role::frontend, S, E, detail::frontend_queue<P, G>>;
