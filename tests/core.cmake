@@ -34,6 +34,17 @@ xenbus_add_compile_case(closed-unreachable closed_unreachable.cpp
   "xenbus transition table: from some reachable state the two ends can no longer both reach Closed")
 xenbus_add_compile_case(request-unreachable request_unreachable.cpp
   "state_machine::request<To>(): no row of the table lets this role drive its own node to that state")
+# A driver's reaction rows carry their actions, and its duty rows are found by the duty they
+# name: a row the table forbids, a duty with no row or two, or a row without an action fails.
+xenbus_add_compile_case(control-device-rows control_device_rows.cpp "")
+xenbus_add_compile_case(reaction-not-in-table reaction_not_in_table.cpp
+  "xenbus device driver: a reaction row asks for a move the standard table does not allow")
+xenbus_add_compile_case(duty-missing duty_missing.cpp
+  "xenbus device driver: a duty has no row, or more than one, in the end's duty rows")
+xenbus_add_compile_case(duty-named-twice duty_named_twice.cpp
+  "xenbus device driver: a duty has no row, or more than one, in the end's duty rows")
+xenbus_add_compile_case(reaction-without-action reaction_without_action.cpp
+  "xenbus device driver: a reaction or duty row has no action")
 
 # The tier rule: a header is freestanding exactly when its path has none of hosted/, posix/,
 # xen/ or testing/ (the hosted umbrella xenbus.hpp aside); its first line names its tier, and a

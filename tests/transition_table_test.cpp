@@ -227,3 +227,26 @@ TEST_CASE("the well-formedness checks see each defect in a row array") {
   CHECK((s.no_duplicates && s.no_contradictions && s.no_self_moves && s.no_dead_ends &&
          s.connected_reachable && s.closed_reachable));
 }
+
+TEST_CASE("a broken table reports its first fault, in the order the checks are written") {
+  using xenbus::detail::first_fault;
+  using xenbus::detail::table_checks;
+  using xenbus::detail::table_fault;
+  CHECK(first_fault(table_checks{}) == table_fault::none);
+  CHECK(first_fault(xenbus::detail::check_table(standard_table::rows)) == table_fault::none);
+  // Every check fails: the first one written is the one reported.
+  table_checks c{false, false, false, false, false, false};
+  CHECK(first_fault(c) == table_fault::duplicate_row);
+  c.no_duplicates = true;
+  CHECK(first_fault(c) == table_fault::contradictory_rows);
+  c.no_contradictions = true;
+  CHECK(first_fault(c) == table_fault::self_move);
+  c.no_self_moves = true;
+  CHECK(first_fault(c) == table_fault::dead_end);
+  c.no_dead_ends = true;
+  CHECK(first_fault(c) == table_fault::connected_unreachable);
+  c.connected_reachable = true;
+  CHECK(first_fault(c) == table_fault::closed_unreachable);
+  c.closed_reachable = true;
+  CHECK(first_fault(c) == table_fault::none);
+}

@@ -21,7 +21,7 @@ if(at EQUAL -1)
   message(FATAL_ERROR "failed, but not with \"${EXPECT}\":\n${log}")
 endif()
 # Every xenbus check sentence that fired must be the expected one.
-string(REGEX MATCHALL "xenbus transition table: [^\"\n]*" fired "${log}")
+string(REGEX MATCHALL "xenbus (transition table|device driver): [^\"\n]*" fired "${log}")
 foreach(f IN LISTS fired)
   string(FIND "${f}" "${EXPECT}" same)
   if(same EQUAL -1)

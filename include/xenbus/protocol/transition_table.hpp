@@ -228,6 +228,28 @@ constexpr table_checks check_table(const std::array<rule, N>& rows) noexcept {
   return c;
 }
 
+/// The first rule a table breaks, in the order the checks are written (none: it keeps them
+/// all). A later check may assume the earlier ones hold, so a table reports one fault.
+enum class table_fault : std::uint8_t {
+  none,
+  duplicate_row,
+  contradictory_rows,
+  self_move,
+  dead_end,
+  connected_unreachable,
+  closed_unreachable,
+};
+
+constexpr table_fault first_fault(const table_checks& c) noexcept {
+  if (!c.no_duplicates) return table_fault::duplicate_row;
+  if (!c.no_contradictions) return table_fault::contradictory_rows;
+  if (!c.no_self_moves) return table_fault::self_move;
+  if (!c.no_dead_ends) return table_fault::dead_end;
+  if (!c.connected_reachable) return table_fault::connected_unreachable;
+  if (!c.closed_reachable) return table_fault::closed_unreachable;
+  return table_fault::none;
+}
+
 }  // namespace detail
 
 /// A transition table: the rows, constexpr queries over them, and checks that fire at compile
@@ -259,36 +281,32 @@ class transition_table {
   }
 
  private:
-  static constexpr detail::table_checks checked = detail::check_table(rows);
-  // Each check below assumes the ones above it passed, so a broken table reports one sentence.
+  // Only the first fault fires, so a broken table reports exactly one sentence.
+  static constexpr detail::table_fault fault = detail::first_fault(detail::check_table(rows));
 
   // Fix: delete one of the two identical rows.
-  static_assert(checked.no_duplicates,
+  static_assert(fault != detail::table_fault::duplicate_row,
                 "xenbus transition table: two rows are identical (duplicate row)");
   // Fix: rows with the same driver, from and to must accept disjoint peer states, so that
   // exactly one rule explains each change; split or merge their when_peer<> lists.
-  static_assert(!checked.no_duplicates || checked.no_contradictions,
+  static_assert(fault != detail::table_fault::contradictory_rows,
                 "xenbus transition table: two rows give the same driver the same move for "
                 "overlapping peer states (contradictory rows)");
   // Fix: a row must change the state; delete the row whose from and to are equal.
-  static_assert(!checked.no_duplicates || !checked.no_contradictions || checked.no_self_moves,
+  static_assert(fault != detail::table_fault::self_move,
                 "xenbus transition table: a row moves a state to itself");
   // Fix: add a row that leaves the state (every end must at least be able to close from it).
-  static_assert(!checked.no_duplicates || !checked.no_contradictions || !checked.no_self_moves ||
-                    checked.no_dead_ends,
+  static_assert(fault != detail::table_fault::dead_end,
                 "xenbus transition table: an end can enter a state that no row lets it leave "
                 "(only Closed may be final)");
   // Fix: add the startup rows (blkif.h): backend Initialising -> InitWait, frontend
   // -> Initialised, backend -> Connected, frontend -> Connected, with matching peer states.
-  static_assert(!checked.no_duplicates || !checked.no_contradictions || !checked.no_self_moves ||
-                    !checked.no_dead_ends || checked.connected_reachable,
+  static_assert(fault != detail::table_fault::connected_unreachable,
                 "xenbus transition table: frontend and backend cannot both reach Connected "
                 "from Initialising");
   // Fix: let each end close (-> Closing -> Closed) from every state it can be in, with peer
   // conditions that the other end's close path satisfies.
-  static_assert(!checked.no_duplicates || !checked.no_contradictions || !checked.no_self_moves ||
-                    !checked.no_dead_ends || !checked.connected_reachable ||
-                    checked.closed_reachable,
+  static_assert(fault != detail::table_fault::closed_unreachable,
                 "xenbus transition table: from some reachable state the two ends can no "
                 "longer both reach Closed");
 };

@@ -16,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -41,26 +42,26 @@ using backend_queue = device_queue<typename G::mapping, typename protocol_rings<
 /// (all three must outlive it). Single-threaded, never blocks: feed it its store's watch
 /// events (handle(), deliver_watch_events()); once connected, queue_at(q).ring serves
 /// requests.
+/// How it follows the frontend, row by row, is in the tables at the end of the class.
 template <device_protocol P, device_store S, event_channel E, grant_mapper G>
-class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S, E, detail::backend_queue<P, G>> {
-  using base = detail::device_end<backend<P, S, E, G>, role::backend, S, E, detail::backend_queue<P, G>>;
-  friend base;
+class backend {
+  using core_type = detail::device_core<role::backend, S, E, detail::backend_queue<P, G>>;
+  friend core_type;
 
  public:
   using ring_type = typename detail::protocol_rings<P>::back;
-
-  using typename base::queue;
+  using queue = typename core_type::queue;
+  using machine_type = typename core_type::machine_type;
 
   /// The backend in domain `self` of device `devid` of domain `frontend_domid`.
   backend(S& store, E& evtchn, G& grants, domid_t self, domid_t frontend_domid, unsigned devid,
           backend_options opts = {})
-      : base(store, evtchn, device_address{frontend_domid, self, std::string(P::type), devid}.backend_dir(), self,
-             "xenbus-be-" + to_decimal(self) + "-" + to_decimal(frontend_domid) + "-" + to_decimal(devid) + "-" +
-                 to_decimal(detail::next_instance())),
+      : core_(store, evtchn, device_address{frontend_domid, self, std::string(P::type), devid}.backend_dir(), self,
+              "xenbus-be-" + to_decimal(self) + "-" + to_decimal(frontend_domid) + "-" + to_decimal(devid) + "-" +
+                  to_decimal(detail::next_instance())),
         grants_{&grants},
         frontend_domid_{frontend_domid},
         opts_{std::move(opts)} {}
-
 
   /// Called when the toolstack moved us to Reconfiguring: rescan what the device exports.
   void on_reconfigure(std::function<void()> f) { reconfigure_hook_ = std::move(f); }
@@ -69,56 +70,73 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
   /// left by a previous backend instance (a restart) is closed first, so that the frontend
   /// starts over with us.
   result<void, store_error> start() {
-    if (auto a = this->attach(keys::frontend); !a) return a;
-    const state own = this->own();
-    if (own != state::initialising && own != state::closed && own != state::closing) {
-      this->log("found our node " + std::string(to_string(own)) + " from a previous instance: closing it");
-      this->move(state::closing);  // row "backend-closes"
+    if (auto a = core_.attach(keys::frontend); !a) return a;
+    const state now = own();
+    if (now != state::initialising && now != state::closed && now != state::closing) {
+      core_.log("found our node " + std::string(to_string(now)) + " from a previous instance: closing it");
+      core_.move(*this, state::closing, &backend::stop_io);  // row "backend-closes"
     }
-    this->process();
+    process();
     return {};
   }
 
-  bool connected() const noexcept { return this->own() == state::connected && connected_; }
+  bool connected() const noexcept { return own() == state::connected && connected_; }
   /// The transport the frontend published, as accepted.
   const transport& negotiated() const noexcept { return accepted_; }
 
   /// Copies the next request of queue q out of the ring, once; a ring the peer corrupted is
   /// reported (error node, Closing) and stays broken.
   auto take_request(unsigned q) {
-    auto r = this->queues_[q].ring->take_request();
-    if (!r) this->fatal(close_reason::ring_broken, to_string(r.error()));
+    auto r = core_.queue_at(q).ring->take_request();
+    if (!r) fatal(close_reason::ring_broken, to_string(r.error()));
     return r;
   }
 
+  // What every end offers (detail::device_core does the work).
+
+  /// The queues of the current connection (empty while not connected).
+  std::span<queue> queues() noexcept { return core_.queues(); }
+  queue& queue_at(unsigned q) noexcept { return core_.queue_at(q); }
+  /// Raises queue q's event channel (after moving bytes through a byte ring, say).
+  result<void, evtchn_error> notify(unsigned q) { return core_.notify(q); }
+  /// Publishes queue q's produced responses and notifies the frontend if it asked to be. A
+  /// ring the frontend corrupted is reported (error node, Closing) and stays broken.
+  result<bool, ring_error> push(unsigned q) { return core_.push(*this, q); }
+  /// This end's state, as its machine holds it.
+  state own() const noexcept { return core_.own(); }
+  /// The frontend's state, as last seen.
+  state peer() const noexcept { return core_.peer(); }
+  /// Why this end closed or stopped (none while running normally).
+  close_reason reason() const noexcept { return core_.reason(); }
+  /// The reason with details ("state text has a leading zero", the refused key...).
+  const std::string& reason_text() const noexcept { return core_.reason_text(); }
+  /// False once this end was handed over or its device removed: it no longer acts.
+  bool active() const noexcept { return core_.active(); }
+  const machine_type& machine() const noexcept { return core_.machine(); }
+  /// How many times this end wrote its state node (a quiet, handed-over end stops counting).
+  std::uint64_t state_writes() const noexcept { return core_.state_writes(); }
+  const std::string& dir() const noexcept { return core_.dir(); }
+  const std::string& peer_dir() const noexcept { return core_.peer_dir(); }
+  /// The token of this instance's watches ("xenbus-be-<dom>-<frontend dom>-<devid>-<instance>").
+  const std::string& token() const noexcept { return core_.token(); }
+  /// Where this end writes its fatal errors: /local/domain/<self>/error/<relative dir>/error.
+  std::string error_path() const { return core_.error_path(); }
+  void set_logger(device_logger log) { core_.set_logger(std::move(log)); }
+  /// Feeds a watch event; returns false (and does nothing) if it was not for this driver.
+  bool handle(const watch_event& ev) { return core_.handle(*this, ev); }
+  /// Re-reads both nodes and acts; safe to call at any time (spurious calls do nothing).
+  void process() { core_.process(*this); }
+  /// Starts closing this end (Closing, then Closed once the frontend follows).
+  void close() { core_.close(*this); }
+  /// Reports a fatal error the way Linux's xenbus_dev_fatal does: writes the error node,
+  /// then closes this end.
+  void fatal(close_reason why, std::string_view detail) { core_.fatal(*this, why, detail); }
+
  private:
   enum class when : std::uint8_t { always, init_wait, skip_init_wait, reset_at_once, close_first, reconnect, peer_moved };
-  using row = detail::reaction<when>;
+  using row = detail::reaction<backend, when>;
+  using duty_row = detail::duty_row<backend>;
   using st = state;
-
-  // clang-format off
-  static constexpr std::array<row, 14> reactions{{
-    // own              peer                                                       to                guard
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait},       // backend-publishes-features
-    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait},  // backend-skips-init-wait
-    {st::init_wait,     state_set{st::initialised, st::connected},                 st::connected,    when::always},          // backend-connects
-    {st::initialised,   state_set{st::initialised, st::connected},                 st::connected,    when::always},          // backend-connects-after-skip
-    {st::connected,     state_set{st::initialising},                               st::init_wait,    when::reset_at_once},   // backend-resets-at-once (seed)
-    {st::connected,     state_set{st::initialising},                               st::closing,      when::close_first},     // backend-closes (QEMU, FreeBSD)
-    {st::init_wait,     state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
-    {st::initialised,   state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
-    {st::connected,     state_set{st::closing, st::closed, st::unknown},           st::closing,      when::always},          // backend-closes
-    {st::reconfiguring, state_set{st::connected, st::reconfiguring},               st::reconfigured, when::always},          // backend-reconfigured
-    {st::reconfigured,  state_set{st::connected},                                  st::connected,    when::peer_moved},      // backend-reconnects
-    {st::reconfigured,  state_set{st::closing, st::closed},                        st::closing,      when::always},          // backend-closes
-    {st::closing,       state_set{st::closed, st::unknown},                        st::closed,       when::always},          // backend-closed
-    {st::closed,        state_set{st::initialising},                               st::init_wait,    when::reconnect},       // backend-prepares-for-reconnect
-  }};
-  // clang-format on
-  // Fix: a reaction row must be a move the standard table lets the backend make for every
-  // frontend state the row lists; correct the row or split its peer set.
-  static_assert(detail::reactions_follow_table<standard_table>(by::backend, reactions),
-                "backend reactions: a row asks for a move the standard table does not allow");
 
   bool holds(when g) {
     switch (g) {  // guards are policy, not states: each reads an option or the store
@@ -127,66 +145,36 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
       case when::skip_init_wait: return opts_.skip_init_wait;
       case when::reset_at_once: return opts_.reset_at_once;
       case when::close_first: return !opts_.reset_at_once;
-      case when::peer_moved: return this->peer_events_;  // pciback: on the frontend's next change
+      case when::peer_moved: return core_.peer_events();  // pciback: on the frontend's next change
       case when::reconnect: {
-        if (this->local_close_) return false;
-        auto online = this->store_->read(no_tx, this->own_dir_ + "/" + std::string(keys::online));
+        if (core_.local_close()) return false;
+        auto online = core_.store().read(no_tx, core_.dir() + "/" + std::string(keys::online));
         return online && *online == "1";
       }
     }
     return false;
   }
 
-  using prepare_fn = detail::prep (backend::*)();
-  static constexpr std::array<prepare_fn, state_count> prepare_for{
-      &backend::nothing,         // unknown
-      &backend::nothing,         // initialising (the toolstack's)
-      &backend::offer_features,  // init_wait
-      &backend::offer_features,  // initialised (InitWait skipped)
-      &backend::connect,         // connected
-      &backend::stop_io,         // closing
-      &backend::release,         // closed
-      &backend::nothing,         // reconfiguring (the toolstack's)
-      &backend::nothing,         // reconfigured: the hook ran when the toolstack asked
-  };
-  using duty_fn = void (backend::*)();
-  static constexpr std::array<duty_fn, duty_count> discharge_for{
-      &backend::ignore,              // read_backend_features (frontend duty)
-      &backend::on_transport,        // connect_transport: the frontend published (maybe unseen)
-      &backend::ignore,              // read_backend_properties (frontend duty)
-      &backend::on_stop_io,          // stop_io
-      &backend::on_release,          // release_transport
-      &backend::on_reset,            // reset_for_new_peer: a new frontend instance
-      &backend::ignore,              // reconfigure (frontend duty)
-      &backend::ignore,              // forget_device: read_peer reports the vanished peer
-  };
-
   void own_node_changed(state now) {
-    observation o = this->m_.observe_toolstack(now);
-    this->log(describe(o).view());
+    // Fix: give each state a toolstack row can write into the backend's node exactly one row
+    // in on_toolstack (`ignore` where it asks nothing of us).
+    static_assert(covers_toolstack_moves(),
+                  "xenbus device driver: a state the toolstack can write into the backend's node has no row, or "
+                  "more than one, in on_toolstack");
+    observation o = core_.machine().observe_toolstack(now);
+    core_.log(describe(o).view());
     if (!o.explained()) {
       // Not the toolstack: another backend instance writes our node. It owns the device.
-      this->stop(close_reason::handed_over, describe(o).view());
+      core_.stop(close_reason::handed_over, describe(o).view());
       return;
     }
-    (this->*on_toolstack_move[static_cast<std::size_t>(now)])();
+    for (const toolstack_row& r : on_toolstack)
+      if (r.to == now) (this->*r.action)();
   }
 
-  // What a state the toolstack wrote into our node asks of us (indexed by state).
-  static constexpr std::array<duty_fn, state_count> on_toolstack_move{
-      &backend::ignore,              // unknown: the device is being removed
-      &backend::ignore,              // initialising: the device was just created
-      &backend::ignore,              // init_wait
-      &backend::ignore,              // initialised
-      &backend::ignore,              // connected
-      &backend::toolstack_unplugs,   // closing: online = 0 (toolstack-unplugs)
-      &backend::ignore,              // closed
-      &backend::toolstack_reconfigures,  // reconfiguring (toolstack-reconfigures)
-      &backend::ignore,              // reconfigured
-  };
   void toolstack_unplugs() {
-    this->set_reason(close_reason::toolstack_unplug, "online = 0");
-    this->local_close_ = true;
+    core_.set_reason(close_reason::toolstack_unplug, "online = 0");
+    core_.set_local_close();
     (void)stop_io();
   }
   void toolstack_reconfigures() {
@@ -199,29 +187,29 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
   void on_release() { release_now(); }
   void on_reset() {
     release_now();
-    this->log("frontend restarted: old transport released");
+    core_.log("frontend restarted: old transport released");
   }
   void on_transport() {
-    if (this->own() == state::init_wait || this->own() == state::initialised) (void)connect();
+    if (own() == state::init_wait || own() == state::initialised) (void)connect();
   }
 
   detail::prep offer_features() {
-    const std::string d = this->own_dir_ + "/";
-    auto w = in_transaction(*this->store_, [&](store_tx tx) -> result<void, store_error> {
-      if (auto e = this->own_node_exists(tx); !e) return e;  // never re-create a removed device
-      if (auto r = this->store_->write(tx, d + std::string(keys::max_ring_page_order), to_decimal(opts_.max_ring_page_order)); !r) return r;
+    const std::string d = core_.dir() + "/";
+    auto w = in_transaction(core_.store(), [&](store_tx tx) -> result<void, store_error> {
+      if (auto e = core_.own_node_exists(tx); !e) return e;  // never re-create a removed device
+      if (auto r = core_.store().write(tx, d + std::string(keys::max_ring_page_order), to_decimal(opts_.max_ring_page_order)); !r) return r;
       if (opts_.max_queues > 1)
-        if (auto r = this->store_->write(tx, d + std::string(keys::max_queues), to_decimal(opts_.max_queues)); !r) return r;
+        if (auto r = core_.store().write(tx, d + std::string(keys::max_queues), to_decimal(opts_.max_queues)); !r) return r;
       for (const auto& [k, v] : opts_.features)
-        if (auto r = this->store_->write(tx, d + k, v); !r) return r;
-      return this->store_->write(tx, d + std::string(keys::hotplug_status), "connected");
+        if (auto r = core_.store().write(tx, d + k, v); !r) return r;
+      return core_.store().write(tx, d + std::string(keys::hotplug_status), "connected");
     });
     if (!w && w.error().code == store_errc::enoent) {
-      this->removed();
+      core_.removed();
       return detail::prep::failed;
     }
     if (!w) {
-      this->fatal(close_reason::store_failed, "offering features: " + std::string(to_string(w.error().code)));
+      fatal(close_reason::store_failed, "offering features: " + std::string(to_string(w.error().code)));
       return detail::prep::failed;
     }
     return detail::prep::ready;
@@ -230,16 +218,16 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
   /// Reads and checks the frontend's keys, maps its pages, binds its event channels.
   detail::prep connect() {
     if (connected_) return detail::prep::ready;
-    auto t = read_transport(*this->store_, no_tx, this->peer_dir_, opts_.max_ring_page_order, opts_.max_queues, P::abi,
+    auto t = read_transport(core_.store(), no_tx, core_.peer_dir(), opts_.max_ring_page_order, opts_.max_queues, P::abi,
                             detail::event_channel_key<P>());
     if (!t) {
       std::string why(to_string(t.error().code));
-      this->fatal(close_reason::negotiation_failed, why);
+      fatal(close_reason::negotiation_failed, why);
       return detail::prep::failed;
     }
-    this->queues_.resize(t->queues);
+    core_.queues().resize(t->queues);
     for (unsigned q = 0; q < t->queues; ++q) {
-      queue& qu = this->queues_[q];
+      queue& qu = core_.queue_at(q);
       auto pages = grants_->map(frontend_domid_, std::span<const grant_ref>(t->queue[q].refs.data(), t->pages()), true);
       if (!pages) return fail_resource("mapping ring-ref: " + std::string(to_string(pages.error().code)));
       qu.pages.emplace(std::move(*pages));
@@ -247,19 +235,19 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
           std::span<std::byte>(static_cast<std::byte*>(qu.pages->data()), qu.pages->size()));
       if (!ring) return fail_resource("ring: " + std::string(to_string(ring.error())));
       qu.ring.emplace(std::move(*ring));
-      auto port = this->evtchn_->bind_interdomain(frontend_domid_, t->queue[q].port);
+      auto port = core_.evtchn().bind_interdomain(frontend_domid_, t->queue[q].port);
       if (!port) return fail_resource("binding event-channel: " + std::string(to_string(port.error().code)));
       qu.port = *port;
     }
     connected_ = true;
-    this->log("mapped transport: ring-page-order " + to_decimal(t->ring_page_order) + ", " + to_decimal(t->queues) +
+    core_.log("mapped transport: ring-page-order " + to_decimal(t->ring_page_order) + ", " + to_decimal(t->queues) +
               " queue(s), event-channel " + to_decimal(t->queue[0].port));
     accepted_ = std::move(*t);
     return detail::prep::ready;
   }
   detail::prep fail_resource(const std::string& what) {
     release_now();
-    this->fatal(close_reason::resource_failed, what);
+    fatal(close_reason::resource_failed, what);
     return detail::prep::failed;
   }
   detail::prep stop_io() {
@@ -271,10 +259,71 @@ class backend : public detail::device_end<backend<P, S, E, G>, role::backend, S,
     return detail::prep::ready;
   }
   void release_now() {
-    this->release_queues();
+    core_.release_queues();
     connected_ = false;
   }
 
+  // The rows come after the member functions they name (a row can name only what is declared).
+  // Each row: when our node is `own` and the frontend's is in `peer` and the guard holds, do
+  // the action (what the new state promises the frontend, done before the node says so), then
+  // move to `to`. The first matching row decides.
+  // clang-format off
+  static constexpr std::array<row, 14> reactions{{
+    // own              peer                                                       to                guard                  action
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::init_wait,    when::init_wait,       &backend::offer_features},  // backend-publishes-features
+    {st::initialising,  state_set{st::unknown, st::initialising, st::initialised}, st::initialised,  when::skip_init_wait,  &backend::offer_features},  // backend-skips-init-wait
+    {st::init_wait,     state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects
+    {st::initialised,   state_set{st::initialised, st::connected},                 st::connected,    when::always,          &backend::connect},         // backend-connects-after-skip
+    {st::connected,     state_set{st::initialising},                               st::init_wait,    when::reset_at_once,   &backend::offer_features},  // backend-resets-at-once (seed)
+    {st::connected,     state_set{st::initialising},                               st::closing,      when::close_first,     &backend::stop_io},         // backend-closes (QEMU, FreeBSD)
+    {st::init_wait,     state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::initialised,   state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::connected,     state_set{st::closing, st::closed, st::unknown},           st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::reconfiguring, state_set{st::connected, st::reconfiguring},               st::reconfigured, when::always,          &backend::nothing},         // backend-reconfigured: the hook ran when the toolstack asked
+    {st::reconfigured,  state_set{st::connected},                                  st::connected,    when::peer_moved,      &backend::connect},         // backend-reconnects
+    {st::reconfigured,  state_set{st::closing, st::closed},                        st::closing,      when::always,          &backend::stop_io},         // backend-closes
+    {st::closing,       state_set{st::closed, st::unknown},                        st::closed,       when::always,          &backend::release},         // backend-closed
+    {st::closed,        state_set{st::initialising},                               st::init_wait,    when::reconnect,       &backend::offer_features},  // backend-prepares-for-reconnect
+  }};
+
+  // What each duty the frontend's moves leave us asks of us (found by the duty it names).
+  static constexpr std::array<duty_row, duty_count> duties{{
+    {duty::read_backend_features,   &backend::ignore},        // a frontend duty
+    {duty::connect_transport,       &backend::on_transport},  // the frontend published (maybe unseen)
+    {duty::read_backend_properties, &backend::ignore},        // a frontend duty
+    {duty::stop_io,                 &backend::on_stop_io},
+    {duty::release_transport,       &backend::on_release},
+    {duty::reset_for_new_peer,      &backend::on_reset},      // a new frontend instance
+    {duty::reconfigure,             &backend::ignore},        // the frontend walks Reconfiguring; we follow by rows
+    {duty::forget_device,           &backend::ignore},        // read_peer reports the vanished peer
+  }};
+
+  // What a toolstack write into our node asks of us, by the state it wrote: every state a
+  // toolstack row of the table drives our node to has a row (checked below).
+  struct toolstack_row {
+    state to;
+    void (backend::*action)();
+  };
+  static constexpr std::array<toolstack_row, 4> on_toolstack{{
+    {st::unknown,       &backend::ignore},                  // toolstack-removes-device: read_own stops us
+    {st::initialising,  &backend::ignore},                  // toolstack-creates-device
+    {st::closing,       &backend::toolstack_unplugs},       // toolstack-unplugs: online = 0
+    {st::reconfiguring, &backend::toolstack_reconfigures},  // toolstack-reconfigures
+  }};
+  // clang-format on
+  static constexpr bool covers_toolstack_moves() noexcept {
+    for (state s : all_states) {
+      std::size_t n = 0;
+      for (const toolstack_row& r : on_toolstack) n += r.to == s ? 1u : 0u;
+      if (n != (standard_table::can_drive_to(by::toolstack_on_backend, s) ? 1u : 0u)) return false;
+    }
+    return true;
+  }
+
+  // What this end does before it writes Closing on its own (close(), a fatal error).
+  static constexpr detail::prep (backend::*close_action)() = &backend::stop_io;
+
+  core_type core_;  // first: built before the members below, destroyed after them (it releases the queues)
   G* grants_;
   domid_t frontend_domid_;
   backend_options opts_;

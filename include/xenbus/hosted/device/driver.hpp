@@ -141,22 +141,59 @@ unsigned deliver_watch_events(S& store, int timeout_ms, Drivers&... drivers) {
 
 namespace detail {
 
-/// A driver's reaction: when its own node is `own` and the peer's is in `peer`, and guard
-/// `guard` holds, it moves to `to`. Reactions are data; each is checked against the table.
-template <class Guard>
+/// What preparing a move found: go ahead, not yet (wait for more events), or fatal.
+enum class prep : std::uint8_t { ready, not_yet, failed };
+
+/// One reaction of a driver, read like a row of the table: when its own node is `own`, the
+/// peer's is in `peer` and guard `guard` holds, it does `action` (the work state `to`
+/// promises the peer) and then moves to `to`. Each row is checked against the table.
+template <class End, class Guard>
 struct reaction {
   state own;
   state_set peer;
   state to;
   Guard guard;
+  prep (End::*action)();
+};
+
+/// What a driver does for one duty its peer's moves left it (see `duty`), named by the duty.
+template <class End>
+struct duty_row {
+  duty owed;
+  void (End::*action)();
 };
 
 /// Every reaction is a move the table lets `by` make for every peer state it accepts.
-template <class Table, class Guard, std::size_t N>
-constexpr bool reactions_follow_table(driver by, const std::array<reaction<Guard>, N>& rows) noexcept {
+template <class Table, class End, class Guard, std::size_t N>
+constexpr bool reactions_follow_table(driver by, const std::array<reaction<End, Guard>, N>& rows) noexcept {
   for (const auto& r : rows)
     for (state p : all_states)
       if (r.peer.contains(p) && !Table::allows(by, r.own, r.to, p)) return false;
+  return true;
+}
+
+/// The order a driver discharges duties in: forget and reset before new work.
+inline constexpr std::array<duty, duty_count> duty_order{
+    duty::forget_device,         duty::reset_for_new_peer, duty::stop_io,
+    duty::release_transport,     duty::read_backend_features, duty::connect_transport,
+    duty::read_backend_properties, duty::reconfigure};
+
+/// Every duty has exactly one row, and no row names anything else.
+template <class End, std::size_t N>
+constexpr bool names_each_duty_once(const std::array<duty_row<End>, N>& rows) noexcept {
+  for (duty d : duty_order) {
+    std::size_t n = 0;
+    for (const auto& r : rows) n += r.owed == d ? 1u : 0u;
+    if (n != 1) return false;
+  }
+  return N == duty_order.size();
+}
+
+/// Every row names an action (a row written without one would call through a null pointer).
+template <class Row, std::size_t N>
+constexpr bool every_row_has_an_action(const std::array<Row, N>& rows) noexcept {
+  for (const Row& r : rows)
+    if (r.action == nullptr) return false;
   return true;
 }
 
@@ -170,12 +207,6 @@ inline std::uint64_t next_instance() noexcept {
   return n.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
-/// The order a driver discharges duties in: forget and reset before new work.
-inline constexpr std::array<duty, duty_count> duty_order{
-    duty::forget_device,         duty::reset_for_new_peer, duty::stop_io,
-    duty::release_transport,     duty::read_backend_features, duty::connect_transport,
-    duty::read_backend_properties, duty::reconfigure};
-
 /// One queue of a connected device: the ring pages (granted or mapped), the event channel,
 /// and this end's ring cursor over the pages.
 template <class Pages, class Ring>
@@ -185,25 +216,45 @@ struct device_queue {
   std::optional<Ring> ring;
 };
 
-/// What preparing a move found: go ahead, not yet (wait for more events), or fatal.
-enum class prep : std::uint8_t { ready, not_yet, failed };
-
-/// The loop both ends run: read both state nodes, classify changes through the state
-/// machine, discharge duties, then make every move a reaction row asks for.
-/// `D` (the frontend or backend) provides: reactions, holds(when), prepare_for[state],
-/// discharge_for[duty], own_node_changed(now). The base owns the queues (`Queue`, a
-/// device_queue) and the event channel `E` they are bound through.
-template <class D, role Role, device_store S, event_channel E, class Queue>
-class device_end {
+/// What frontend<> and backend<> share, owned by each as a member: the paths and watches,
+/// the state machine, the queues (`Queue`, a device_queue) and the event channel `E` they
+/// are bound through, and the loop both ends run: read both state nodes, classify changes
+/// through the machine, discharge duties, then make every move a reaction row asks for.
+///
+/// The loop takes the end it runs for (`End`, which befriends this class) and reads from it:
+/// `End::reactions` (reaction rows, first match wins), `End::duties` (one duty_row per duty),
+/// `End::close_action` (the work before Closing on its own initiative: close(), a fatal
+/// error), `end.holds(guard)` and `end.own_node_changed(now)`.
+template <role Role, device_store S, event_channel E, class Queue>
+class device_core {
  public:
   using machine_type = state_machine<standard_table, Role>;
   using queue = Queue;
+  /// The driver this end moves its node as.
+  static constexpr driver self = machine_type::self;
 
-  device_end(const device_end&) = delete;
-  device_end& operator=(const device_end&) = delete;
+  device_core(S& store, E& evtchn, std::string own_dir, domid_t self_domid, std::string token)
+      : store_{&store}, evtchn_{&evtchn}, own_dir_{std::move(own_dir)}, token_{std::move(token)} {
+    const std::string prefix = "/local/domain/" + to_decimal(self_domid) + "/";
+    const std::string rel = own_dir_.starts_with(prefix) ? own_dir_.substr(prefix.size()) : own_dir_.substr(1);
+    error_path_ = prefix + "error/" + rel + "/error";
+  }
 
+  ~device_core() {
+    // Teardown ignores every failure, ENOENT included: a watch the store no longer holds
+    // (a reconnection, a store that dropped it) leaves nothing to undo.
+    (void)store_->unwatch(own_dir_ + "/state", token_);
+    if (!peer_dir_.empty()) (void)store_->unwatch(peer_dir_ + "/state", token_);
+    release_queues();
+  }
+
+  device_core(const device_core&) = delete;
+  device_core& operator=(const device_core&) = delete;
+
+  S& store() noexcept { return *store_; }
+  E& evtchn() noexcept { return *evtchn_; }
   /// The queues of the current connection (empty while not connected).
-  std::span<queue> queues() noexcept { return queues_; }
+  std::vector<queue>& queues() noexcept { return queues_; }
   queue& queue_at(unsigned q) noexcept { return queues_[q]; }
 
   /// Raises queue q's event channel (after moving bytes through a byte ring, say).
@@ -211,89 +262,88 @@ class device_end {
 
   /// Publishes queue q's produced messages and notifies the peer if it asked to be. A ring
   /// the peer corrupted is reported (error node, Closing) and stays broken.
-  result<bool, ring_error> push(unsigned q) {
+  template <class End>
+  result<bool, ring_error> push(End& end, unsigned q) {
     queue& qu = queues_[q];
     auto n = qu.ring->push_and_check_notify();
     if (n && *n) (void)evtchn_->notify(qu.port);
-    if (!n) fatal(close_reason::ring_broken, to_string(n.error()));
+    if (!n) fatal(end, close_reason::ring_broken, to_string(n.error()));
     return n;
   }
 
-  /// This end's state, as its machine holds it.
   state own() const noexcept { return m_.own(); }
-  /// The peer's state, as last seen.
   state peer() const noexcept { return m_.peer(); }
-  /// Why this end closed or stopped (none while running normally).
   close_reason reason() const noexcept { return reason_; }
-  /// The reason with details ("state text has a leading zero", the refused key...).
   const std::string& reason_text() const noexcept { return reason_text_; }
-  /// False once this end was handed over or its device removed: it no longer acts.
   bool active() const noexcept { return !stopped_; }
   const machine_type& machine() const noexcept { return m_; }
-  /// How many times this end wrote its state node (a quiet, handed-over end stops counting).
+  machine_type& machine() noexcept { return m_; }
   std::uint64_t state_writes() const noexcept { return writes_; }
   const std::string& dir() const noexcept { return own_dir_; }
   const std::string& peer_dir() const noexcept { return peer_dir_; }
-  /// The token of this instance's watches ("xenbus-fe-<dom>-<devid>-<instance>", say).
   const std::string& token() const noexcept { return token_; }
-  /// Where this end writes its fatal errors: /local/domain/<self>/error/<relative dir>/error.
-  std::string error_path() const { return error_path_; }
+  const std::string& error_path() const noexcept { return error_path_; }
   void set_logger(device_logger log) { log_ = std::move(log); }
+  /// This end started closing on its own (close(), a fatal error, an unplug): no reconnect.
+  bool local_close() const noexcept { return local_close_; }
+  void set_local_close() noexcept { local_close_ = true; }
+  /// A peer-node event arrived since our last move.
+  bool peer_events() const noexcept { return peer_events_; }
 
   /// Feeds a watch event; returns false (and does nothing) if it was not for this driver.
-  bool handle(const watch_event& ev) {
+  template <class End>
+  bool handle(End& end, const watch_event& ev) {
     if (ev.token != token_) return false;
     if (ev.path.starts_with(peer_dir_)) peer_events_ = true;
-    process();
+    process(end);
     return true;
   }
 
   /// Re-reads both nodes and acts; safe to call at any time (spurious calls do nothing).
-  void process() {
+  template <class End>
+  void process(End& end) {
+    // Fix: a reaction row must be a move the standard table lets this end make for every
+    // peer state the row lists; correct the row or split its peer set.
+    static_assert(reactions_follow_table<standard_table>(self, End::reactions),
+                  "xenbus device driver: a reaction row asks for a move the standard table does not allow");
+    // Fix: give every duty exactly one row in End::duties, naming an action that does nothing
+    // where this end owes nothing; rows are found by the duty they name, never by position.
+    static_assert(names_each_duty_once(End::duties),
+                  "xenbus device driver: a duty has no row, or more than one, in the end's duty rows");
+    // Fix: end each reaction and duty row with the member function it runs; where a row needs
+    // no work, name one that does nothing (and says so in its name).
+    static_assert(every_row_has_an_action(End::reactions) && every_row_has_an_action(End::duties),
+                  "xenbus device driver: a reaction or duty row has no action");
     if (stopped_) return;
     for (int round = 0; round < 4 && !stopped_; ++round) {
       const state before_own = m_.own(), before_peer = m_.peer();
-      read_own();
+      read_own(end);
       if (stopped_) return;
-      read_peer();
-      settle();
+      read_peer(end);
+      settle(end);
       if (m_.own() == before_own && m_.peer() == before_peer) break;
     }
   }
 
   /// Starts closing this end (Closing, then Closed once the peer follows).
-  void close() {
+  template <class End>
+  void close(End& end) {
     if (stopped_) return;
     local_close_ = true;
     if (reason_ == close_reason::none) set_reason(close_reason::local_request, "");
-    move(state::closing);
-    process();
+    move(end, state::closing, End::close_action);
+    process(end);
   }
 
   /// Reports a fatal error the way Linux's xenbus_dev_fatal does: writes the error node,
   /// then closes this end.
-  void fatal(close_reason why, std::string_view detail) {
+  template <class End>
+  void fatal(End& end, close_reason why, std::string_view detail) {
     set_reason(why, detail);
     (void)store_->write(no_tx, error_path_, std::string(to_string(why)) + ": " + std::string(detail));
     log("fatal: " + reason_text_);
     local_close_ = true;
-    if (m_.own() != state::closing && m_.own() != state::closed) move(state::closing);
-  }
-
- protected:
-  device_end(S& store, E& evtchn, std::string own_dir, domid_t self, std::string token)
-      : store_{&store}, evtchn_{&evtchn}, own_dir_{std::move(own_dir)}, token_{std::move(token)} {
-    const std::string prefix = "/local/domain/" + to_decimal(self) + "/";
-    const std::string rel = own_dir_.starts_with(prefix) ? own_dir_.substr(prefix.size()) : own_dir_.substr(1);
-    error_path_ = prefix + "error/" + rel + "/error";
-  }
-
-  ~device_end() {
-    // Teardown ignores every failure, ENOENT included: a watch the store no longer holds
-    // (a reconnection, a store that dropped it) leaves nothing to undo.
-    (void)store_->unwatch(own_dir_ + "/state", token_);
-    if (!peer_dir_.empty()) (void)store_->unwatch(peer_dir_ + "/state", token_);
-    release_queues();
+    if (m_.own() != state::closing && m_.own() != state::closed) move(end, state::closing, End::close_action);
   }
 
   /// Unbinds every queue's event channel and drops the rings and pages (ending the grants
@@ -337,12 +387,13 @@ class device_end {
     log(std::string("stops: ") + reason_text_);
   }
 
-  /// Moves this end to `to` if its machine allows it now: prepares (does the work the new
+  /// Moves this end to `to` if its machine allows it now: does `action` (the work the new
   /// state promises), asks the machine, then writes the node. False if it did not move.
-  bool move(state to) {
+  template <class End>
+  bool move(End& end, state to, prep (End::*action)()) {
     if (stopped_ || !m_.may(to)) return false;
     // A failed preparation has already reported itself through fatal().
-    if ((self().*D::prepare_for[static_cast<std::size_t>(to)])() != prep::ready) return false;
+    if ((end.*action)() != prep::ready) return false;
     auto t = m_.request(to);
     if (!t) return false;
     if (auto w = write_state(to); !w) {
@@ -372,6 +423,10 @@ class device_end {
     return {};
   }
 
+  /// Our state node was found gone while writing: the device was removed; stop acting.
+  void removed() { stop(close_reason::device_removed, own_dir_); }
+
+ private:
   /// Writes `to` into our state node as Linux's xenbus_switch_state does: in a transaction
   /// that first reads the node and leaves it alone (ENOENT) when it is gone; retried on
   /// EAGAIN up to in_transaction's bound (Linux retries without one).
@@ -382,21 +437,8 @@ class device_end {
     });
   }
 
-  /// Our state node was found gone while writing: the device was removed; stop acting.
-  void removed() { stop(close_reason::device_removed, own_dir_); }
-
-  machine_type m_{};
-  S* store_;
-  E* evtchn_;
-  std::vector<queue> queues_;
-  std::string own_dir_, peer_dir_, token_, error_path_;
-  bool local_close_ = false;
-  bool peer_events_ = false;  // a peer-node event arrived since our last move
-
- private:
-  D& self() noexcept { return static_cast<D&>(*this); }
-
-  void read_own() {
+  template <class End>
+  void read_own(End& end) {
     auto text = store_->read(no_tx, own_dir_ + "/state");
     if (!text) {
       if (text.error().code == store_errc::enoent) stop(close_reason::device_removed, own_dir_);
@@ -408,17 +450,18 @@ class device_end {
       stop(close_reason::own_node_garbage, to_string(now.error()));
       return;
     }
-    if (*now != m_.own()) self().own_node_changed(*now);
+    if (*now != m_.own()) end.own_node_changed(*now);
   }
 
-  void read_peer() {
+  template <class End>
+  void read_peer(End& end) {
     auto text = store_->read(no_tx, peer_dir_ + "/state");
     observation o;
     if (!text) {
       if (text.error().code != store_errc::enoent) return;  // transient; the next event retries
       // The node is gone: the peer's state is unknown. Report why before the table
       // classifies the jump to Unknown (which no row of a live peer explains).
-      if (m_.own() != state::closed && m_.peer() != state::unknown) fatal(close_reason::peer_vanished, peer_dir_ + "/state");
+      if (m_.own() != state::closed && m_.peer() != state::unknown) fatal(end, close_reason::peer_vanished, peer_dir_ + "/state");
       o = m_.observe_peer(state::unknown);
       if (o.kind != change_kind::unchanged) log(describe(o).view());
       return;
@@ -428,30 +471,40 @@ class device_end {
     if (o.kind == change_kind::garbage) {
       // The node says nothing any more: the peer's state is unknown (XenbusStateUnknown,
       // which every close row accepts), so this end can still reach Closed.
-      fatal(close_reason::peer_garbage, to_string(o.parse_error));
+      fatal(end, close_reason::peer_garbage, to_string(o.parse_error));
       (void)m_.observe_peer(state::unknown);
       return;
     }
     if (o.kind == change_kind::illegal) {
-      fatal(close_reason::peer_illegal, describe(o).view());
+      fatal(end, close_reason::peer_illegal, describe(o).view());
       return;
     }
     for (duty d : duty_order)
-      if (o.owed.contains(d)) (self().*D::discharge_for[static_cast<std::size_t>(d)])();
+      if (o.owed.contains(d))
+        for (const auto& r : End::duties)
+          if (r.owed == d) (end.*r.action)();
   }
 
-  void settle() {
+  template <class End>
+  void settle(End& end) {
     for (int moves = 0; moves < 8 && !stopped_; ++moves) {
       bool moved = false;
-      for (const auto& r : D::reactions) {
-        if (r.own != m_.own() || !r.peer.contains(m_.peer()) || !self().holds(r.guard)) continue;
-        moved = move(r.to);
+      for (const auto& r : End::reactions) {
+        if (r.own != m_.own() || !r.peer.contains(m_.peer()) || !end.holds(r.guard)) continue;
+        moved = move(end, r.to, r.action);
         break;  // the first matching row decides, moved or not
       }
       if (!moved) return;
     }
   }
 
+  machine_type m_{};
+  S* store_;
+  E* evtchn_;
+  std::vector<queue> queues_;
+  std::string own_dir_, peer_dir_, token_, error_path_;
+  bool local_close_ = false;
+  bool peer_events_ = false;  // a peer-node event arrived since our last move
   device_logger log_;
   close_reason reason_ = close_reason::none;
   std::string reason_text_;
