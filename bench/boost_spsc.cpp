@@ -80,8 +80,7 @@ void register_boost_spsc(measure m) {
   for (unsigned order : {0U, 2U}) {
     const std::string o = "/order:" + std::to_string(order);
     threaded(benchmark::RegisterBenchmark(("stream/boost_spsc/blkif" + o).c_str(), stream<blkif_payload>, order));
-    threaded(benchmark::RegisterBenchmark(("stream/boost_spsc/netif_tx" + o).c_str(), stream<netif_tx_payload>,
-                                          order));
+    threaded(benchmark::RegisterBenchmark(("stream/boost_spsc/netif_tx" + o).c_str(), stream<netif_tx_payload>, order));
   }
 }
 

@@ -35,8 +35,7 @@ void register_flex_ring(measure m) {
   for (auto [r, name] : {std::pair{XP_XENSTORE, "xenstore"}, std::pair{XP_CONSOLE, "console"}})
     for (std::size_t chunk : byte_chunks)
       threaded(benchmark::RegisterBenchmark(
-          ("bytes/flex_ring/" + std::string(name) + "/chunk:" + std::to_string(chunk)).c_str(), bytes, r,
-          chunk));
+          ("bytes/flex_ring/" + std::string(name) + "/chunk:" + std::to_string(chunk)).c_str(), bytes, r, chunk));
 }
 
 }  // namespace xbench

@@ -32,7 +32,7 @@ bool pin_this_thread(unsigned cpu) noexcept;
 /// Page-aligned, zeroed memory standing in for granted ring pages (mmap'd, so that
 /// both threads share it exactly as two domains share a page).
 class shared_pages {
-public:
+ public:
   explicit shared_pages(std::size_t bytes);
   ~shared_pages();
   shared_pages(const shared_pages&) = delete;
@@ -40,14 +40,14 @@ public:
   [[nodiscard]] void* data() const noexcept { return p_; }
   [[nodiscard]] std::size_t size() const noexcept { return bytes_; }
 
-private:
+ private:
   void* p_;
   std::size_t bytes_;
 };
 
 /// One eventfd: the stand-in for one direction of an event channel.
 class event_channel {
-public:
+ public:
   event_channel();
   ~event_channel();
   event_channel(const event_channel&) = delete;
@@ -58,7 +58,7 @@ public:
   /// True if woken by a kick, false after `timeout_ns` without one.
   [[nodiscard]] bool wait_for(long timeout_ns) const noexcept { return xb_wait_for(fd_, timeout_ns) != 0; }
 
-private:
+ private:
   int fd_;
 };
 
@@ -66,7 +66,7 @@ private:
 /// until stop() (which also kicks `wake`, if given, to end a blocking wait).  The
 /// constructor returns once the thread runs, so its startup is never timed.
 class peer_thread {
-public:
+ public:
   template <class Body>
   explicit peer_thread(Body body, const event_channel* wake = nullptr) : wake_(wake) {
     thread_ = std::thread([this, body = std::move(body)]() mutable {
@@ -94,7 +94,7 @@ public:
     thread_.join();
   }
 
-private:
+ private:
   alignas(64) int stop_ = 0;  // read by the C peers through __atomic_load_n
   std::atomic<bool> started_{false};
   const event_channel* wake_;
@@ -116,7 +116,7 @@ inline void rate(benchmark::State& state, const char* name, double count) {
 /// preempted slows only the iterations it hits; the median iteration shows what the
 /// rings cost, whatever else runs.
 class iteration_clock {
-public:
+ public:
   explicit iteration_clock(const benchmark::State& state) {
     ns_.reserve(static_cast<std::size_t>(state.max_iterations));
   }
@@ -132,24 +132,21 @@ public:
     return *mid > 0 ? per_iteration * 1e9 / *mid : 0;
   }
 
-private:
+ private:
   std::chrono::steady_clock::time_point t0_{};
   std::vector<double> ns_;
 };
 
 /// Sets counter `name` to `count` per second of real time, and `name`_median to the
 /// rate at the median iteration.
-inline void rates(benchmark::State& state, const std::string& name, double per_iteration,
-                  iteration_clock& clock) {
-  state.counters[name] = benchmark::Counter(static_cast<double>(state.iterations()) * per_iteration,
-                                            benchmark::Counter::kIsRate);
+inline void rates(benchmark::State& state, const std::string& name, double per_iteration, iteration_clock& clock) {
+  state.counters[name] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * per_iteration, benchmark::Counter::kIsRate);
   state.counters[name + "_median"] = benchmark::Counter(clock.median_rate(per_iteration));
 }
 
 /// Sets counter `name` to a plain value (averaged over repetitions by the aggregates).
-inline void value(benchmark::State& state, const char* name, double v) {
-  state.counters[name] = benchmark::Counter(v);
-}
+inline void value(benchmark::State& state, const char* name, double v) { state.counters[name] = benchmark::Counter(v); }
 
 // ---- What each benchmark measures, and the knobs shared by every implementation. -----
 

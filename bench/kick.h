@@ -17,19 +17,17 @@
  */
 
 /* Sends one notification. */
-static inline void xb_kick(int fd)
-{
-    const uint64_t one = 1;
-    while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
-    }
+static inline void xb_kick(int fd) {
+  const uint64_t one = 1;
+  while (write(fd, &one, sizeof one) < 0 && errno == EINTR) {
+  }
 }
 
 /* Blocks until at least one notification arrived, and consumes all of them. */
-static inline void xb_wait(int fd)
-{
-    uint64_t n;
-    while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {
-    }
+static inline void xb_wait(int fd) {
+  uint64_t n;
+  while (read(fd, &n, sizeof n) < 0 && errno == EINTR) {
+  }
 }
 
 /*
@@ -37,22 +35,20 @@ static inline void xb_wait(int fd)
  * notifications, 0 on timeout.  This is how a moderated consumer bounds its wait, so
  * that a peer that never sends the batched kick it asked for cannot stall it.
  */
-static inline int xb_wait_for(int fd, long timeout_ns)
-{
-    struct pollfd p;
-    p.fd = fd;
-    p.events = POLLIN;
-    p.revents = 0;
-    struct timespec t;
-    t.tv_sec = timeout_ns / 1000000000L;
-    t.tv_nsec = timeout_ns % 1000000000L;
-    int r;
-    while ((r = ppoll(&p, 1, &t, NULL)) < 0 && errno == EINTR) {
-    }
-    if (r <= 0)
-        return 0;
-    xb_wait(fd);
-    return 1;
+static inline int xb_wait_for(int fd, long timeout_ns) {
+  struct pollfd p;
+  p.fd = fd;
+  p.events = POLLIN;
+  p.revents = 0;
+  struct timespec t;
+  t.tv_sec = timeout_ns / 1000000000L;
+  t.tv_nsec = timeout_ns % 1000000000L;
+  int r;
+  while ((r = ppoll(&p, 1, &t, NULL)) < 0 && errno == EINTR) {
+  }
+  if (r <= 0) return 0;
+  xb_wait(fd);
+  return 1;
 }
 
 #endif

@@ -47,7 +47,7 @@ namespace {
 // reported an error (a wrong id, a wrong byte): the smoke test then fails.
 template <class Base>
 class error_tracking : public Base {
-public:
+ public:
   void ReportRuns(const std::vector<benchmark::BenchmarkReporter::Run>& runs) override {
     for (const auto& run : runs)
       if (run.error_occurred) failed = true;
@@ -97,11 +97,11 @@ int main(int argc, char** argv) {
   // on CPU 0 for the whole run.
   const bool pinned = pin_this_thread(front_cpu) && std::thread::hardware_concurrency() >= 2;
   if (!pinned)
-    std::fprintf(stderr, "xenbus-bench: cannot pin threads to CPUs %d and %d: figures are not comparable\n",
-                 front_cpu, back_cpu);
+    std::fprintf(stderr, "xenbus-bench: cannot pin threads to CPUs %d and %d: figures are not comparable\n", front_cpu,
+                 back_cpu);
   benchmark::AddCustomContext("xenbus_threads", pinned ? "pinned to CPUs 0 and 1" : "not pinned");
-  const int rc = display_format == "json" ? run_with<benchmark::JSONReporter>()
-                                          : run_with<benchmark::ConsoleReporter>();
+  const int rc =
+      display_format == "json" ? run_with<benchmark::JSONReporter>() : run_with<benchmark::ConsoleReporter>();
   benchmark::Shutdown();
   return rc;
 }

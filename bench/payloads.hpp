@@ -60,9 +60,9 @@ struct netif_tx_payload {
 /// of two.  The boost reference gets the same capacity.
 template <class P>
 constexpr std::size_t ring_slots(std::size_t bytes) {
-  constexpr std::size_t slot =
-      sizeof(typename P::request) > sizeof(typename P::response) ? sizeof(typename P::request)
-                                                                 : sizeof(typename P::response);
+  constexpr std::size_t slot = sizeof(typename P::request) > sizeof(typename P::response)
+                                   ? sizeof(typename P::request)
+                                   : sizeof(typename P::response);
   std::size_t n = (bytes - 64) / slot;
   std::size_t p = 1;
   while (p * 2 <= n) p *= 2;

@@ -13,12 +13,11 @@
  * shared with compilers) gets its CPU back instead of waiting for a timeslice.
  */
 /* Also a compiler barrier: a loop that polls a plain field re-reads it every time. */
-static inline void xb_spin_relax(unsigned *spins)
-{
-    if ((++*spins & 0x3fffu) == 0)
-        sched_yield();
-    else
-        __asm__ volatile("pause" ::: "memory");
+static inline void xb_spin_relax(unsigned* spins) {
+  if ((++*spins & 0x3fffu) == 0)
+    sched_yield();
+  else
+    __asm__ volatile("pause" ::: "memory");
 }
 
 /*
@@ -27,9 +26,6 @@ static inline void xb_spin_relax(unsigned *spins)
  * a peer that sees the request and then polls its ring once more sees everything the
  * benchmark thread published before asking.
  */
-static inline int xb_should_stop(const int *stop)
-{
-    return __atomic_load_n(stop, __ATOMIC_ACQUIRE);
-}
+static inline int xb_should_stop(const int* stop) { return __atomic_load_n(stop, __ATOMIC_ACQUIRE); }
 
 #endif

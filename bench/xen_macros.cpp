@@ -21,9 +21,7 @@ front_ptr make_front(payload p, const shared_pages& pages) {
 
 // Backend echoing with spinning, in its own pinned thread.
 auto spinning_back(payload p, const shared_pages& pages, std::uint64_t& errors) {
-  return [p, &pages, &errors](const int* stop) {
-    errors = xp_back_spin(to_c(p), pages.data(), pages.size(), stop);
-  };
+  return [p, &pages, &errors](const int* stop) { errors = xp_back_spin(to_c(p), pages.data(), pages.size(), stop); };
 }
 
 void report_errors(benchmark::State& state, std::uint64_t front_errors, std::uint64_t back_errors) {
@@ -88,16 +86,16 @@ void notify(benchmark::State& state, payload p, unsigned outstanding) {
   std::uint64_t back_errors = 0, back_kicks = 0, back_waits = 0;
   peer_thread back(
       [&](const int* stop) {
-        back_errors = xp_notify_back(to_c(p), pages.data(), pages.size(), to_front.fd(), to_back.fd(),
-                                     stop, &back_kicks, &back_waits);
+        back_errors = xp_notify_back(to_c(p), pages.data(), pages.size(), to_front.fd(), to_back.fd(), stop,
+                                     &back_kicks, &back_waits);
       },
       &to_back);
   std::uint64_t front_kicks = 0, front_waits = 0;
   iteration_clock clock(state);
   for (auto _ : state) {
     clock.start();
-    xp_notify_stream(front.get(), notify_requests_per_iteration, outstanding, to_back.fd(),
-                     to_front.fd(), &front_kicks, &front_waits);
+    xp_notify_stream(front.get(), notify_requests_per_iteration, outstanding, to_back.fd(), to_front.fd(), &front_kicks,
+                     &front_waits);
     clock.stop();
   }
   back.stop();
@@ -119,19 +117,18 @@ void register_xen_macros(measure m) {
       for (payload p : {payload::blkif, payload::netif_tx})
         for (unsigned order : {0U, 2U})
           threaded(benchmark::RegisterBenchmark(
-              ("stream/xen_macros/" + std::string(name_of(p)) + "/order:" + std::to_string(order)).c_str(),
-              stream, p, order));
+              ("stream/xen_macros/" + std::string(name_of(p)) + "/order:" + std::to_string(order)).c_str(), stream, p,
+              order));
       for (payload p : {payload::blkif, payload::netif_tx})
         for (unsigned order : {0U, 2U})
-          single(benchmark::RegisterBenchmark(("stream_one_thread/xen_macros/" + std::string(name_of(p)) +
-                                               "/order:" + std::to_string(order)).c_str(),
-                                              stream_one_thread, p, order));
+          single(benchmark::RegisterBenchmark(
+              ("stream_one_thread/xen_macros/" + std::string(name_of(p)) + "/order:" + std::to_string(order)).c_str(),
+              stream_one_thread, p, order));
       break;
     case measure::notify:
       for (unsigned k : notify_loads)
-        threaded(benchmark::RegisterBenchmark(
-            ("notify/xen_macros/standard/outstanding:" + std::to_string(k)).c_str(), notify,
-            payload::blkif, k));
+        threaded(benchmark::RegisterBenchmark(("notify/xen_macros/standard/outstanding:" + std::to_string(k)).c_str(),
+                                              notify, payload::blkif, k));
       break;
     case measure::bytes:
       break;

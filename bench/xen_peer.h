@@ -31,40 +31,40 @@ struct xp_front;
 
 /* Initialises the shared ring (SHARED_RING_INIT) on `bytes` bytes at `page` and attaches
  * a front ring to it (FRONT_RING_INIT).  Returns NULL if out of memory. */
-struct xp_front *xp_front_new(enum xp_payload p, void *page, size_t bytes);
-void xp_front_free(struct xp_front *f);
+struct xp_front* xp_front_new(enum xp_payload p, void* page, size_t bytes);
+void xp_front_free(struct xp_front* f);
 /* Slots in the ring (RING_SIZE). */
-unsigned xp_front_ring_size(const struct xp_front *f);
+unsigned xp_front_ring_size(const struct xp_front* f);
 /* Responses that had a wrong id or a producer index that ran ahead (must stay 0). */
-uint64_t xp_front_errors(const struct xp_front *f);
+uint64_t xp_front_errors(const struct xp_front* f);
 
 /* Round trip: n times, one request pushed (RING_PUSH_REQUESTS), then spin until its
  * response arrives.  No notifications. */
-void xp_round_trips(struct xp_front *f, uint64_t n);
+void xp_round_trips(struct xp_front* f, uint64_t n);
 
 /* Streaming: n requests, keeping the ring full; spin when there is nothing to do. */
-void xp_stream(struct xp_front *f, uint64_t n);
+void xp_stream(struct xp_front* f, uint64_t n);
 
 /* Streaming with both ends in this thread, batch by batch: the instructions the macros
  * spend per request, with no cache line moving between CPUs. */
-void xp_stream_one_thread(struct xp_front *f, uint64_t n);
+void xp_stream_one_thread(struct xp_front* f, uint64_t n);
 
 /* Backend for both: attaches a back ring (BACK_RING_INIT) and echoes every request until
  * *stop is set, spinning when idle.  Returns the number of errors seen. */
-uint64_t xp_back_spin(enum xp_payload p, void *page, size_t bytes, const int *stop);
+uint64_t xp_back_spin(enum xp_payload p, void* page, size_t bytes, const int* stop);
 
 /* Notification-driven stream, the macros' standard usage: n requests with at most
  * `outstanding` in flight; RING_PUSH_REQUESTS_AND_CHECK_NOTIFY after each batch, kick
  * `kick_fd` when it says so; when no response is there, RING_FINAL_CHECK_FOR_RESPONSES
  * and block on `wait_fd`.  Adds the kicks sent and the blocking waits to the counters. */
-void xp_notify_stream(struct xp_front *f, uint64_t n, unsigned outstanding, int kick_fd,
-                      int wait_fd, uint64_t *kicks, uint64_t *waits);
+void xp_notify_stream(struct xp_front* f, uint64_t n, unsigned outstanding, int kick_fd, int wait_fd, uint64_t* kicks,
+                      uint64_t* waits);
 
 /* Its backend: echoes each batch, RING_PUSH_RESPONSES_AND_CHECK_NOTIFY, kicks `kick_fd`
  * when told; when idle, RING_FINAL_CHECK_FOR_REQUESTS and blocks on `wait_fd`.  Returns
  * when *stop is set and it has no work.  Adds to the counters; returns the errors seen. */
-uint64_t xp_notify_back(enum xp_payload p, void *page, size_t bytes, int kick_fd,
-                        int wait_fd, const int *stop, uint64_t *kicks, uint64_t *waits);
+uint64_t xp_notify_back(enum xp_payload p, void* page, size_t bytes, int kick_fd, int wait_fd, const int* stop,
+                        uint64_t* kicks, uint64_t* waits);
 
 /* Byte rings through the DEFINE_XEN_FLEX_RING functions, used as Linux's xenbus_comms.c
  * uses its rings (xen_rmb after reading the producer, xen_mb before reading the consumer
@@ -75,18 +75,18 @@ enum xp_byte_ring { XP_XENSTORE = 0, XP_CONSOLE = 1 };
 
 /* Writes `total` bytes of the benchmark pattern starting at stream offset `pos`, in
  * writes of at most `chunk` bytes, spinning while the ring is full. */
-void xp_flex_write(enum xp_byte_ring r, void *intf, uint64_t pos, uint64_t total, size_t chunk);
+void xp_flex_write(enum xp_byte_ring r, void* intf, uint64_t pos, uint64_t total, size_t chunk);
 
 /* Reads until *stop is set and the ring is empty; checks the pattern.  Returns the bytes
  * read; *errors counts pattern mismatches and impossible indices. */
-uint64_t xp_flex_read(enum xp_byte_ring r, void *intf, const int *stop, uint64_t *errors);
+uint64_t xp_flex_read(enum xp_byte_ring r, void* intf, const int* stop, uint64_t* errors);
 
 /* The pattern byte at stream offset `pos` (shared with the C++ implementations).  Its
  * period is 256, so a writer copies from xp_pattern_source() + pos % 256. */
 static inline unsigned char xp_pattern(uint64_t pos) { return (unsigned char)(pos * 7u); }
 enum { XP_PATTERN_SOURCE = 256 + 4096 };
 /* XP_PATTERN_SOURCE bytes of the pattern from offset 0. */
-const unsigned char *xp_pattern_source(void);
+const unsigned char* xp_pattern_source(void);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,7 @@ std::span<std::byte> bytes_of(const shared_pages& pages) {
 // consume_responses() hands out private copies; ids are checked as the C peer checks them.
 template <class P>
 class frontend {
-public:
+ public:
   explicit frontend(const shared_pages& pages) : ring_(init(pages)) {}
 
   [[nodiscard]] bool failed() const { return errors_ != 0 || ring_.broken().has_value(); }
@@ -49,8 +49,8 @@ public:
     const std::uint64_t want = std::min(end - seq_, limit - in_flight);
     // produce_n stops at the free slots (full: never here, limit <= size; or broken).
     std::uint64_t seq = seq_;
-    const xenbus::ring_idx n = ring_.produce_n(
-        static_cast<xenbus::ring_idx>(want), [&seq](typename P::request& slot) { P::fill(slot, seq++); });
+    const xenbus::ring_idx n = ring_.produce_n(static_cast<xenbus::ring_idx>(want),
+                                               [&seq](typename P::request& slot) { P::fill(slot, seq++); });
     seq_ = seq;
     return n;
   }
@@ -103,7 +103,7 @@ public:
   /// The ring itself, for the library's wait_for_work().
   front_t<P>& ring() { return ring_; }
 
-private:
+ private:
   static front_t<P> init(const shared_pages& pages) {
     auto r = front_t<P>::init(bytes_of(pages));
     if (!r) std::abort();  // our own page: page-aligned and large enough
@@ -121,14 +121,13 @@ private:
 // RING_COPY_REQUEST and RING_GET_RESPONSE.
 template <class P>
 class backend {
-public:
+ public:
   explicit backend(const shared_pages& pages) : ring_(attach(pages)) {}
 
   /// Echoes every request there is; returns how many, or -1 once the ring is broken.
   long echo() {
-    auto n = ring_.respond(ring_.size(), [](const typename P::request& req, typename P::response& rsp) {
-      P::echo(rsp, req);
-    });
+    auto n = ring_.respond(ring_.size(),
+                           [](const typename P::request& req, typename P::response& rsp) { P::echo(rsp, req); });
     return n ? static_cast<long>(*n) : -1;
   }
   bool push() { return ring_.push().has_value(); }
@@ -150,7 +149,7 @@ public:
   /// The ring itself, for the library's wait_for_work().
   back_t<P>& ring() { return ring_; }
 
-private:
+ private:
   static back_t<P> attach(const shared_pages& pages) {
     auto r = back_t<P>::attach(bytes_of(pages));
     if (!r) std::abort();
@@ -248,7 +247,8 @@ void stream_one_thread(benchmark::State& state, unsigned order) {
   rates(state, "requests", stream_requests_per_iteration, clock);
   rate(state, "bytes", requests * static_cast<double>(sizeof(typename P::request)));
   value(state, "ring_slots", front.size());
-  if (front.failed() || front.expected() != front.next_seq()) state.SkipWithError("xenbus rings saw bad ids or indices");
+  if (front.failed() || front.expected() != front.next_seq())
+    state.SkipWithError("xenbus rings saw bad ids or indices");
 }
 
 // How the notification-driven ends sleep.
@@ -454,16 +454,14 @@ template <class Ends>
 void register_bytes() {
   for (std::size_t chunk : byte_chunks)
     threaded(benchmark::RegisterBenchmark(
-        ("bytes/xenbus/" + std::string(Ends::name) + "/chunk:" + std::to_string(chunk)).c_str(), bytes<Ends>,
-        chunk));
+        ("bytes/xenbus/" + std::string(Ends::name) + "/chunk:" + std::to_string(chunk)).c_str(), bytes<Ends>, chunk));
 }
 
 template <class P>
 void register_stream(const char* payload_name) {
   for (unsigned order : {0U, 2U})
     threaded(benchmark::RegisterBenchmark(
-        ("stream/xenbus/" + std::string(payload_name) + "/order:" + std::to_string(order)).c_str(), stream<P>,
-        order));
+        ("stream/xenbus/" + std::string(payload_name) + "/order:" + std::to_string(order)).c_str(), stream<P>, order));
 }
 
 template <class P>

@@ -18,9 +18,9 @@ xs::conn_id id = st.connect(0, true);
 std::uint32_t req = 0;
 
 std::string_view call(xs::msg_type t, std::string_view payload, std::uint32_t tx = 0) {
-  st.handle(id, xs::message{xs::header{static_cast<std::uint32_t>(t), ++req, tx,
-                                       static_cast<std::uint32_t>(payload.size())},
-                            payload});
+  st.handle(
+      id, xs::message{xs::header{static_cast<std::uint32_t>(t), ++req, tx, static_cast<std::uint32_t>(payload.size())},
+                      payload});
   // The output queue is chunked and frees what is consumed: copy the reply out first.
   static std::string reply;
   reply.clear();

@@ -107,7 +107,9 @@ int main() {
   if (!tk.create()) return 1;
   back_t be{bs, *bev, bgrants, dom0, guest, vdev, {.features = {{"feature-flush-cache", "0"}, {"sectors", "2048"}}}};
   front_t fe{fs, *fev, fgrants, guest, vdev};
-  auto log = [](const char* who) { return [who](std::string_view l) { std::printf("%-8s %.*s\n", who, int(l.size()), l.data()); }; };
+  auto log = [](const char* who) {
+    return [who](std::string_view l) { std::printf("%-8s %.*s\n", who, int(l.size()), l.data()); };
+  };
   be.set_logger(log("backend"));
   fe.set_logger(log("frontend"));
   if (!be.start() || !fe.start()) return 1;
@@ -118,7 +120,8 @@ int main() {
   auto out = fgrants.share(dom0, out_ref, false);  // the backend only reads what we write
   auto in = fgrants.share(dom0, in_ref, true);     // and writes what we read
   if (!out || !in) return 1;
-  for (std::size_t i = 0; i < out->size(); ++i) static_cast<unsigned char*>(out->data())[i] = static_cast<unsigned char>(i * 7);
+  for (std::size_t i = 0; i < out->size(); ++i)
+    static_cast<unsigned char*>(out->data())[i] = static_cast<unsigned char>(i * 7);
 
   bool ok = io(fe, BLKIF_OP_WRITE, out_ref[0], 1);
   serve(be, *bev, bgrants, disk);

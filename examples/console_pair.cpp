@@ -16,7 +16,7 @@ using namespace xenbus;
 /// A protocol with its own ring: each end attaches the console page from its side.
 struct console {
   static constexpr std::string_view type = "console";
-  static constexpr std::string_view abi = "";             // the console publishes no protocol
+  static constexpr std::string_view abi = "";                    // the console publishes no protocol
   static constexpr std::string_view event_channel_key = "port";  // console.h's name for it
   static constexpr unsigned max_ring_page_order = 0;
   static constexpr unsigned max_queues = 1;
@@ -80,7 +80,9 @@ int main() {
   if (!tk.create()) return 1;
   back_t be{bs, *bev, bgrants, dom0, guest, 0};
   front_t fe{fs, *fev, fgrants, guest, 0};
-  auto log = [](const char* who) { return [who](std::string_view l) { std::printf("%-8s %.*s\n", who, int(l.size()), l.data()); }; };
+  auto log = [](const char* who) {
+    return [who](std::string_view l) { std::printf("%-8s %.*s\n", who, int(l.size()), l.data()); };
+  };
   be.set_logger(log("backend"));
   fe.set_logger(log("guest"));
   if (!be.start() || !fe.start()) return 1;

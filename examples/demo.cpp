@@ -66,8 +66,8 @@ std::int64_t now_ns() {
 void say(std::string_view who, std::string_view what) {
   char buf[512];
   const double ms = static_cast<double>(now_ns() - t0_ns) / 1e6;
-  const int n = std::snprintf(buf, sizeof buf, "%8.1f ms  %-14.*s %.*s\n", ms, static_cast<int>(who.size()),
-                              who.data(), static_cast<int>(what.size()), what.data());
+  const int n = std::snprintf(buf, sizeof buf, "%8.1f ms  %-14.*s %.*s\n", ms, static_cast<int>(who.size()), who.data(),
+                              static_cast<int>(what.size()), what.data());
   if (n > 0) (void)!::write(STDOUT_FILENO, buf, static_cast<std::size_t>(n < 512 ? n : 511));
 }
 
@@ -92,7 +92,13 @@ int run_backend(const options& o, client_store& s, posix::machine& m) {
   if (!ev) return 2;
   posix::grant_table grants{m, backend_dom};
   backend<demo_protocol, client_store, posix::evtchn_handle, posix::grant_table> be{
-      s, *ev, grants, backend_dom, frontend_dom, devid, {.max_ring_page_order = 2, .features = {{"feature-demo", "1"}}}};
+      s,
+      *ev,
+      grants,
+      backend_dom,
+      frontend_dom,
+      devid,
+      {.max_ring_page_order = 2, .features = {{"feature-demo", "1"}}}};
   be.set_logger([&](std::string_view l) { say(o.who, l); });
   if (!be.start()) return 3;
   std::uint64_t served = 0;
@@ -128,8 +134,9 @@ int run_frontend(const options& o, client_store& s, posix::machine& m) {
   if (!ev) return 2;
   posix::grant_table grants{m, frontend_dom};
   frontend<demo_protocol, client_store, posix::evtchn_handle, posix::grant_table> fe{
-      s, *ev, grants, frontend_dom, devid,
-      {.ring_page_order = 2, .start = o.handover ? frontend_start::handover : frontend_start::fresh}};
+      s,      *ev,
+      grants, frontend_dom,
+      devid,  {.ring_page_order = 2, .start = o.handover ? frontend_start::handover : frontend_start::fresh}};
   fe.set_logger([&](std::string_view l) { say(o.who, l); });
   if (!fe.start()) return 3;
   bool streamed = false, reported_quiet = false;
@@ -213,8 +220,9 @@ pid_t spawn(const options& o, const char* role, const char* who, bool handover) 
   const pid_t pid = ::fork();
   if (pid != 0) return pid;
   const std::string fd = std::to_string(o.machine_fd), t0 = std::to_string(t0_ns), n = std::to_string(o.requests);
-  std::vector<const char*> argv{"xenbus-demo", role, "--socket", o.socket.c_str(), "--machine-fd", fd.c_str(),
-                                "--t0", t0.c_str(), "--who", who, "--requests", n.c_str()};
+  std::vector<const char*> argv{"xenbus-demo",  role,       "--socket",   o.socket.c_str(),
+                                "--machine-fd", fd.c_str(), "--t0",       t0.c_str(),
+                                "--who",        who,        "--requests", n.c_str()};
   if (handover) argv.push_back("--handover");
   argv.push_back(nullptr);
   ::execv("/proc/self/exe", const_cast<char* const*>(argv.data()));
@@ -285,7 +293,8 @@ int run_toolstack(options o) {
     double secs = 1;
     if (!r || std::sscanf(r->c_str(), "%llu %lf %llu", &n, &secs, &bad) != 3) return false;
     char line[120];
-    std::snprintf(line, sizeof line, "%llu requests in %.2f s = %.2f M/s", n, secs, static_cast<double>(n) / secs / 1e6);
+    std::snprintf(line, sizeof line, "%llu requests in %.2f s = %.2f M/s", n, secs,
+                  static_cast<double>(n) / secs / 1e6);
     detail = line;
     return n > 0 && bad == 0;
   };
@@ -345,12 +354,18 @@ int main(int argc, char** argv) {
   for (; i < argc; ++i) {
     const std::string_view a = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
-    if (a == "--socket") o.socket = v, ++i;
-    else if (a == "--machine-fd") o.machine_fd = std::atoi(v), ++i;
-    else if (a == "--t0") t0_ns = std::atoll(v), ++i;
-    else if (a == "--who") o.who = v, ++i;
-    else if (a == "--requests") o.requests = std::strtoull(v, nullptr, 10), ++i;
-    else if (a == "--handover") o.handover = true;
+    if (a == "--socket")
+      o.socket = v, ++i;
+    else if (a == "--machine-fd")
+      o.machine_fd = std::atoi(v), ++i;
+    else if (a == "--t0")
+      t0_ns = std::atoll(v), ++i;
+    else if (a == "--who")
+      o.who = v, ++i;
+    else if (a == "--requests")
+      o.requests = std::strtoull(v, nullptr, 10), ++i;
+    else if (a == "--handover")
+      o.handover = true;
     else {
       std::fprintf(stderr, "usage: %s [--requests N]\n", argv[0]);
       return 2;

@@ -12,8 +12,7 @@ using namespace xenbus;
 int failures = 0;
 
 void print(std::string_view who, std::string_view what) {
-  std::printf("%-22.*s %.*s\n", static_cast<int>(who.size()), who.data(), static_cast<int>(what.size()),
-              what.data());
+  std::printf("%-22.*s %.*s\n", static_cast<int>(who.size()), who.data(), static_cast<int>(what.size()), what.data());
 }
 
 void unexpected_event(std::string_view what) {

@@ -38,8 +38,7 @@ int main() {
     if (::poll(&p, 1, 5000) != 1) return 1;
     while (auto ev = w->try_next()) {
       auto state = xs->read(be + "/state");
-      std::printf("event %s%s: backend state %s\n", ev->path.c_str(),
-                  ev->lost ? " (events were lost: rescan)" : "",
+      std::printf("event %s%s: backend state %s\n", ev->path.c_str(), ev->lost ? " (events were lost: rescan)" : "",
                   state ? state->c_str() : std::string(state.error().name()).c_str());
       connected = state && *state == "4";
     }

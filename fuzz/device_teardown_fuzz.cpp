@@ -199,48 +199,101 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint64_t before = w.ops();
     const std::uint8_t op = next();
     switch (op % 28) {
-      case 0: w.remove(true, false); break;
-      case 1: w.remove(false, true); break;
-      case 2: w.remove(true, true); break;
+      case 0:
+        w.remove(true, false);
+        break;
+      case 1:
+        w.remove(false, true);
+        break;
+      case 2:
+        w.remove(true, true);
+        break;
       case 3:  // the ordinary removal: refused unless both ends are Closed
         if (w.tk.remove()) w.fe_removed = w.be_removed = true;
         break;
-      case 4: if (w.fe.drv) w.fe.drv->close(); break;
-      case 5: if (w.be.drv) w.be.drv->close(); break;
-      case 6: if (w.fe.drv) w.fe.drv->process(); break;  // re-read and make whatever move is due
-      case 7: if (w.be.drv) w.be.drv->process(); break;
-      case 8: if (w.fe.drv) w.fe.drv->fatal(close_reason::resource_failed, "fuzz"); break;
-      case 9: if (w.be.drv) w.be.drv->fatal(close_reason::resource_failed, "fuzz"); break;
-      case 10: w.fe.fetch(); w.be.fetch(); break;
-      case 11: (void)w.fe.deliver_one(false, false); break;
-      case 12: (void)w.be.deliver_one(false, false); break;
-      case 13: while (w.fe.deliver_one(false, false)) {} break;
-      case 14: while (w.be.deliver_one(false, false)) {} break;
-      case 15: (void)w.fe.deliver_one(true, false); break;
-      case 16: (void)w.be.deliver_one(true, false); break;
-      case 17: (void)w.fe.deliver_one(false, true); break;
-      case 18: (void)w.be.deliver_one(false, true); break;
+      case 4:
+        if (w.fe.drv) w.fe.drv->close();
+        break;
+      case 5:
+        if (w.be.drv) w.be.drv->close();
+        break;
+      case 6:
+        if (w.fe.drv) w.fe.drv->process();
+        break;  // re-read and make whatever move is due
+      case 7:
+        if (w.be.drv) w.be.drv->process();
+        break;
+      case 8:
+        if (w.fe.drv) w.fe.drv->fatal(close_reason::resource_failed, "fuzz");
+        break;
+      case 9:
+        if (w.be.drv) w.be.drv->fatal(close_reason::resource_failed, "fuzz");
+        break;
+      case 10:
+        w.fe.fetch();
+        w.be.fetch();
+        break;
+      case 11:
+        (void)w.fe.deliver_one(false, false);
+        break;
+      case 12:
+        (void)w.be.deliver_one(false, false);
+        break;
+      case 13:
+        while (w.fe.deliver_one(false, false)) {
+        }
+        break;
+      case 14:
+        while (w.be.deliver_one(false, false)) {
+        }
+        break;
+      case 15:
+        (void)w.fe.deliver_one(true, false);
+        break;
+      case 16:
+        (void)w.be.deliver_one(true, false);
+        break;
+      case 17:
+        (void)w.fe.deliver_one(false, true);
+        break;
+      case 18:
+        (void)w.be.deliver_one(false, true);
+        break;
       case 19:  // the store loses the driver's watch on its own node; teardown meets ENOENT
         if (w.fe.drv) (void)w.fe.store->unwatch(w.fe.drv->dir() + "/state", w.fe.drv->token());
         break;
       case 20:
         if (w.be.drv) (void)w.be.store->unwatch(w.be.drv->peer_dir() + "/state", w.be.drv->token());
         break;
-      case 21: w.fe.drv.reset(); break;  // the driver (its kernel, its process) goes away
-      case 22: w.be.drv.reset(); break;
+      case 21:
+        w.fe.drv.reset();
+        break;  // the driver (its kernel, its process) goes away
+      case 22:
+        w.be.drv.reset();
+        break;
       case 23: {  // the removal lands between two store operations of one driver, later
         const std::uint8_t arg = next();
         const bool rf = (arg & 1) != 0, rb = (arg & 2) != 0 || !rf;
         const auto later = static_cast<std::uint64_t>(arg >> 3);  // 0..31 operations from now
         auto hook = [&w, rf, rb] { w.remove(rf, rb); };
-        if ((arg & 4) != 0) w.be.store->arm(w.be.store->ops() + later, hook);
-        else w.fe.store->arm(w.fe.store->ops() + later, hook);
+        if ((arg & 4) != 0)
+          w.be.store->arm(w.be.store->ops() + later, hook);
+        else
+          w.fe.store->arm(w.fe.store->ops() + later, hook);
         break;
       }
-      case 24: w.start_frontend(); break;  // a new instance (after a destruction)
-      case 25: w.start_backend(); break;
-      case 26: (void)w.tk.unplug(); break;       // online = 0, backend Closing (refused once removed)
-      case 27: (void)w.tk.reconfigure(); break;  // backend Reconfiguring (refused unless Connected)
+      case 24:
+        w.start_frontend();
+        break;  // a new instance (after a destruction)
+      case 25:
+        w.start_backend();
+        break;
+      case 26:
+        (void)w.tk.unplug();
+        break;  // online = 0, backend Closing (refused once removed)
+      case 27:
+        (void)w.tk.reconfigure();
+        break;  // backend Reconfiguring (refused unless Connected)
     }
     if (w.ops() - before > max_ops_per_step) fail("one step did unbounded store work");
     w.check_removed();
@@ -254,8 +307,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::uint64_t before = w.ops();
     w.fe.fetch();
     w.be.fetch();
-    while (w.fe.deliver_one(false, false)) {}
-    while (w.be.deliver_one(false, false)) {}
+    while (w.fe.deliver_one(false, false)) {
+    }
+    while (w.be.deliver_one(false, false)) {
+    }
     if (w.fe.drv) w.fe.drv->process();
     if (w.be.drv) w.be.drv->process();
     if (w.ops() - before > max_ops_per_step) fail("the final round did unbounded store work");

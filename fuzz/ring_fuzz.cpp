@@ -72,9 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   static page pages[8];
   std::memset(pages, 0, sizeof pages);
   script in{data, size};
-  const auto span_of = [](int i, std::size_t n = 1) {
-    return std::span<std::byte>(pages[i].b, n * sizeof(page));
-  };
+  const auto span_of = [](int i, std::size_t n = 1) { return std::span<std::byte>(pages[i].b, n * sizeof(page)); };
 
   const xenbus::ring_idx start = in.u32();
   auto back = back_t::attach(span_of(0), start);
@@ -90,8 +88,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   XENBUS_FUZZ_CHECK(xs_g && xs_s && cons);
   auto* flex_intf = reinterpret_cast<xenbus::flex_ring_intf*>(pages[5].b);
   flex_intf->ring_order = in.u8();  // the peer's claim, validated by attach
-  auto flex = xenbus::flex_ring::attach(xenbus::flex_end::frontend, span_of(5), span_of(6, 2),
-                                        flex_intf->ring_order, 1);
+  auto flex =
+      xenbus::flex_ring::attach(xenbus::flex_end::frontend, span_of(5), span_of(6, 2), flex_intf->ring_order, 1);
   XENBUS_FUZZ_CHECK(flex.has_value() == (flex_intf->ring_order <= 1));
 
   xenbus::id_tracker<32, std::uint8_t> ids;
@@ -113,8 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::uint8_t which = in.u8() % 8;
         const std::uint32_t off = (static_cast<std::uint32_t>(in.u8()) << 8 | in.u8()) % sizeof(page);
         const std::uint8_t len = in.u8() % 16;
-        for (std::uint8_t i = 0; i < len && off + i < sizeof(page); ++i)
-          pages[which].b[off + i] = std::byte{in.u8()};
+        for (std::uint8_t i = 0; i < len && off + i < sizeof(page); ++i) pages[which].b[off + i] = std::byte{in.u8()};
         break;
       }
       case 2: {  // a polite peer move: advance an index by a small amount
@@ -127,8 +124,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case 3: {
         const xenbus::ring_idx max = in.u8();
         auto n = back->consume_requests(max, check);
-        if (n) XENBUS_FUZZ_CHECK(*n <= max && *n <= ring_size);
-        else XENBUS_FUZZ_CHECK(back->broken().has_value());
+        if (n)
+          XENBUS_FUZZ_CHECK(*n <= max && *n <= ring_size);
+        else
+          XENBUS_FUZZ_CHECK(back->broken().has_value());
         break;
       }
       case 4: {
@@ -181,8 +180,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           // Peer data: the id decides nothing until the tracker accepts it.
           if (auto tag = ids.complete(r.id)) (void)*tag;
         });
-        if (n) XENBUS_FUZZ_CHECK(*n <= max);
-        else XENBUS_FUZZ_CHECK(front->broken().has_value());
+        if (n)
+          XENBUS_FUZZ_CHECK(*n <= max);
+        else
+          XENBUS_FUZZ_CHECK(front->broken().has_value());
         XENBUS_FUZZ_CHECK(ids.outstanding() <= 32);
         break;
       }
@@ -205,8 +206,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         break;
       }
       case 13: {
-        if (in.u8() & 1) (void)xs_g->begin_reconnect();
-        else (void)xs_g->reconnected();
+        if (in.u8() & 1)
+          (void)xs_g->begin_reconnect();
+        else
+          (void)xs_g->reconnected();
         break;
       }
       case 14: {
@@ -239,9 +242,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto* x = reinterpret_cast<xenbus::xenstore_domain_interface_layout*>(pages[2 + (in.u8() & 1)].b);
         const std::uint32_t v = in.u8() % 4;
         switch (in.u8() % 3) {
-          case 0: x->server_features = v; break;
-          case 1: x->connection = v; break;
-          default: x->error = v; break;
+          case 0:
+            x->server_features = v;
+            break;
+          case 1:
+            x->connection = v;
+            break;
+          default:
+            x->error = v;
+            break;
         }
         break;
       }

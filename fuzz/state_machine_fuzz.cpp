@@ -28,8 +28,7 @@ void drive(Machine& m, Machine& successor, bool& handed, const std::uint8_t* p, 
         const auto o = m.observe_peer(text);
         const auto parsed = xenbus::parse_state(text);
         if (!parsed) {
-          require(handed ? o.kind == xenbus::change_kind::ignored
-                         : o.kind == xenbus::change_kind::garbage);
+          require(handed ? o.kind == xenbus::change_kind::ignored : o.kind == xenbus::change_kind::garbage);
           require(m.peer() == before);  // garbage never moves the machine
         }
         if (handed) require(o.kind == xenbus::change_kind::ignored);

@@ -18,8 +18,22 @@ namespace {
 
 // Bytes 0xf0..0xff in a payload expand to these, so that requests often name real nodes.
 constexpr std::string_view dict[16] = {
-    "/a", "/a/b", "/a/b/c", "/local/domain/5", "/local/domain/6/x", "@introduceDomain",
-    "@releaseDomain", "T", "F", "n0", "r5", "b6", "rel/x", "/", "5", "0",
+    "/a",
+    "/a/b",
+    "/a/b/c",
+    "/local/domain/5",
+    "/local/domain/6/x",
+    "@introduceDomain",
+    "@releaseDomain",
+    "T",
+    "F",
+    "n0",
+    "r5",
+    "b6",
+    "rel/x",
+    "/",
+    "5",
+    "0",
 };
 
 struct conn {
@@ -67,22 +81,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     auto& c = conns[data[at] % 3];
     const auto type = static_cast<xs::msg_type>(data[at + 1] % 24);
     std::uint32_t tx = 0;
-    if (const auto sel = data[at + 2]; sel != 0 && !c.txs.empty()) tx = c.txs[sel % c.txs.size()];
-    else if (sel == 0xff) tx = 12345;  // an unknown transaction
+    if (const auto sel = data[at + 2]; sel != 0 && !c.txs.empty())
+      tx = c.txs[sel % c.txs.size()];
+    else if (sel == 0xff)
+      tx = 12345;  // an unknown transaction
     std::size_t len = data[at + 3];
     at += 4;
     len = std::min(len, size - at);
     std::string payload;
     for (std::size_t i = 0; i < len; ++i) {
       const auto b = data[at + i];
-      if (b >= 0xf0) payload += dict[b - 0xf0];
-      else payload += static_cast<char>(b == 0xef ? 0 : b);
+      if (b >= 0xf0)
+        payload += dict[b - 0xf0];
+      else
+        payload += static_cast<char>(b == 0xef ? 0 : b);
     }
     at += len;
     if (payload.size() > xs::payload_max) payload.resize(xs::payload_max);
-    s.handle(c.id, xs::message{xs::header{static_cast<std::uint32_t>(type), 1, tx,
-                                          static_cast<std::uint32_t>(payload.size())},
-                               payload});
+    s.handle(c.id, xs::message{
+                       xs::header{static_cast<std::uint32_t>(type), 1, tx, static_cast<std::uint32_t>(payload.size())},
+                       payload});
     for (auto& d : conns) drain(s, d);
     if (data[at - 1] == 0xee) {  // sometimes a guest reconnects mid-run
       s.disconnect(conns[2].id);

@@ -23,10 +23,19 @@ struct null_transport {
 };
 
 constexpr xs_type request_types[] = {
-    xs_type::read,  xs_type::write,     xs_type::mkdir,           xs_type::rm,
-    xs_type::directory, xs_type::get_perms, xs_type::set_perms,   xs_type::watch,
-    xs_type::unwatch, xs_type::transaction_start, xs_type::transaction_end,
-    xs_type::get_domain_path, xs_type::directory_part,
+    xs_type::read,
+    xs_type::write,
+    xs_type::mkdir,
+    xs_type::rm,
+    xs_type::directory,
+    xs_type::get_perms,
+    xs_type::set_perms,
+    xs_type::watch,
+    xs_type::unwatch,
+    xs_type::transaction_start,
+    xs_type::transaction_end,
+    xs_type::get_domain_path,
+    xs_type::directory_part,
 };
 
 void check(bool ok) {
@@ -78,8 +87,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const auto part = xenbus::detail::xs_split_dir_part(p->payload);
         check(xenbus::xenstore::parse_decimal(part.generation).has_value());
         check(part.names.empty() || part.names.back() == '\0');
-        for (auto n : xenbus::xenstore::string_list{part.names})
-          check(xenbus::detail::xs_valid_node_name(n));
+        for (auto n : xenbus::xenstore::string_list{part.names}) check(xenbus::detail::xs_valid_node_name(n));
       }
     }
   }

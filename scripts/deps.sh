@@ -3,6 +3,7 @@
 set -euo pipefail
 pkgs=(
   cmake make g++ gcc clang libclang-rt-14-dev   # compilers, sanitizers, libFuzzer
+  clang-format                                  # the committed .clang-format (test xenbus-format)
   libxen-dev                                    # Xen public headers, libxenstore, libxenevtchn, libxengnttab
   doctest-dev libbenchmark-dev libboost-dev     # tests, benchmarks, the SPSC reference
   xenstore-utils xen-utils-4.17                 # real xenstore clients, test-xenstore, oxenstored, xenstored

@@ -86,9 +86,7 @@ static_assert(sizeof(fi) + sizeof(grant_ref_t) * (2u << xenbus::flex_ring_max_or
 
 namespace {
 
-std::span<const std::byte> bytes_of(const char* s) {
-  return {reinterpret_cast<const std::byte*>(s), std::strlen(s)};
-}
+std::span<const std::byte> bytes_of(const char* s) { return {reinterpret_cast<const std::byte*>(s), std::strlen(s)}; }
 
 xs* xs_page(shared_pages& p) { return reinterpret_cast<xs*>(p.data()); }
 
@@ -150,8 +148,7 @@ TEST_CASE("xenstore ring: partial writes and reads with wraparound, both ends") 
     auto guest = xenbus::xenstore_ring_guest::attach(page.span());
     REQUIRE(server);
     REQUIRE(guest);
-    CHECK(guest->server_features() ==
-          (xenbus::xenstore_feature_reconnection | xenbus::xenstore_feature_error));
+    CHECK(guest->server_features() == (xenbus::xenstore_feature_reconnection | xenbus::xenstore_feature_error));
 
     // A 1500-byte request does not fit: the first write is partial.
     std::vector<std::byte> msg(1500);
@@ -438,14 +435,13 @@ int run_ours(const byte_case& c, shared_pages& page, shared_pages& data, std::ui
     case XBT_CONS_GUEST:
     case XBT_CONS_BACK: {
       auto r = xenbus::console_ring::attach(
-          c.c_end == XBT_CONS_GUEST ? xenbus::console_end::backend : xenbus::console_end::guest,
-          page.span());
+          c.c_end == XBT_CONS_GUEST ? xenbus::console_end::backend : xenbus::console_end::guest, page.span());
       return r ? our_byte_stream(*r, n, 3000, hang_ms) : -EINVAL;
     }
     default: {
-      auto r = xenbus::flex_ring::attach(
-          c.c_end == XBT_FLEX_FRONT ? xenbus::flex_end::backend : xenbus::flex_end::frontend,
-          page.span(), data.span(), c.order);
+      auto r =
+          xenbus::flex_ring::attach(c.c_end == XBT_FLEX_FRONT ? xenbus::flex_end::backend : xenbus::flex_end::frontend,
+                                    page.span(), data.span(), c.order);
       return r ? our_byte_stream(*r, n, 5000, hang_ms) : -EINVAL;
     }
   }
@@ -462,9 +458,8 @@ TEST_CASE("byte rings against the C peer, threads: both directions at once") {
     prepare(c, page);
     // Attach ours first: a server advertises its features before the guest uses the ring.
     int theirs = -1;
-    std::thread peer([&] {
-      theirs = xbt_c_byte_stream(c.c_end, page.data(), data.data(), c.order, stream_bytes, 1500, hang_ms);
-    });
+    std::thread peer(
+        [&] { theirs = xbt_c_byte_stream(c.c_end, page.data(), data.data(), c.order, stream_bytes, 1500, hang_ms); });
     const int ours = run_ours(c, page, data, stream_bytes);
     peer.join();
     CHECK(ours == 0);

@@ -74,3 +74,14 @@ xenbus_add_freestanding_check(xenbus-freestanding-headers ${xenbus_freestanding_
 xenbus_add_freestanding_check(xenbus-umbrella-freestanding umbrella_freestanding.cpp)
 xenbus_add_test(xenbus-umbrella-tests LABELS core SOURCES umbrella_test.cpp)
 target_link_libraries(xenbus-umbrella-tests PRIVATE Threads::Threads)
+
+# Formatting is committed: every C and C++ file follows .clang-format (tables sit between
+# "// clang-format off" and "// clang-format on"). clang-format 14 is installed by scripts/deps.sh.
+find_program(XENBUS_CLANG_FORMAT NAMES clang-format-14 clang-format REQUIRED)
+file(GLOB_RECURSE xenbus_formatted CONFIGURE_DEPENDS
+  ${PROJECT_SOURCE_DIR}/include/*.hpp ${PROJECT_SOURCE_DIR}/tests/*.cpp ${PROJECT_SOURCE_DIR}/tests/*.hpp
+  ${PROJECT_SOURCE_DIR}/tests/*.c ${PROJECT_SOURCE_DIR}/tests/*.h ${PROJECT_SOURCE_DIR}/examples/*.cpp
+  ${PROJECT_SOURCE_DIR}/tools/*.cpp ${PROJECT_SOURCE_DIR}/bench/*.cpp ${PROJECT_SOURCE_DIR}/bench/*.hpp
+  ${PROJECT_SOURCE_DIR}/bench/*.c ${PROJECT_SOURCE_DIR}/bench/*.h ${PROJECT_SOURCE_DIR}/fuzz/*.cpp)
+add_test(NAME xenbus-format COMMAND ${XENBUS_CLANG_FORMAT} --dry-run --Werror ${xenbus_formatted})
+set_tests_properties(xenbus-format PROPERTIES LABELS core)

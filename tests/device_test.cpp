@@ -153,7 +153,8 @@ TEST_CASE_TEMPLATE("the seed's handover: a new frontend takes over, the old one 
   const std::size_t before = r.log.size();
   r.start_frontend({.start = frontend_start::handover}, "new frontend");
   REQUIRE_MESSAGE(r.connected(), r.dump());
-  CHECK(r.logged("new frontend: frontend: Connected -> Initialising while the backend is Connected [frontend-hands-over]"));
+  CHECK(r.logged(
+      "new frontend: frontend: Connected -> Initialising while the backend is Connected [frontend-hands-over]"));
   CHECK(r.logged("[backend-resets-at-once]"));
   // The old instance saw its node change under it and stopped acting: it never answered
   // the backend's InitWait and wrote nothing.

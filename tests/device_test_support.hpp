@@ -93,8 +93,9 @@ struct socket_env {
     socket = dir + "/socket";
     std::string bin = XENBUS_XENSTORED_BINARY;
     std::string limit = "privileged_watches=" + std::to_string(privileged_watches);
-    char* argv[] = {bin.data(), const_cast<char*>("--socket"), socket.data(),
-                    privileged_watches ? const_cast<char*>("--limit") : nullptr, limit.data(), nullptr};
+    char* argv[] = {bin.data(),    const_cast<char*>("--socket"),
+                    socket.data(), privileged_watches ? const_cast<char*>("--limit") : nullptr,
+                    limit.data(),  nullptr};
     if (::posix_spawn(&server, bin.c_str(), nullptr, nullptr, argv, environ) != 0) server = -1;
     // The socket file appears at bind(), before listen(): wait until a connect succeeds.
     for (int i = 0; i < 1000 && server > 0 && !accepts(); ++i)
@@ -167,7 +168,7 @@ struct rig {
   std::deque<kernel> kernels;
   std::deque<fe_type> frontends;  // the last one is the current instance
   std::deque<be_type> backends;
-  std::vector<std::string> log;   // every line any party logged, prefixed by who
+  std::vector<std::string> log;  // every line any party logged, prefixed by who
 
   rig() {
     REQUIRE(env.ok());
@@ -233,8 +234,10 @@ struct rig {
     for (int rounds = 0; !done(); ++rounds) {
       if (rounds > 200) return false;  // drivers that keep each other busy forever
       bool any = false;
-      for (std::size_t i = 0; i < frontends.size(); ++i) any |= drain(*fe_store[i], [&](auto& ev) { frontends[i].handle(ev); });
-      for (std::size_t i = 0; i < backends.size(); ++i) any |= drain(*be_store[i], [&](auto& ev) { backends[i].handle(ev); });
+      for (std::size_t i = 0; i < frontends.size(); ++i)
+        any |= drain(*fe_store[i], [&](auto& ev) { frontends[i].handle(ev); });
+      for (std::size_t i = 0; i < backends.size(); ++i)
+        any |= drain(*be_store[i], [&](auto& ev) { backends[i].handle(ev); });
       any |= drain(ts_store, [](auto&) {});
       if (!any) {
         if (!Env::live || std::chrono::steady_clock::now() > deadline) return done();

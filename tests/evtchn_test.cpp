@@ -79,7 +79,7 @@ TEST_CASE("closing one end leaves the other unbound, ready for a new partner") {
     auto back = evtchn_handle::open(m, 0);
     REQUIRE(back.has_value());
     REQUIRE(back->bind_interdomain(1, *offered).has_value());
-  }  // the backend goes away (its handle closes every port)
+  }                                            // the backend goes away (its handle closes every port)
   CHECK(front->notify(*offered).has_value());  // dropped silently, as Xen does
   auto again = evtchn_handle::open(m, 0);
   REQUIRE(again.has_value());

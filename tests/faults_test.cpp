@@ -128,7 +128,8 @@ TEST_CASE("delayed and invented notifications: a consumer that polls with a time
   REQUIRE(offered.has_value());
   auto local = a->bind_interdomain(1, *offered);
   REQUIRE(local.has_value());
-  xt::faulty_evtchn<xenbus::posix::evtchn_handle> fb{*b, {.seed = 9, .delay_notify = 500, .max_delay = 3, .spurious_notify = 200}};
+  xt::faulty_evtchn<xenbus::posix::evtchn_handle> fb{
+      *b, {.seed = 9, .delay_notify = 500, .max_delay = 3, .spurious_notify = 200}};
   // The wrapper learns bound ports from its own bind calls: a second port bound through it
   // gives its spurious notifications a port to name.
   auto port2 = fb.bind_unbound(0);

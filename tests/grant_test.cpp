@@ -48,12 +48,12 @@ TEST_CASE("a peer maps only what was granted to it, as granted") {
   std::array<grant_ref, 1> refs{};
   auto ro = front.share(0, refs, false);
   REQUIRE(ro.has_value());
-  CHECK(other.map(1, refs, false).error().code == grant_errc::bad_ref);   // not the grantee
+  CHECK(other.map(1, refs, false).error().code == grant_errc::bad_ref);  // not the grantee
   CHECK(back.map(1, refs, true).error().code == grant_errc::read_only);
   CHECK(back.map(1, refs, false).has_value());
   const std::array<grant_ref, 1> garbage{7777};
   CHECK(back.map(1, garbage, false).error().code == grant_errc::bad_ref);
-  CHECK(back.map(3, refs, false).error().code == grant_errc::bad_ref);    // nothing granted there
+  CHECK(back.map(3, refs, false).error().code == grant_errc::bad_ref);  // nothing granted there
   CHECK(back.map(1, std::span<const grant_ref>{}, false).error().code == grant_errc::bad_count);
 }
 

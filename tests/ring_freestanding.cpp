@@ -48,8 +48,7 @@ int request_response() {
 }
 
 int byte_rings() {
-  const std::byte hello[5] = {std::byte{'h'}, std::byte{'e'}, std::byte{'l'}, std::byte{'l'},
-                              std::byte{'o'}};
+  const std::byte hello[5] = {std::byte{'h'}, std::byte{'e'}, std::byte{'l'}, std::byte{'l'}, std::byte{'o'}};
   std::byte buf[8] = {};
   auto server = xenbus::xenstore_ring_server::attach(byte_page);
   auto guest = xenbus::xenstore_ring_guest::attach(byte_page);
@@ -58,11 +57,9 @@ int byte_rings() {
   auto r = server->read(buf);
   if (!w || !r || *w != 5 || *r != 5 || buf[4] != std::byte{'o'}) return 11;
 
-  auto front = xenbus::flex_ring::attach(xenbus::flex_end::frontend,
-                                         std::span(flex_pages).first(4096),
+  auto front = xenbus::flex_ring::attach(xenbus::flex_end::frontend, std::span(flex_pages).first(4096),
                                          std::span(flex_pages).subspan(4096), 0);
-  auto back = xenbus::flex_ring::attach(xenbus::flex_end::backend,
-                                        std::span(flex_pages).first(4096),
+  auto back = xenbus::flex_ring::attach(xenbus::flex_end::backend, std::span(flex_pages).first(4096),
                                         std::span(flex_pages).subspan(4096), 0);
   if (!front || !back) return 12;
   auto fw = front->write(hello);

@@ -29,7 +29,7 @@ struct scenario {
   ring_idx start;   // both producers start here
   std::uint32_t n;  // messages
   std::uint32_t batch;
-  ring_idx k;       // our consumer's moderation: notify after k messages
+  ring_idx k;                // our consumer's moderation: notify after k messages
   std::uint32_t window = 0;  // C frontend: most requests outstanding (0: ring size)
 };
 
@@ -64,8 +64,8 @@ outcome run_threads(const scenario& s, ours side) {
     xbt_front_ring init{};
     xbt_c_front_attach(&init, mem.data(), mem.bytes(), s.start, 1);
     std::thread c([&] {
-      out.theirs_rc = xbt_c_front_run(mem.data(), mem.bytes(), s.start, 0, s.n, s.batch, s.window,
-                                      to_back.fd(), to_front.fd(), hang_ms, &out.their);
+      out.theirs_rc = xbt_c_front_run(mem.data(), mem.bytes(), s.start, 0, s.n, s.batch, s.window, to_back.fd(),
+                                      to_front.fd(), hang_ms, &out.their);
     });
     const wake_config w{to_front.fd(), to_back.fd(), hang_ms, s.k, 1};
     out.ours_rc = our_back_serve(mem.span(), s.start, s.n, w, out.our);
@@ -75,8 +75,8 @@ outcome run_threads(const scenario& s, ours side) {
     auto init = xbt_front::init(mem.span(), s.start);
     REQUIRE(init);
     std::thread c([&] {
-      out.theirs_rc = xbt_c_back_serve(mem.data(), mem.bytes(), s.start, s.n, to_front.fd(),
-                                       to_back.fd(), hang_ms, &out.their);
+      out.theirs_rc =
+          xbt_c_back_serve(mem.data(), mem.bytes(), s.start, s.n, to_front.fd(), to_back.fd(), hang_ms, &out.their);
     });
     const wake_config w{to_back.fd(), to_front.fd(), hang_ms, s.k, 1};
     out.ours_rc = our_front_run(mem.span(), s.start, s.n, s.batch, w, out.our);
@@ -105,11 +105,10 @@ outcome run_processes(const scenario& s, ours side) {
   if (pid == 0) {
     int rc;
     if (side == ours::back)
-      rc = xbt_c_front_run(mem.data(), mem.bytes(), s.start, 0, s.n, s.batch, s.window, to_back.fd(),
-                           to_front.fd(), hang_ms, their);
+      rc = xbt_c_front_run(mem.data(), mem.bytes(), s.start, 0, s.n, s.batch, s.window, to_back.fd(), to_front.fd(),
+                           hang_ms, their);
     else
-      rc = xbt_c_back_serve(mem.data(), mem.bytes(), s.start, s.n, to_front.fd(),
-                            to_back.fd(), hang_ms, their);
+      rc = xbt_c_back_serve(mem.data(), mem.bytes(), s.start, s.n, to_front.fd(), to_back.fd(), hang_ms, their);
     _exit(rc == 0 ? 0 : 1);
   }
   if (side == ours::back) {
@@ -128,8 +127,8 @@ outcome run_processes(const scenario& s, ours side) {
 
 void check(const scenario& s, ours side, const outcome& o) {
   INFO(std::string_view(s.name));
-  INFO("our rc " << o.ours_rc << ", their rc " << o.theirs_rc << ", ours " << o.our.messages
-                 << " messages, theirs " << o.their.messages);
+  INFO("our rc " << o.ours_rc << ", their rc " << o.theirs_rc << ", ours " << o.our.messages << " messages, theirs "
+                 << o.their.messages);
   REQUIRE(o.ours_rc == 0);
   REQUIRE(o.theirs_rc == 0);
   CHECK(o.our.messages == s.n);
@@ -144,9 +143,9 @@ void check(const scenario& s, ours side, const outcome& o) {
     CHECK(o.our.moderation_timeouts > 0);
   }
   MESSAGE(std::string_view(s.name) << ": ours sent " << o.our.notifications_sent << " notifications, woke "
-                 << o.our.wakeups << " times, " << o.our.moderation_timeouts
-                 << " moderation timeouts; theirs sent " << o.their.notifications_sent
-                 << ", woke " << o.their.wakeups);
+                                   << o.our.wakeups << " times, " << o.our.moderation_timeouts
+                                   << " moderation timeouts; theirs sent " << o.their.notifications_sent << ", woke "
+                                   << o.their.wakeups);
 }
 
 }  // namespace

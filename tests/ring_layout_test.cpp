@@ -24,26 +24,25 @@ extern "C" {
 namespace {
 
 // Each check names the C ring tag so a failure says which protocol's layout drifted.
-#define XENBUS_CHECK_RING_LAYOUT(tag, req_t, rsp_t)                                          \
-  using tag##_ours = xenbus::sring<req_t, rsp_t>;                                             \
-  static_assert(sizeof(tag##_ours) == sizeof(struct tag##_sring), #tag ": sring size");      \
-  static_assert(alignof(tag##_ours) == alignof(struct tag##_sring), #tag ": sring align");   \
-  static_assert(sizeof(xenbus::sring_entry<req_t, rsp_t>) == sizeof(union tag##_sring_entry), \
-                #tag ": slot size");                                                          \
-  static_assert(offsetof(tag##_ours, req_prod) == offsetof(struct tag##_sring, req_prod));    \
-  static_assert(offsetof(tag##_ours, req_event) == offsetof(struct tag##_sring, req_event));  \
-  static_assert(offsetof(tag##_ours, rsp_prod) == offsetof(struct tag##_sring, rsp_prod));    \
-  static_assert(offsetof(tag##_ours, rsp_event) == offsetof(struct tag##_sring, rsp_event));  \
-  static_assert(offsetof(tag##_ours, pvt) == offsetof(struct tag##_sring, pvt));              \
-  static_assert(offsetof(tag##_ours, pad) == offsetof(struct tag##_sring, __pad));            \
-  static_assert(offsetof(tag##_ours, ring) == offsetof(struct tag##_sring, ring));            \
-  static_assert(xenbus::sring_header_bytes<req_t, rsp_t> == 64, #tag ": header is 64 bytes"); \
-  static_assert(xenbus::ring_size<req_t, rsp_t>(XEN_PAGE_SIZE_CHECK) ==                     \
-                __CONST_RING_SIZE(tag, XEN_PAGE_SIZE_CHECK), #tag ": one-page ring size");  \
-  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(1) == __CONST_RING_SIZE(tag, 2 * XEN_PAGE_SIZE_CHECK)); \
-  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(2) == __CONST_RING_SIZE(tag, 4 * XEN_PAGE_SIZE_CHECK)); \
-  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(3) == __CONST_RING_SIZE(tag, 8 * XEN_PAGE_SIZE_CHECK)); \
-  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(4) == __CONST_RING_SIZE(tag, 16 * XEN_PAGE_SIZE_CHECK)); \
+#define XENBUS_CHECK_RING_LAYOUT(tag, req_t, rsp_t)                                                                  \
+  using tag##_ours = xenbus::sring<req_t, rsp_t>;                                                                    \
+  static_assert(sizeof(tag##_ours) == sizeof(struct tag##_sring), #tag ": sring size");                              \
+  static_assert(alignof(tag##_ours) == alignof(struct tag##_sring), #tag ": sring align");                           \
+  static_assert(sizeof(xenbus::sring_entry<req_t, rsp_t>) == sizeof(union tag##_sring_entry), #tag ": slot size");   \
+  static_assert(offsetof(tag##_ours, req_prod) == offsetof(struct tag##_sring, req_prod));                           \
+  static_assert(offsetof(tag##_ours, req_event) == offsetof(struct tag##_sring, req_event));                         \
+  static_assert(offsetof(tag##_ours, rsp_prod) == offsetof(struct tag##_sring, rsp_prod));                           \
+  static_assert(offsetof(tag##_ours, rsp_event) == offsetof(struct tag##_sring, rsp_event));                         \
+  static_assert(offsetof(tag##_ours, pvt) == offsetof(struct tag##_sring, pvt));                                     \
+  static_assert(offsetof(tag##_ours, pad) == offsetof(struct tag##_sring, __pad));                                   \
+  static_assert(offsetof(tag##_ours, ring) == offsetof(struct tag##_sring, ring));                                   \
+  static_assert(xenbus::sring_header_bytes<req_t, rsp_t> == 64, #tag ": header is 64 bytes");                        \
+  static_assert(xenbus::ring_size<req_t, rsp_t>(XEN_PAGE_SIZE_CHECK) == __CONST_RING_SIZE(tag, XEN_PAGE_SIZE_CHECK), \
+                #tag ": one-page ring size");                                                                        \
+  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(1) == __CONST_RING_SIZE(tag, 2 * XEN_PAGE_SIZE_CHECK));    \
+  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(2) == __CONST_RING_SIZE(tag, 4 * XEN_PAGE_SIZE_CHECK));    \
+  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(3) == __CONST_RING_SIZE(tag, 8 * XEN_PAGE_SIZE_CHECK));    \
+  static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(4) == __CONST_RING_SIZE(tag, 16 * XEN_PAGE_SIZE_CHECK));   \
   static_assert(xenbus::ring_size_for_order<req_t, rsp_t>(0) == __CONST_RING_SIZE(tag, XEN_PAGE_SIZE_CHECK))
 
 #define XEN_PAGE_SIZE_CHECK 4096
@@ -67,8 +66,8 @@ static_assert(xenbus::ring_size<netif_tx_request, netif_tx_response>(4096) == 25
 static_assert(xenbus::ring_size<netif_rx_request, netif_rx_response>(4096) == 256);
 static_assert(xenbus::ring_size_for_order<blkif_request, blkif_response>(4) == 512);
 static_assert(xenbus::ring_size<blkif_request, blkif_response>(64) == 0);
-static_assert(xenbus::round_down_pow2(0) == 0 && xenbus::round_down_pow2(1) == 1 &&
-              xenbus::round_down_pow2(63) == 32 && xenbus::round_down_pow2(0xffffffffu) == 0x80000000u);
+static_assert(xenbus::round_down_pow2(0) == 0 && xenbus::round_down_pow2(1) == 1 && xenbus::round_down_pow2(63) == 32 &&
+              xenbus::round_down_pow2(0xffffffffu) == 0x80000000u);
 
 }  // namespace
 

@@ -100,8 +100,8 @@ static int wait_for(int fd, int hang_ms, struct xbt_peer_stats* st) {
   return 0;
 }
 
-int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int kick_fd,
-                     int wait_fd, int hang_ms, struct xbt_peer_stats* st) {
+int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int kick_fd, int wait_fd, int hang_ms,
+                     struct xbt_peer_stats* st) {
   struct xbt_back_ring r;
   xbt_c_back_attach(&r, shared, bytes, start);
   while (st->messages < n) {
@@ -123,17 +123,15 @@ int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int
   return 0;
 }
 
-int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n,
-                    uint32_t batch, uint32_t window, int kick_fd, int wait_fd, int hang_ms,
-                    struct xbt_peer_stats* st) {
+int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n, uint32_t batch, uint32_t window,
+                    int kick_fd, int wait_fd, int hang_ms, struct xbt_peer_stats* st) {
   struct xbt_front_ring r;
   uint32_t sent = 0;
   xbt_c_front_attach(&r, shared, bytes, start, init);
   if (window == 0 || window > RING_SIZE(&r)) window = RING_SIZE(&r);
   while (st->messages < n) {
     uint32_t b = 0;
-    while (sent < n && b < batch && sent - st->messages < window &&
-           xbt_c_front_produce(&r, sent)) {
+    while (sent < n && b < batch && sent - st->messages < window && xbt_c_front_produce(&r, sent)) {
       sent++;
       b++;
     }
@@ -142,8 +140,7 @@ int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32
     while (xbt_c_front_take(&r, &rsp)) {
       struct xbt_request expect;
       xbt_fill(&expect, (uint32_t)st->messages);
-      if (rsp.seq != expect.seq || rsp.id != expect.id || rsp.sum != xbt_checksum(&expect))
-        return -EPROTO;
+      if (rsp.seq != expect.seq || rsp.id != expect.id || rsp.sum != xbt_checksum(&expect)) return -EPROTO;
       st->checksum += rsp.sum;
       st->messages++;
     }
@@ -216,8 +213,8 @@ static long now_ms(void) {
   return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order,
-                      uint64_t n, uint32_t max_chunk, int hang_ms) {
+int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order, uint64_t n, uint32_t max_chunk,
+                      int hang_ms) {
   struct c_dir tx, rx;
   int flex = 0;
   switch (which) {

@@ -71,14 +71,13 @@ struct xbt_peer_stats {
   uint64_t checksum; /* sum of the response checksums seen or produced */
 };
 /* Backend: serve n requests. */
-int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int kick_fd,
-                     int wait_fd, int hang_ms, struct xbt_peer_stats* stats);
+int xbt_c_back_serve(void* shared, size_t bytes, RING_IDX start, uint32_t n, int kick_fd, int wait_fd, int hang_ms,
+                     struct xbt_peer_stats* stats);
 /* Frontend: attach at start (initialising the ring first if init), send n requests in
  * batches of up to batch with at most window outstanding (0: the ring size; 1: strict
  * request/response ping-pong), check every response. */
-int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n,
-                    uint32_t batch, uint32_t window, int kick_fd, int wait_fd, int hang_ms,
-                    struct xbt_peer_stats* stats);
+int xbt_c_front_run(void* shared, size_t bytes, RING_IDX start, int init, uint32_t n, uint32_t batch, uint32_t window,
+                    int kick_fd, int wait_fd, int hang_ms, struct xbt_peer_stats* stats);
 
 #ifdef __cplusplus
 }
@@ -101,12 +100,12 @@ static inline uint8_t xbt_stream_byte(uint64_t i) {
 
 /* Which ring and which end the C side plays. */
 enum xbt_byte_ring {
-  XBT_XS_GUEST,    /* xenstore: writes req, reads rsp (like a guest kernel) */
-  XBT_XS_SERVER,   /* xenstore: reads req, writes rsp (like xenstored) */
-  XBT_CONS_GUEST,  /* console: writes out, reads in */
-  XBT_CONS_BACK,   /* console: reads out, writes in */
-  XBT_FLEX_FRONT,  /* flex (9pfs layout): writes out, reads in, with xen_9pfs_*() */
-  XBT_FLEX_BACK    /* flex: reads out, writes in */
+  XBT_XS_GUEST,   /* xenstore: writes req, reads rsp (like a guest kernel) */
+  XBT_XS_SERVER,  /* xenstore: reads req, writes rsp (like xenstored) */
+  XBT_CONS_GUEST, /* console: writes out, reads in */
+  XBT_CONS_BACK,  /* console: reads out, writes in */
+  XBT_FLEX_FRONT, /* flex (9pfs layout): writes out, reads in, with xen_9pfs_*() */
+  XBT_FLEX_BACK   /* flex: reads out, writes in */
 };
 
 /* Streams n bytes (xbt_stream_byte(0..n-1)) out of the ring end's writing direction in
@@ -115,8 +114,8 @@ enum xbt_byte_ring {
  * flex data area (2 * XEN_FLEX_RING_SIZE(order)) for flex rings. Returns 0, -EPROTO on a
  * wrong byte, -EIO when the peer's indices are inconsistent, -ETIMEDOUT after hang_ms of
  * no progress. */
-int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order,
-                      uint64_t n, uint32_t max_chunk, int hang_ms);
+int xbt_c_byte_stream(enum xbt_byte_ring which, void* page, void* data, unsigned order, uint64_t n, uint32_t max_chunk,
+                      int hang_ms);
 
 #ifdef __cplusplus
 }

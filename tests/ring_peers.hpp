@@ -47,8 +47,8 @@ inline int sleep_until_notified(const wake_config& w, our_stats& st) {
 }
 
 /// Backend: serves n requests starting at index `start`.
-inline int our_back_serve(std::span<std::byte> mem, ring_idx start, std::uint32_t n,
-                          const wake_config& w, our_stats& st) {
+inline int our_back_serve(std::span<std::byte> mem, ring_idx start, std::uint32_t n, const wake_config& w,
+                          our_stats& st) {
   auto attached = xbt_back::attach(mem, start);
   if (!attached) return -EINVAL;
   xbt_back& r = *attached;
@@ -81,8 +81,8 @@ inline int our_back_serve(std::span<std::byte> mem, ring_idx start, std::uint32_
 
 /// Frontend: initialises the ring at `start`, sends n requests in batches of up to
 /// `batch` (one push each), checks every response against what was sent.
-inline int our_front_run(std::span<std::byte> mem, ring_idx start, std::uint32_t n,
-                         std::uint32_t batch, const wake_config& w, our_stats& st) {
+inline int our_front_run(std::span<std::byte> mem, ring_idx start, std::uint32_t n, std::uint32_t batch,
+                         const wake_config& w, our_stats& st) {
   auto initialised = xbt_front::init(mem, start);
   if (!initialised) return -EINVAL;
   xbt_front& r = *initialised;
@@ -108,8 +108,7 @@ inline int our_front_run(std::span<std::byte> mem, ring_idx start, std::uint32_t
     auto got = r.consume_responses(0xffffffffu, [&](const xbt_response& a) {
       xbt_request expect;
       xbt_fill(&expect, static_cast<std::uint32_t>(st.messages));
-      all_match = all_match && a.seq == expect.seq && a.id == expect.id &&
-                  a.sum == xbt_checksum(&expect);
+      all_match = all_match && a.seq == expect.seq && a.id == expect.id && a.sum == xbt_checksum(&expect);
       st.checksum += a.sum;
       ++st.messages;
     });

@@ -32,9 +32,9 @@ TEST_CASE("stress: our frontend and backend in two threads, eventfd wakeups, che
     ring_idx k_front, k_back;
   };
   const variant variants[] = {
-      {0, 0xffffffffu - 2000, 1, 1, 1},   // across the wrap, one message per push
-      {2, 0x7ffffff0u, 64, 1, 1},         // multi-page, batches
-      {0, 5, 8, 4, 4},                    // both ends moderated
+      {0, 0xffffffffu - 2000, 1, 1, 1},  // across the wrap, one message per push
+      {2, 0x7ffffff0u, 64, 1, 1},        // multi-page, batches
+      {0, 5, 8, 4, 4},                   // both ends moderated
   };
   constexpr std::uint32_t n = 20000;
   for (const auto& v : variants) {
@@ -93,9 +93,12 @@ TEST_CASE("stress: byte streams both ways between two threads (xenstore and flex
         got += *r;
         progress = progress || *r > 0;
       }
-      if (progress) last = std::chrono::steady_clock::now();
-      else if (std::chrono::steady_clock::now() - last > std::chrono::milliseconds(hang_ms)) return false;
-      else std::this_thread::yield();
+      if (progress)
+        last = std::chrono::steady_clock::now();
+      else if (std::chrono::steady_clock::now() - last > std::chrono::milliseconds(hang_ms))
+        return false;
+      else
+        std::this_thread::yield();
     }
     return sum_in > 0;
   };

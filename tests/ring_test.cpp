@@ -87,9 +87,7 @@ TEST_CASE("shared areas that cannot hold a ring are refused") {
     REQUIRE_FALSE(b);
     CHECK(b.error() == ring_error::bad_memory);
   }
-  SUBCASE("null") {
-    CHECK_FALSE(front::attach({}, 0));
-  }
+  SUBCASE("null") { CHECK_FALSE(front::attach({}, 0)); }
 }
 
 TEST_CASE("a batch is claimed, filled and published with one push") {
@@ -133,9 +131,7 @@ TEST_CASE("push with the notify check follows the peer's event index") {
     REQUIRE(f.produce(make_request(1)));
     CHECK_FALSE(*f.push_and_check_notify());
   }
-  SUBCASE("nothing claimed: no notification, no store") {
-    CHECK_FALSE(*f.push_and_check_notify());
-  }
+  SUBCASE("nothing claimed: no notification, no store") { CHECK_FALSE(*f.push_and_check_notify()); }
   SUBCASE("the backend's final check re-arms the event") {
     REQUIRE(*b.take_request());
     CHECK_FALSE(*b.final_check());
@@ -350,8 +346,7 @@ TEST_CASE("a peer rewriting indices and slots concurrently cannot make us act on
   std::uint64_t acted = 0, rejected = 0, broken = 0, sum_all = 0;
   // At least 20000 rounds, and on until both outcomes were seen: the scheduler decides how
   // often the hostile thread runs, so the loop counts outcomes, never time.
-  for (std::uint64_t round = 0;
-       round < 20000 || ((broken == 0 || acted == 0) && round < 50'000'000); ++round) {
+  for (std::uint64_t round = 0; round < 20000 || ((broken == 0 || acted == 0) && round < 50'000'000); ++round) {
     if (round % 256 == 0) std::this_thread::yield();
     auto b = must(back::attach(mem.span()));
     auto n = b.consume_requests(32, [&](const xbt_request& r) {
@@ -362,7 +357,7 @@ TEST_CASE("a peer rewriting indices and slots concurrently cannot make us act on
       }
       std::uint32_t sum = 0;
       for (std::uint32_t i = 0; i < r.len; ++i) sum += r.data[i];  // re-reads r.len
-      CHECK(r.len == len);  // the copy did not change under us
+      CHECK(r.len == len);                                         // the copy did not change under us
       ++acted;
       sum_all += sum;
       (void)b.produce(answer(r));
@@ -371,8 +366,8 @@ TEST_CASE("a peer rewriting indices and slots concurrently cannot make us act on
   }
   stop = true;
   hostile.join();
-  MESSAGE("acted on " << acted << " requests (byte sum " << sum_all << "), rejected " << rejected
-                      << ", ring broken " << broken << " times");
+  MESSAGE("acted on " << acted << " requests (byte sum " << sum_all << "), rejected " << rejected << ", ring broken "
+                      << broken << " times");
   CHECK(broken > 0);  // the absurd indices were seen and refused
   CHECK(acted > 0);   // and valid-looking requests were still served
   (void)f;
@@ -590,7 +585,7 @@ TEST_CASE("respond against a hostile frontend: overflow latches, slot rewrites a
       REQUIRE(static_cast<const void*>(&q) != static_cast<const void*>(shared_slot));
       shared_slot->len = 0xffffffffu;  // the peer rewrites the slot after our copy
       shared_slot->seq = 999;
-      slot = answer(q);               // and our response overwrites it too
+      slot = answer(q);  // and our response overwrites it too
       CHECK(q.seq == 7);
       CHECK(q.len == make_request(7).len);
       ++calls;

@@ -38,8 +38,10 @@ class shared_pages {
     std::memset(p_, 0, bytes_);
   }
   ~shared_pages() {
-    if (mapped_) munmap(p_, bytes_);
-    else std::free(p_);
+    if (mapped_)
+      munmap(p_, bytes_);
+    else
+      std::free(p_);
   }
   shared_pages(const shared_pages&) = delete;
   shared_pages& operator=(const shared_pages&) = delete;

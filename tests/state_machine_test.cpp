@@ -100,11 +100,10 @@ TEST_CASE("every row of the standard table works through the machines of both si
       CAPTURE(p);
       if (r.by.who == role::toolstack) {
         // The toolstack makes the move; the end whose node it is reads it as this rule.
-        toolstack_machine t = r.by.end == role::frontend ? toolstack_machine{r.from, p}
-                                                        : toolstack_machine{p, r.from};
+        toolstack_machine t = r.by.end == role::frontend ? toolstack_machine{r.from, p} : toolstack_machine{p, r.from};
         step(t, r.by.end, r.to, r.name);
         const observation o = r.by.end == role::frontend ? frontend_machine{r.from, p}.observe_toolstack(r.to)
-                                                        : backend_machine{r.from, p}.observe_toolstack(r.to);
+                                                         : backend_machine{r.from, p}.observe_toolstack(r.to);
         CHECK(o.kind == change_kind::step);
         CHECK(o.rule == r.name);
       } else if (r.by.end == role::frontend) {
@@ -153,8 +152,8 @@ TEST_CASE("every move the table forbids is refused with an error naming role, fr
           CHECK(e.why == refusal_reason::no_row);
           const std::string msg = text(xenbus::describe(e));
           CHECK(msg.find(std::string(xenbus::to_string(self.who))) == 0);
-          CHECK(msg.find(" " + std::string(xenbus::to_string(from)) + " -> " +
-                         std::string(xenbus::to_string(to)) + " ") != std::string::npos);
+          CHECK(msg.find(" " + std::string(xenbus::to_string(from)) + " -> " + std::string(xenbus::to_string(to)) +
+                         " ") != std::string::npos);
           CHECK(msg.find(" is " + std::string(xenbus::to_string(peer)) + ":") != std::string::npos);
         }
   };
@@ -263,8 +262,8 @@ TEST_CASE("coalesced watch events: the jump names the skipped states and the wor
 }
 
 TEST_CASE("garbage state text is refused with its reason and changes nothing") {
-  for (std::string_view bad : {""sv, "9"sv, "4 "sv, " 4"sv, "-1"sv, "04"sv, "4\0"sv, "Connected"sv,
-                               "99999999999999999999"sv}) {
+  for (std::string_view bad :
+       {""sv, "9"sv, "4 "sv, " 4"sv, "-1"sv, "04"sv, "4\0"sv, "Connected"sv, "99999999999999999999"sv}) {
     CAPTURE(std::string(bad));
     frontend_machine f{initialised, init_wait};
     const observation o = f.observe_peer(bad);

@@ -64,15 +64,17 @@ world_key key(const world& w) {
 // worth trying, which keeps the walk fast under sanitizers.
 xenbus::state_set targets(xenbus::driver d, state from) {
   static const auto table = [] {
-    constexpr xenbus::driver drivers[] = {xenbus::by::frontend, xenbus::by::backend,
-                                          xenbus::by::toolstack_on_frontend, xenbus::by::toolstack_on_backend};
+    constexpr xenbus::driver drivers[] = {xenbus::by::frontend, xenbus::by::backend, xenbus::by::toolstack_on_frontend,
+                                          xenbus::by::toolstack_on_backend};
     std::array<std::array<xenbus::state_set, xenbus::state_count>, 4> t{};
     for (std::size_t i = 0; i < 4; ++i)
       for (const xenbus::rule& r : xenbus::standard_table::rows)
         if (r.by == drivers[i]) t[i][static_cast<std::size_t>(r.from)].insert(r.to);
     return t;
   }();
-  const std::size_t i = d.who == role::toolstack ? (d.end == role::frontend ? 2u : 3u) : d.end == role::frontend ? 0u : 1u;
+  const std::size_t i = d.who == role::toolstack  ? (d.end == role::frontend ? 2u : 3u)
+                        : d.end == role::frontend ? 0u
+                                                  : 1u;
   return table[i][static_cast<std::size_t>(from)];
 }
 
@@ -80,9 +82,9 @@ void notify(world& w, std::size_t party) { w.pending[party] = true; }
 
 std::string show(const world& w) {
   auto s = [](state x) { return std::string(xenbus::to_string(x)); };
-  return "nodes F=" + s(w.front_node) + " B=" + s(w.back_node) + "; F own " + s(w.f.own()) + " sees " +
-         s(w.f.peer()) + "; B own " + s(w.b.own()) + " sees " + s(w.b.peer()) + "; T sees " +
-         s(w.t.frontend()) + "/" + s(w.t.backend()) + (w.handed ? "; handed over" : "");
+  return "nodes F=" + s(w.front_node) + " B=" + s(w.back_node) + "; F own " + s(w.f.own()) + " sees " + s(w.f.peer()) +
+         "; B own " + s(w.b.own()) + " sees " + s(w.b.peer()) + "; T sees " + s(w.t.frontend()) + "/" +
+         s(w.t.backend()) + (w.handed ? "; handed over" : "");
 }
 
 // Which moves a walk explores.
@@ -94,8 +96,8 @@ struct policy {
 
 struct graph {
   std::vector<world> nodes;
-  std::vector<std::size_t> out_degree;           // moves explored from each world
-  std::vector<std::size_t> edge_from, edge_to;   // every move, flat (cheap under ASan)
+  std::vector<std::size_t> out_degree;          // moves explored from each world
+  std::vector<std::size_t> edge_from, edge_to;  // every move, flat (cheap under ASan)
   std::vector<std::size_t> depth;
   std::vector<std::string> problems;  // anything a property forbids, with the world it happened in
 };
@@ -250,8 +252,8 @@ std::vector<bool> can_reach(const graph& g, Goal goal) {
 }
 
 bool both_connected(const world& w) {
-  return w.front_node == connected && w.back_node == connected && w.f.own() == connected &&
-         w.b.own() == connected && w.f.peer() == connected && w.b.peer() == connected;
+  return w.front_node == connected && w.back_node == connected && w.f.own() == connected && w.b.own() == connected &&
+         w.f.peer() == connected && w.b.peer() == connected;
 }
 // Both ends Closed and each knows it (nodes the toolstack already removed count as closed).
 bool both_closed(const world& w) {
@@ -317,8 +319,9 @@ const graph& full_walk() {
 
 }  // namespace
 
-TEST_CASE("all interleavings to depth 12: every change is explained, no deadlock, the old "
-          "frontend never acts") {
+TEST_CASE(
+    "all interleavings to depth 12: every change is explained, no deadlock, the old "
+    "frontend never acts") {
   const graph& g = full_walk();
   MESSAGE("worlds explored to depth 12: " << g.nodes.size());
   require_no_problems(g);

@@ -30,9 +30,9 @@ static_assert(!standard_table::can_drive_to(by::frontend, state::unknown), "only
 static_assert(standard_table::can_drive_to(by::toolstack_on_backend, state::closing), "the toolstack unplugs");
 static_assert(!standard_table::can_drive_to(by::toolstack_on_frontend, state::closing),
               "the toolstack never closes the frontend's node");
-static_assert(standard_table::rows[standard_table::find(by::backend, state::connected, state::init_wait,
-                                                        state::initialising)]
-                  .name == "backend-resets-at-once"sv);
+static_assert(
+    standard_table::rows[standard_table::find(by::backend, state::connected, state::init_wait, state::initialising)]
+        .name == "backend-resets-at-once"sv);
 static_assert(standard_table::find(by::frontend, state::connected, state::initialised, state::connected) == no_row);
 static_assert(noexcept(standard_table::find(by::frontend, state::unknown, state::unknown, state::unknown)));
 static_assert(noexcept(standard_table::allows(by::frontend, state::unknown, state::unknown, state::unknown)));
@@ -63,8 +63,10 @@ constexpr std::array expected_rows{
     expected_row{by::toolstack_on_backend, unknown, initialising, any, "toolstack-creates-device"},
     expected_row{by::toolstack_on_frontend, closed, unknown, peers(closed, unknown), "toolstack-removes-device"},
     expected_row{by::toolstack_on_backend, closed, unknown, peers(closed, unknown), "toolstack-removes-device"},
-    expected_row{by::backend, initialising, init_wait, peers(unknown, initialising, initialised), "backend-publishes-features"},
-    expected_row{by::backend, initialising, initialised, peers(unknown, initialising, initialised), "backend-skips-init-wait"},
+    expected_row{by::backend, initialising, init_wait, peers(unknown, initialising, initialised),
+                 "backend-publishes-features"},
+    expected_row{by::backend, initialising, initialised, peers(unknown, initialising, initialised),
+                 "backend-skips-init-wait"},
     expected_row{by::frontend, initialising, initialised, peers(init_wait), "frontend-publishes-transport"},
     expected_row{by::frontend, initialising, initialised, peers(initialising, initialised), "frontend-skips-init-wait"},
     expected_row{by::frontend, initialising, connected, peers(init_wait), "frontend-connects-directly"},
@@ -125,8 +127,10 @@ TEST_CASE("every row of the standard table is the documented rule and reports it
     // For every peer state the row accepts, this row is the one the lookup reports.
     for (state p : xenbus::all_states) {
       const std::size_t found = standard_table::find(e.by, e.from, e.to, p);
-      if (e.peer.contains(p)) CHECK(found == i);
-      else CHECK(found != i);
+      if (e.peer.contains(p))
+        CHECK(found == i);
+      else
+        CHECK(found != i);
     }
   }
 }
@@ -224,8 +228,8 @@ TEST_CASE("the well-formedness checks see each defect in a row array") {
   CHECK_FALSE(check_table(stuck).closed_reachable);
   // The standard table passes every check (it compiles, so this cannot fail silently either).
   const auto s = check_table(standard_table::rows);
-  CHECK((s.no_duplicates && s.no_contradictions && s.no_self_moves && s.no_dead_ends &&
-         s.connected_reachable && s.closed_reachable));
+  CHECK((s.no_duplicates && s.no_contradictions && s.no_self_moves && s.no_dead_ends && s.connected_reachable &&
+         s.closed_reachable));
 }
 
 TEST_CASE("a broken table reports its first fault, in the order the checks are written") {

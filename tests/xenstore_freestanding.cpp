@@ -8,8 +8,8 @@ static xs::decoder dec;
 
 int main() {
   char buf[64] = {};
-  const auto n = xs::encode_message(xs::msg_type::read, 7, 0, {"/local/domain/0/x", {"\0", 1}},
-                                    std::span<char>{buf, sizeof buf});
+  const auto n =
+      xs::encode_message(xs::msg_type::read, 7, 0, {"/local/domain/0/x", {"\0", 1}}, std::span<char>{buf, sizeof buf});
   if (n == 0) return 1;
   // Byte by byte, as from a ring that yields one byte at a time.
   for (std::size_t i = 0; i < n; ++i)

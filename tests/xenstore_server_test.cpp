@@ -30,9 +30,7 @@ namespace {
 
 struct running {
   xs::server_thread srv;
-  explicit running(const char* tag, xs::limits l = {}) : srv{xstest::temp_socket(tag), l} {
-    REQUIRE(srv.ok());
-  }
+  explicit running(const char* tag, xs::limits l = {}) : srv{xstest::temp_socket(tag), l} { REQUIRE(srv.ok()); }
 };
 
 }  // namespace
@@ -60,8 +58,7 @@ TEST_CASE("server: replies keep request order and echo req_id and tx_id") {
   running r{"order"};
   sock a{r.srv.path()};
   std::string batch;
-  for (std::uint32_t i = 1; i <= 50; ++i)
-    batch += sock::frame(T::write, "/o/" + std::to_string(i) + '\0' + "v", i * 7);
+  for (std::uint32_t i = 1; i <= 50; ++i) batch += sock::frame(T::write, "/o/" + std::to_string(i) + '\0' + "v", i * 7);
   REQUIRE(a.send_raw(batch));
   for (std::uint32_t i = 1; i <= 50; ++i) {
     auto rep = a.reply();
@@ -197,8 +194,8 @@ TEST_CASE("hostile: a pipelining client that reads slowly holds bounded memory i
   sender.join();
   CHECK(got == n);
   r.srv.stop();
-  const std::size_t bound = xs::detail::out_queue::held_bound(l.privileged_outstanding_bytes + xs::header_size +
-                                                              xs::payload_max);
+  const std::size_t bound =
+      xs::detail::out_queue::held_bound(l.privileged_outstanding_bytes + xs::header_size + xs::payload_max);
   MESSAGE("peak held bytes " << r.srv.stats().peak_held_bytes << ", bound " << bound);
   CHECK(r.srv.stats().peak_held_bytes <= bound);
 }

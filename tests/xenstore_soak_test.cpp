@@ -206,14 +206,19 @@ void honest_client(const std::string& path, int id, const std::atomic<bool>& sto
     const std::string key = base + "/k" + std::to_string(rng() % 40);
     const std::string value = "v" + std::to_string(id) + "-" + std::to_string(++seq) + std::string(rng() % 200, 'x');
     switch (rng() % 8) {
-      case 0: case 1: case 2: {
+      case 0:
+      case 1:
+      case 2: {
         auto r = timed(T::write, key + '\0' + value);
         if (!r) return;
-        if (!r->ok()) problem(res.wrong, "write " + key + ": " + r->payload);
-        else model[key] = value;
+        if (!r->ok())
+          problem(res.wrong, "write " + key + ": " + r->payload);
+        else
+          model[key] = value;
         break;
       }
-      case 3: case 4: {
+      case 3:
+      case 4: {
         auto r = timed(T::read, arg(key));
         if (!r) return;
         auto it = model.find(key);
@@ -230,8 +235,10 @@ void honest_client(const std::string& path, int id, const std::atomic<bool>& sto
       case 6: {
         auto r = timed(T::rm, arg(key));
         if (!r) return;
-        if (!r->ok() && r->payload != std::string_view{"ENOENT\0", 7}) problem(res.wrong, "rm " + key);
-        else model[key] = std::nullopt;
+        if (!r->ok() && r->payload != std::string_view{"ENOENT\0", 7})
+          problem(res.wrong, "rm " + key);
+        else
+          model[key] = std::nullopt;
         break;
       }
       case 7: {  // counter += 1 in a transaction, retried on EAGAIN
@@ -322,8 +329,8 @@ void read_some(hostile& h, std::size_t at_most) {
 /// Drives the 100 hostile clients from one thread, each at its own modest pace.
 void hostile_loop(const std::string& path, const std::atomic<bool>& stop, std::size_t& reconnects) {
   std::vector<hostile> hs;
-  const kind kinds[] = {kind::pipeliner, kind::slow_reader, kind::deaf_watcher, kind::flooder, kind::open_tx,
-                        kind::midmessage};
+  const kind kinds[] = {kind::pipeliner, kind::slow_reader, kind::deaf_watcher,
+                        kind::flooder,   kind::open_tx,     kind::midmessage};
   const int counts[] = {20, 20, 10, 10, 20, 20};
   for (int i = 0; i < 6; ++i)
     for (int j = 0; j < counts[i]; ++j) {
@@ -364,14 +371,16 @@ void hostile_loop(const std::string& path, const std::atomic<bool>& stop, std::s
         case kind::deaf_watcher:  // watches with long tokens on the hot subtree; never reads
           if (h.stage < 200) {
             for (int i = 0; i < 20; ++i, ++h.stage)
-              h.pending += frame(T::watch, arg("/soak/hot") + std::string(400, 'w') + std::to_string(h.stage) + '\0', ++h.req);
+              h.pending +=
+                  frame(T::watch, arg("/soak/hot") + std::string(400, 'w') + std::to_string(h.stage) + '\0', ++h.req);
           }
           send_some(h);
           h.next = now + std::chrono::milliseconds{50};
           break;
         case kind::flooder:  // writes under the hot subtree, reading its replies
           for (int i = 0; i < 1; ++i)
-            h.pending += frame(T::write, "/soak/hot/" + std::to_string(rng() % 16) + '\0' + std::string(64, 'f'), ++h.req);
+            h.pending +=
+                frame(T::write, "/soak/hot/" + std::to_string(rng() % 16) + '\0' + std::string(64, 'f'), ++h.req);
           send_some(h);
           read_some(h, 1 << 20);
           h.next = now + std::chrono::milliseconds{10};
@@ -383,8 +392,8 @@ void hostile_loop(const std::string& path, const std::atomic<bool>& stop, std::s
           } else if (h.stage < 16 + 200 && !h.txs.empty()) {
             // Spread over the transactions it holds (the connection's cap answers ENOSPC).
             for (int i = 0; i < 5; ++i, ++h.stage)
-              h.pending += frame(T::write, "/soak/tx/" + std::to_string(h.stage) + '\0' + std::string(4000, 't'), ++h.req,
-                                 h.txs[static_cast<std::size_t>(h.stage) % h.txs.size()]);
+              h.pending += frame(T::write, "/soak/tx/" + std::to_string(h.stage) + '\0' + std::string(4000, 't'),
+                                 ++h.req, h.txs[static_cast<std::size_t>(h.stage) % h.txs.size()]);
           }
           send_some(h);
           read_some(h, 1 << 20);
@@ -419,8 +428,10 @@ double cpu_seconds(pid_t pid) {
   long v[16] = {};
   for (int i = 3; i <= 15; ++i) {
     char* e = nullptr;
-    if (i >= 4) v[i] = std::strtol(p, &e, 10);
-    else e = const_cast<char*>(std::strchr(p, ' '));
+    if (i >= 4)
+      v[i] = std::strtol(p, &e, 10);
+    else
+      e = const_cast<char*>(std::strchr(p, ' '));
     if (!e) return -1;
     p = e + 1;
   }
@@ -463,10 +474,14 @@ int main(int argc, char** argv) {
   int seconds = 20;
   for (int i = 1; i < argc; ++i) {
     const std::string_view a = argv[i];
-    if (a == "--server" && i + 1 < argc) server_prog = argv[++i];
-    else if (a == "--socket" && i + 1 < argc) socket_path = argv[++i];
-    else if (a == "--pid" && i + 1 < argc) pid = static_cast<pid_t>(std::atoi(argv[++i]));
-    else if (a == "--seconds" && i + 1 < argc) seconds = std::max(1, std::min(50, std::atoi(argv[++i])));
+    if (a == "--server" && i + 1 < argc)
+      server_prog = argv[++i];
+    else if (a == "--socket" && i + 1 < argc)
+      socket_path = argv[++i];
+    else if (a == "--pid" && i + 1 < argc)
+      pid = static_cast<pid_t>(std::atoi(argv[++i]));
+    else if (a == "--seconds" && i + 1 < argc)
+      seconds = std::max(1, std::min(50, std::atoi(argv[++i])));
     else {
       std::fprintf(stderr, "usage: %s [--server PROGRAM | --socket PATH --pid PID] [--seconds N<=50]\n", argv[0]);
       return 2;
@@ -485,7 +500,9 @@ int main(int argc, char** argv) {
     if (pid < 0) return 1;
     if (pid == 0) {
       if (!server_prog.empty()) {
-        auto l = [](const char* name, std::size_t v) { return std::string{"--limit="} + name + "=" + std::to_string(v); };
+        auto l = [](const char* name, std::size_t v) {
+          return std::string{"--limit="} + name + "=" + std::to_string(v);
+        };
         std::vector<std::string> args{server_prog, "--socket", socket_path, "--max-connections",
                                       std::to_string(max_connections)};
         for (const auto& s : {l("privileged_outstanding_bytes", lim.privileged_outstanding_bytes),
@@ -576,9 +593,12 @@ int main(int argc, char** argv) {
   std::printf("soak: %d s, 100 hostile clients (%zu mid-message disconnects) and 4 honest ones\n", seconds, reconnects);
   std::printf("soak: server RSS at start %ld KiB, peak sampled %ld KiB, peak (with VmHWM) %ld KiB", baseline_kib,
               peak_rss_kib, hwm_kib);
-  if (external) std::printf(" (its own limits: no bound checked)\n");
-  else if (sanitized) std::printf("; bound %zu KiB not checked: built with a sanitizer\n", bound_kib);
-  else std::printf("; bound %zu KiB\n", bound_kib);
+  if (external)
+    std::printf(" (its own limits: no bound checked)\n");
+  else if (sanitized)
+    std::printf("; bound %zu KiB not checked: built with a sanitizer\n", bound_kib);
+  else
+    std::printf("; bound %zu KiB\n", bound_kib);
   std::printf("soak: server CPU %.1f s over the run\n", server_cpu);
   std::printf("soak: honest requests %zu, unanswered %zu, wrong %zu, lost %zu\n", requests, unanswered, wrong, lost);
   std::printf("soak: honest latency p50 %.0f us, p99 %.0f us, max %.0f us\n", percentile(all, 0.5),

@@ -26,8 +26,8 @@ namespace xstest {
 /// A unique socket path in /tmp for one test.
 inline std::string temp_socket(std::string_view tag) {
   static int seq = 0;
-  return "/tmp/xenbus-xs-" + std::string{tag} + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(++seq) + ".sock";
+  return "/tmp/xenbus-xs-" + std::string{tag} + "-" + std::to_string(::getpid()) + "-" + std::to_string(++seq) +
+         ".sock";
 }
 
 /// A blocking socket client that speaks raw wire messages; not a client library.
@@ -62,8 +62,7 @@ class sock {
     }
     return true;
   }
-  static std::string frame(xs::msg_type t, std::string_view payload, std::uint32_t req,
-                           std::uint32_t tx = 0) {
+  static std::string frame(xs::msg_type t, std::string_view payload, std::uint32_t req, std::uint32_t tx = 0) {
     std::string out(xs::header_size + payload.size(), '\0');
     const std::size_t n = xs::encode_message(t, req, tx, {payload}, std::span<char>{out.data(), out.size()});
     if (n == 0) {  // over the payload limit: hand-made header, for hostile tests

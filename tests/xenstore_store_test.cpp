@@ -59,7 +59,7 @@ TEST_CASE("relative paths resolve under /local/domain/<domid>") {
 TEST_CASE("malformed requests get protocol errors and change nothing") {
   xs::store s;
   caller d0{s, 0, true};
-  CHECK(d0.call(T::read, "/a"sv).err() == "EINVAL");            // missing NUL
+  CHECK(d0.call(T::read, "/a"sv).err() == "EINVAL");  // missing NUL
   CHECK(d0.call(T::write, "/a/"sv).err() == "EINVAL");
   CHECK(d0.call(T::write, "/a b\0v"sv).err() == "EINVAL");
   CHECK(d0.call(T::read, "@introduceDomain\0"sv).err() == "EINVAL");
@@ -107,7 +107,11 @@ TEST_CASE("permissions: owner, ACL entries, default access, privileged dom0") {
     CHECK(s.exists("/shared/x"));
   }
   SUBCASE("privileged-only operations") {
-    CHECK(g5.call(T::introduce, "9\0" "1\0" "2\0"sv).err() == "EACCES");
+    CHECK(g5.call(T::introduce,
+                  "9\0"
+                  "1\0"
+                  "2\0"sv)
+              .err() == "EACCES");
     CHECK(g5.call(T::control, "check\0"sv).err() == "EACCES");
     CHECK(d0.call(T::control, "check\0"sv).ok());
     CHECK(d0.call(T::control, "bogus\0"sv).err() == "EINVAL");
@@ -166,8 +170,8 @@ TEST_CASE("transactions: repeatable reads, private writes, conflicts answer EAGA
     // random): its errno_from_parents reads them inside the transaction for dom0 too.
     const auto tx = a.start();
     CHECK(a.read("/t/gone/deeper", tx).err() == "ENOENT");  // reads /t/gone, then /t
-    CHECK(b.write("/t/other", "x").ok());                     // changes /t's children
-    CHECK(a.dir("/t", tx).payload == "n\0"sv);               // the copy the transaction saw
+    CHECK(b.write("/t/other", "x").ok());                   // changes /t's children
+    CHECK(a.dir("/t", tx).payload == "n\0"sv);              // the copy the transaction saw
     CHECK(a.write("/t/n", "z", tx).ok());
     CHECK(a.end(tx, true).err() == "EAGAIN");
   }
@@ -279,7 +283,11 @@ TEST_CASE("@introduceDomain and @releaseDomain") {
   REQUIRE(d0.watch("@releaseDomain", "r").ok());
   CHECK(d0.events().size() == 2);
   CHECK(d0.call(T::is_domain_introduced, "3\0"sv).payload == "F\0"sv);
-  CHECK(d0.call(T::introduce, "3\0" "1234\0" "5\0"sv).ok());
+  CHECK(d0.call(T::introduce,
+                "3\0"
+                "1234\0"
+                "5\0"sv)
+            .ok());
   CHECK(d0.events() == std::vector<event>{{"@introduceDomain", "i"}});
   CHECK(d0.call(T::is_domain_introduced, "3\0"sv).payload == "T\0"sv);
   CHECK(d0.call(T::is_domain_introduced, "0\0"sv).payload == "T\0"sv);
@@ -297,13 +305,21 @@ TEST_CASE("special watch paths carry permissions: guests hear them only when gra
   CHECK(d0.get_perms("@releaseDomain").payload == "n0\0"sv);
   REQUIRE(g.watch("@releaseDomain", "r").ok());
   CHECK(g.events().size() == 1);  // registration always fires
-  REQUIRE(d0.call(T::introduce, "3\0" "1\0" "2\0"sv).ok());
+  REQUIRE(d0.call(T::introduce,
+                  "3\0"
+                  "1\0"
+                  "2\0"sv)
+              .ok());
   REQUIRE(d0.call(T::release, "3\0"sv).ok());
   CHECK(g.events().empty());
   CHECK(g.set_perms("@releaseDomain", {"n0", "r5"}).err() == "EACCES");
   REQUIRE(d0.set_perms("@releaseDomain", {"n0", "r5"}).ok());
   CHECK(d0.get_perms("@releaseDomain").payload == "n0\0r5\0"sv);
-  REQUIRE(d0.call(T::introduce, "3\0" "1\0" "2\0"sv).ok());
+  REQUIRE(d0.call(T::introduce,
+                  "3\0"
+                  "1\0"
+                  "2\0"sv)
+              .ok());
   REQUIRE(d0.call(T::release, "3\0"sv).ok());
   CHECK(g.events() == std::vector<event>{{"@releaseDomain", "r"}});
   CHECK(d0.write("@releaseDomain", "x").err() == "EINVAL");
@@ -337,7 +353,9 @@ TEST_CASE("directory_part pages a long child list with a generation count") {
   }
   CHECK(got == expect);
   REQUIRE(d0.write("/big/one-more", "").ok());
-  auto a = d0.call(T::directory_part, "/big\0" "0\0"sv);
+  auto a = d0.call(T::directory_part,
+                   "/big\0"
+                   "0\0"sv);
   CHECK(a.payload.substr(0, a.payload.find('\0')) != gen);
 }
 
@@ -484,8 +502,8 @@ TEST_CASE("output: sent chunks are freed and what a pipelining connection holds 
   REQUIRE(d0.write("/big", std::string(3000, 'b')).ok());
   slow_reader p{s, s.connect(0, true)};
   // The bound the store states: what flow control allows, one more reply, two chunks.
-  const std::size_t bound = xs::detail::out_queue::held_bound(l.privileged_outstanding_bytes + xs::header_size +
-                                                              xs::payload_max);
+  const std::size_t bound =
+      xs::detail::out_queue::held_bound(l.privileged_outstanding_bytes + xs::header_size + xs::payload_max);
   std::size_t peak = 0;
   std::uint32_t req = 0;
   for (int round = 0; round < 400; ++round) {

@@ -45,9 +45,9 @@ class caller {
 
   answer call(xs::msg_type t, std::string_view payload, std::uint32_t tx = 0) {
     const std::uint32_t req = ++req_;
-    s_.handle(id_, xs::message{xs::header{static_cast<std::uint32_t>(t), req, tx,
-                                          static_cast<std::uint32_t>(payload.size())},
-                               payload});
+    s_.handle(
+        id_, xs::message{xs::header{static_cast<std::uint32_t>(t), req, tx, static_cast<std::uint32_t>(payload.size())},
+                         payload});
     drain();
     for (std::size_t i = 0; i < replies_.size(); ++i) {
       auto [h, a] = replies_[i];

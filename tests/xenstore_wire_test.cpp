@@ -22,8 +22,7 @@ static_assert(noexcept(xs::parse_request(xs::message{})));
 
 namespace {
 
-std::string msg(xs::msg_type t, std::string_view payload, std::uint32_t req = 1,
-                std::uint32_t tx = 0) {
+std::string msg(xs::msg_type t, std::string_view payload, std::uint32_t req = 1, std::uint32_t tx = 0) {
   std::string out(xs::header_size + payload.size(), '\0');
   const auto n = xs::encode_message(t, req, tx, {payload}, std::span<char>{out.data(), out.size()});
   REQUIRE(n == out.size());
@@ -31,8 +30,7 @@ std::string msg(xs::msg_type t, std::string_view payload, std::uint32_t req = 1,
 }
 
 xs::message as_message(xs::msg_type t, std::string_view payload) {
-  return xs::message{xs::header{static_cast<std::uint32_t>(t), 1, 0,
-                                static_cast<std::uint32_t>(payload.size())},
+  return xs::message{xs::header{static_cast<std::uint32_t>(t), 1, 0, static_cast<std::uint32_t>(payload.size())},
                      payload};
 }
 
@@ -90,11 +88,9 @@ TEST_CASE("encode_message refuses payloads over 4096 bytes and small buffers") {
 }
 
 TEST_CASE("decoder reassembles messages from any chunking") {
-  const std::string stream = msg(xs::msg_type::read, "/a\0"sv, 1) +
-                             msg(xs::msg_type::transaction_start, "", 2) +
+  const std::string stream = msg(xs::msg_type::read, "/a\0"sv, 1) + msg(xs::msg_type::transaction_start, "", 2) +
                              msg(xs::msg_type::write, "/b\0value"sv, 3);
-  for (std::size_t chunk : {std::size_t{1}, std::size_t{3}, std::size_t{16}, std::size_t{17},
-                            stream.size()}) {
+  for (std::size_t chunk : {std::size_t{1}, std::size_t{3}, std::size_t{16}, std::size_t{17}, stream.size()}) {
     CAPTURE(chunk);
     auto dec = std::make_unique<xs::decoder>();
     std::vector<xs::header> seen;
@@ -177,9 +173,8 @@ TEST_CASE("path syntax") {
   CHECK(check_path("/a-b_c@d/E9", false).has_value());
   CHECK(check_path("@introduceDomain", true).value() == xs::path_kind::special);
   CHECK(check_path("@releaseDomain", true).value() == xs::path_kind::special);
-  for (auto bad : {""sv, "/a/"sv, "a/"sv, "//"sv, "/a//b"sv, "/a b"sv, "/a.b"sv, "/a\nb"sv,
-                   "/a:b"sv, "/\xc3\xa9"sv, "@introduceDomain"sv, "@other"sv, "@"sv,
-                   "/a\0b"sv}) {
+  for (auto bad : {""sv, "/a/"sv, "a/"sv, "//"sv, "/a//b"sv, "/a b"sv, "/a.b"sv, "/a\nb"sv, "/a:b"sv, "/\xc3\xa9"sv,
+                   "@introduceDomain"sv, "@other"sv, "@"sv, "/a\0b"sv}) {
     CAPTURE(bad);
     CHECK_FALSE(check_path(bad, false).has_value());
   }
@@ -200,10 +195,10 @@ TEST_CASE("requests: NUL rules and argument counts per type") {
       auto r = xs::parse_request(as_message(t, "/a/b\0"sv));
       REQUIRE(r.has_value());
       CHECK(r->path == "/a/b");
-      CHECK(request_error(t, "/a/b"sv) == xs::errc::einval);        // missing NUL
-      CHECK(request_error(t, "/a/b\0x\0"sv) == xs::errc::einval);   // extra argument
+      CHECK(request_error(t, "/a/b"sv) == xs::errc::einval);       // missing NUL
+      CHECK(request_error(t, "/a/b\0x\0"sv) == xs::errc::einval);  // extra argument
       CHECK(request_error(t, ""sv) == xs::errc::einval);
-      CHECK(request_error(t, "/a/\0"sv) == xs::errc::einval);       // bad path
+      CHECK(request_error(t, "/a/\0"sv) == xs::errc::einval);  // bad path
     }
   }
   SUBCASE("write: path NUL then raw bytes") {
@@ -249,14 +244,20 @@ TEST_CASE("requests: NUL rules and argument counts per type") {
     CHECK(request_error(T::get_domain_path, "-1\0"sv) == xs::errc::einval);
     CHECK(request_error(T::get_domain_path, "07\0"sv) == xs::errc::einval);
     CHECK(request_error(T::get_domain_path, "70000\0"sv) == xs::errc::einval);
-    auto intro = xs::parse_request(as_message(T::introduce, "3\0" "1234\0" "9\0"sv));
+    auto intro = xs::parse_request(as_message(T::introduce,
+                                              "3\0"
+                                              "1234\0"
+                                              "9\0"sv));
     REQUIRE(intro.has_value());
     CHECK(intro->domid == 3);
     CHECK(intro->mfn == 1234);
     CHECK(intro->domid2 == 9);
   }
   SUBCASE("directory_part: path and decimal offset") {
-    CHECK(xs::parse_request(as_message(T::directory_part, "/a\0" "12\0"sv))->number == 12);
+    CHECK(xs::parse_request(as_message(T::directory_part,
+                                       "/a\0"
+                                       "12\0"sv))
+              ->number == 12);
     CHECK(request_error(T::directory_part, "/a\0x\0"sv) == xs::errc::einval);
   }
   SUBCASE("unknown types and server-only types answer ENOSYS") {

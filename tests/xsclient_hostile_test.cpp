@@ -32,7 +32,7 @@ auto run(F f) {
 
 // Registers a watch answered OK by the scripted server; returns it and its token.
 std::pair<xenbus::xenstore::watch, std::string> watched(scripted_peer& srv, xenbus::xenstore::client& c,
-                                                  const char* path, std::size_t capacity = 64) {
+                                                        const char* path, std::size_t capacity = 64) {
   auto w = run([&] { return c.watch(path, capacity); });
   auto f = srv.recv();
   const std::string token = f.payload.substr(f.payload.find('\0') + 1);
@@ -68,7 +68,7 @@ TEST_CASE("a DIRECTORY reply lists node names: '@' is legal anywhere in a name")
 
 TEST_CASE("DIRECTORY names are still checked: what no node name may hold is refused") {
   for (const auto& bad : std::vector<std::string>{nul("a b"), nul("a/b"), nul("a.b"), std::string("a\0\0", 3),
-                                nul(std::string(3073, 'n'))}) {
+                                                  nul(std::string(3073, 'n'))}) {
     CAPTURE(bad);
     scripted_peer srv;
     auto c = srv.client();
@@ -206,8 +206,7 @@ TEST_CASE("with a reply timeout, a server that stops reading fails the sender in
   auto c = srv.client();
   // Requests without a timeout fill the socket: the server reads nothing from here on.
   std::vector<std::future<xenbus::xenstore::status>> fillers;
-  for (int i = 0; i < 4; ++i)
-    fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
+  for (int i = 0; i < 4; ++i) fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
   std::this_thread::sleep_for(100ms);  // let them fill it (more than fits in any case)
   c.set_reply_timeout(300ms);
   auto r = run([&c] { return c.write("/late", std::string(4000, 'l')); });
@@ -225,8 +224,9 @@ TEST_CASE("with a reply timeout, a server that stops reading fails the sender in
   for (auto& f : fillers) CHECK(!f.get().has_value());
 }
 
-TEST_CASE("destroying a watch returns at once while the server does not read, and its "
-          "XS_UNWATCH goes out when it reads again") {
+TEST_CASE(
+    "destroying a watch returns at once while the server does not read, and its "
+    "XS_UNWATCH goes out when it reads again") {
   scripted_peer srv;
   srv.shrink_client_send_buffer();
   auto c = srv.client();
@@ -234,8 +234,7 @@ TEST_CASE("destroying a watch returns at once while the server does not read, an
   auto& w = watched_.first;
   const std::string token = watched_.second;
   std::vector<std::future<xenbus::xenstore::status>> fillers;
-  for (int i = 0; i < 4; ++i)
-    fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
+  for (int i = 0; i < 4; ++i) fillers.push_back(run([&c] { return c.write("/fill", std::string(4000, 'f')); }));
   std::this_thread::sleep_for(100ms);
   auto gone = run([w = std::move(w)]() mutable { auto dying = std::move(w); });
   const bool prompt = gone.wait_for(5s) == std::future_status::ready;
@@ -268,8 +267,9 @@ TEST_CASE("destroying a watch returns at once while the server does not read, an
   CHECK(c.dropped_unwatches() == 0);
 }
 
-TEST_CASE("a watch destroyed while the socket is full (and the wire free) is unwatched before "
-          "the next request") {
+TEST_CASE(
+    "a watch destroyed while the socket is full (and the wire free) is unwatched before "
+    "the next request") {
   scripted_peer srv;
   srv.shrink_client_send_buffer();
   auto c = srv.client();
@@ -300,8 +300,7 @@ TEST_CASE("a watch destroyed while the socket is full (and the wire free) is unw
   while (order.size() < 3) {
     auto f = srv.recv_for(5000ms);
     REQUIRE(f.has_value());
-    order.push_back(f->type == static_cast<std::uint32_t>(xs_type::unwatch) ? "unwatch"
-                                                                           : f->payload.substr(0, 2));
+    order.push_back(f->type == static_cast<std::uint32_t>(xs_type::unwatch) ? "unwatch" : f->payload.substr(0, 2));
     srv.send(msg(static_cast<xs_type>(f->type), f->req_id, ok()));
   }
   // A frame is never split, and the queued UNWATCH goes before the next request's own.
@@ -345,8 +344,7 @@ TEST_CASE("a watch queue of capacity 100000 takes a flood of 100000 distinct eve
   const auto t0 = std::chrono::steady_clock::now();
   srv.send(flood);
   barrier(srv, c);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   MESSAGE("100000 distinct events queued in " << ms.count() << " ms");  // reported, not asserted
   auto st = w.stats();
   CHECK(st.dropped == 0);

@@ -34,8 +34,7 @@ namespace {
 
 std::string temp_path(const char* tag) {
   static int seq = 0;
-  return "/tmp/xenbus-xsclient-" + std::string(tag) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(++seq);
+  return "/tmp/xenbus-xsclient-" + std::string(tag) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++seq);
 }
 
 /// A libxenstore handle on the socket at `path` (libxenstore reads XENSTORED_PATH).
@@ -197,7 +196,8 @@ TEST_CASE("the xenstore-* tools and our client on one server") {
   CHECK(c->read("/tools/b").value() == "from-tools");
   CHECK(sh(s, "xenstore-list /tools") == "a\nb");
   CHECK(sh(s, "xenstore-chmod /tools/a n5 r0") == "");
-  CHECK(c->get_perms("/tools/a").value() == std::vector<xenstore::perm>{{xenstore::access::none, 5}, {xenstore::access::read, 0}});
+  CHECK(c->get_perms("/tools/a").value() ==
+        std::vector<xenstore::perm>{{xenstore::access::none, 5}, {xenstore::access::read, 0}});
   auto w = c->watch("/tools");
   REQUIRE(w.has_value());
   CHECK(w->next(5000ms).value().path == "/tools");

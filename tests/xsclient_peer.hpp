@@ -29,8 +29,7 @@ struct xs_frame {
 };
 
 /// Encodes a message as a server would send it: header then the raw payload.
-inline std::string msg(xs_type type, std::uint32_t req_id, std::string_view payload,
-                       std::uint32_t tx_id = 0) {
+inline std::string msg(xs_type type, std::uint32_t req_id, std::string_view payload, std::uint32_t tx_id = 0) {
   std::string out(16, '\0');
   xenbus::detail::xs_put_u32(out.data(), static_cast<std::uint32_t>(type));
   xenbus::detail::xs_put_u32(out.data() + 4, req_id);
@@ -94,8 +93,7 @@ class scripted_peer {
   }
   /// Sends raw bytes to the client.
   void send(std::string_view bytes) {
-    REQUIRE(::send(server_, bytes.data(), bytes.size(), MSG_NOSIGNAL) ==
-            static_cast<ssize_t>(bytes.size()));
+    REQUIRE(::send(server_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size()));
   }
   /// Closes the server end (the client sees end of stream).
   void hang_up() {

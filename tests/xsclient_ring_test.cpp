@@ -75,7 +75,7 @@ class ring_store_server {
           dec->reset();
           in.clear();
           reconnects.fetch_add(1, std::memory_order_relaxed);  // a counter read after join or polling
-          hold.store(false, std::memory_order_relaxed);  // a stall lasts until the next reset
+          hold.store(false, std::memory_order_relaxed);        // a stall lasts until the next reset
           moved = true;
         }
         char buf[1024];
@@ -222,8 +222,7 @@ TEST_CASE("a hostile ring server latches the connection broken") {
   auto r = std::async(std::launch::async, [&] { return c.read("/a"); });
   auto* x = page.layout();
   // Wait until the request sits in the ring (nobody serves it).
-  while (std::atomic_ref(x->req_prod).load(std::memory_order_acquire) < 16 + 3)
-    std::this_thread::sleep_for(1ms);
+  while (std::atomic_ref(x->req_prod).load(std::memory_order_acquire) < 16 + 3) std::this_thread::sleep_for(1ms);
 
   SUBCASE("a response producer more than a ring ahead") {
     std::atomic_ref(x->rsp_prod).store(x->rsp_cons + 5000, std::memory_order_release);
@@ -267,7 +266,7 @@ TEST_CASE("with a reply timeout, a ring server that takes no bytes fails the sen
   // A frame larger than the 1024-byte request ring, which nobody empties.
   auto r = std::async(std::launch::async, [&] { return c.write("/a", std::string(2000, 'x')); });
   const bool bounded = r.wait_for(10s) == std::future_status::ready;
-  CHECK(bounded);  // before: waited for room forever
+  CHECK(bounded);           // before: waited for room forever
   if (!bounded) c.close();  // interrupts the transport, so that the test can end
   auto v = r.get();
   REQUIRE(!v.has_value());

@@ -22,8 +22,8 @@ namespace {
 
 std::string temp_socket(const char* tag) {
   static int seq = 0;
-  return "/tmp/xenbus-xsclient-" + std::string(tag) + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(++seq) + ".sock";
+  return "/tmp/xenbus-xsclient-" + std::string(tag) + "-" + std::to_string(::getpid()) + "-" + std::to_string(++seq) +
+         ".sock";
 }
 
 struct served {
@@ -50,9 +50,11 @@ TEST_CASE("our client against our server: nodes, directories, permissions, domai
   REQUIRE(c.rm("/local/domain/7/device").has_value());
   CHECK(c.read("/local/domain/7/device/vif/0/state").error() == xenstore::errc::enoent);
 
-  const xenstore::perm perms[] = {{xenstore::access::none, 7}, {xenstore::access::read, 0}, {xenstore::access::both, 3}};
+  const xenstore::perm perms[] = {
+      {xenstore::access::none, 7}, {xenstore::access::read, 0}, {xenstore::access::both, 3}};
   REQUIRE(c.set_perms("/local/domain/7/empty", perms).has_value());
-  CHECK(c.get_perms("/local/domain/7/empty").value() == std::vector<xenstore::perm>(std::begin(perms), std::end(perms)));
+  CHECK(c.get_perms("/local/domain/7/empty").value() ==
+        std::vector<xenstore::perm>(std::begin(perms), std::end(perms)));
   CHECK(c.get_domain_path(7).value() == "/local/domain/7");
 
   const std::string data(2048, 'd');  // the largest node an unprivileged domain may write
@@ -133,8 +135,7 @@ TEST_CASE("our client against our server: watches fire, end with the handle, and
     auto small = watcher.watch("/flood", 4);
     REQUIRE(small.has_value());
     CHECK(small->next(5000ms).value().path == "/flood");
-    for (int i = 0; i < 50; ++i)
-      REQUIRE(writer.write("/flood/n" + std::to_string(i), "x").has_value());
+    for (int i = 0; i < 50; ++i) REQUIRE(writer.write("/flood/n" + std::to_string(i), "x").has_value());
     // Our own request on the watcher's connection is answered after the events it queued.
     REQUIRE(watcher.read("/flood/n0").has_value());
     auto st = small->stats();

@@ -46,7 +46,9 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     auto f = srv.recv();
     CHECK(f.type == static_cast<std::uint32_t>(xs_type::write));
     CHECK(f.tx_id == 7);
-    CHECK(f.payload == std::string("data/x\0" "4", 8));
+    CHECK(f.payload == std::string("data/x\0"
+                                   "4",
+                                   8));
     srv.send(msg(xs_type::write, f.req_id, ok(), f.tx_id));
     CHECK(r.get().has_value());
   }
@@ -73,8 +75,8 @@ TEST_CASE("each operation sends the payload libxenstore sends and decodes the re
     srv.send(msg(xs_type::get_perms, f.req_id, std::string("n0\0r5\0b65535\0", 13)));
     auto p = g.get();
     REQUIRE(p.has_value());
-    CHECK(*p == std::vector<xenstore::perm>{{xenstore::access::none, 0}, {xenstore::access::read, 5},
-                                     {xenstore::access::both, 65535}});
+    CHECK(*p == std::vector<xenstore::perm>{
+                    {xenstore::access::none, 0}, {xenstore::access::read, 5}, {xenstore::access::both, 65535}});
     const xenstore::perm set[] = {{xenstore::access::write, 3}, {xenstore::access::read, 0}};
     auto s = run([&] { return c.set_perms("/a", set); });
     f = srv.recv();
@@ -171,10 +173,8 @@ TEST_CASE("replies are matched to requests by req_id, in any order, with events 
   auto fb = srv.recv();
   CHECK(fa.req_id != fb.req_id);
   // The answer to the second request first, with watch events around and between.
-  srv.send(msg(xs_type::watch_event, 0, nul("/w/1") + nul(token)) +
-           msg(xs_type::read, fb.req_id, "B") +
-           msg(xs_type::watch_event, 0, nul("/w/2") + nul(token)) +
-           msg(xs_type::read, fa.req_id, "A"));
+  srv.send(msg(xs_type::watch_event, 0, nul("/w/1") + nul(token)) + msg(xs_type::read, fb.req_id, "B") +
+           msg(xs_type::watch_event, 0, nul("/w/2") + nul(token)) + msg(xs_type::read, fa.req_id, "A"));
   auto va = a.get();
   auto vb = b.get();
   REQUIRE(va.has_value());
@@ -244,8 +244,7 @@ TEST_CASE("a malformed reply latches the connection broken with the reason") {
     if (w == "error name without NUL") srv.send(msg(xs_type::error, f.req_id, "ENOENT"));
     if (w == "error name not an errno") srv.send(msg(xs_type::error, f.req_id, nul("nope")));
     if (w == "watch event with one string") srv.send(msg(xs_type::watch_event, 0, nul("/a")));
-    if (w == "watch event with a bad path")
-      srv.send(msg(xs_type::watch_event, 0, nul("/a//b") + nul("t")));
+    if (w == "watch event with a bad path") srv.send(msg(xs_type::watch_event, 0, nul("/a//b") + nul("t")));
     if (w == "end of stream mid-message") {
       srv.send(msg(xs_type::read, f.req_id, "abcdef").substr(0, 20));
       srv.hang_up();
@@ -290,11 +289,28 @@ TEST_CASE("reply payloads that break their type's rules are refused") {
     auto c = srv.client();
     auto r = run([&]() -> xenbus::xenstore::status {
       switch (k.type) {
-        case xs_type::write: return c.write("/a", "v");
-        case xs_type::directory: { auto d = c.directory("/a"); if (!d) return xenbus::unexpected{d.error()}; return {}; }
-        case xs_type::get_perms: { auto d = c.get_perms("/a"); if (!d) return xenbus::unexpected{d.error()}; return {}; }
-        case xs_type::transaction_start: { auto d = c.transaction_start(); if (!d) return xenbus::unexpected{d.error()}; return {}; }
-        default: { auto d = c.get_domain_path(1); if (!d) return xenbus::unexpected{d.error()}; return {}; }
+        case xs_type::write:
+          return c.write("/a", "v");
+        case xs_type::directory: {
+          auto d = c.directory("/a");
+          if (!d) return xenbus::unexpected{d.error()};
+          return {};
+        }
+        case xs_type::get_perms: {
+          auto d = c.get_perms("/a");
+          if (!d) return xenbus::unexpected{d.error()};
+          return {};
+        }
+        case xs_type::transaction_start: {
+          auto d = c.transaction_start();
+          if (!d) return xenbus::unexpected{d.error()};
+          return {};
+        }
+        default: {
+          auto d = c.get_domain_path(1);
+          if (!d) return xenbus::unexpected{d.error()};
+          return {};
+        }
       }
     });
     auto f = srv.recv();
@@ -445,8 +461,10 @@ TEST_CASE("transact retries a commit that answers EAGAIN, a bounded number of ti
     f = srv.recv();
     REQUIRE(f.type == static_cast<std::uint32_t>(xs_type::transaction_end));
     CHECK(f.payload == nul("T"));
-    if (std::string_view(end_answer) == "OK") srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
-    else srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
+    if (std::string_view(end_answer) == "OK")
+      srv.send(msg(xs_type::transaction_end, f.req_id, ok(), f.tx_id));
+    else
+      srv.send(msg(xs_type::error, f.req_id, nul(end_answer), f.tx_id));
   };
   auto body = [&](xenstore::tx tx) {
     ++calls;

@@ -82,8 +82,7 @@ int usage(const char* argv0, int rc) {
 }
 
 int version() {
-  std::printf("xenbus-xenstored (xenbus) %d.%d.%d\n", XENBUS_VERSION_MAJOR, XENBUS_VERSION_MINOR,
-              XENBUS_VERSION_PATCH);
+  std::printf("xenbus-xenstored (xenbus) %d.%d.%d\n", XENBUS_VERSION_MAJOR, XENBUS_VERSION_MINOR, XENBUS_VERSION_PATCH);
   return 0;
 }
 
@@ -139,8 +138,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "xenbus-xenstored: %.*s\n", static_cast<int>(line.size()), line.data());
   });
   if (auto r = server.listen(socket_path); !r) {
-    std::fprintf(stderr, "xenbus-xenstored: cannot listen on %s: %s\n", socket_path.c_str(),
-                 std::strerror(r.error()));
+    std::fprintf(stderr, "xenbus-xenstored: cannot listen on %s: %s\n", socket_path.c_str(), std::strerror(r.error()));
     return 1;
   }
   if (spin_us > 0) server.set_spin(std::chrono::microseconds{spin_us});

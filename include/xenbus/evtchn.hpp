@@ -27,12 +27,18 @@ enum class evtchn_errc : std::uint8_t {
 
 constexpr std::string_view to_string(evtchn_errc e) noexcept {
   switch (e) {
-    case evtchn_errc::unavailable: return "no event-channel device";
-    case evtchn_errc::no_free_port: return "no free event-channel port";
-    case evtchn_errc::bad_port: return "port not bound through this handle";
-    case evtchn_errc::bad_remote: return "remote port is not offered to this domain";
-    case evtchn_errc::would_block: return "no port pending";
-    case evtchn_errc::system: return "system call failed";
+    case evtchn_errc::unavailable:
+      return "no event-channel device";
+    case evtchn_errc::no_free_port:
+      return "no free event-channel port";
+    case evtchn_errc::bad_port:
+      return "port not bound through this handle";
+    case evtchn_errc::bad_remote:
+      return "remote port is not offered to this domain";
+    case evtchn_errc::would_block:
+      return "no port pending";
+    case evtchn_errc::system:
+      return "system call failed";
   }
   return "(invalid)";
 }

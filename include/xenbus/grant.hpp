@@ -29,12 +29,18 @@ enum class grant_errc : std::uint8_t {
 
 constexpr std::string_view to_string(grant_errc e) noexcept {
   switch (e) {
-    case grant_errc::unavailable: return "no grant device";
-    case grant_errc::no_space: return "no free page or grant entry";
-    case grant_errc::bad_ref: return "grant reference not granted to this domain";
-    case grant_errc::read_only: return "grant is read-only";
-    case grant_errc::bad_count: return "bad page count";
-    case grant_errc::system: return "system call failed";
+    case grant_errc::unavailable:
+      return "no grant device";
+    case grant_errc::no_space:
+      return "no free page or grant entry";
+    case grant_errc::bad_ref:
+      return "grant reference not granted to this domain";
+    case grant_errc::read_only:
+      return "grant is read-only";
+    case grant_errc::bad_count:
+      return "bad page count";
+    case grant_errc::system:
+      return "system call failed";
   }
   return "(invalid)";
 }

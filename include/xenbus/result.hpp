@@ -37,15 +37,17 @@ class [[nodiscard]] result {
   constexpr result(unexpected<E> e) noexcept : ok_{false} {  // NOLINT
     std::construct_at(&u_.error, e.error);
   }
-  constexpr result(const result& o) noexcept(std::is_nothrow_copy_constructible_v<T>)
-      : ok_{o.ok_} {
-    if (ok_) std::construct_at(&u_.value, o.u_.value);
-    else std::construct_at(&u_.error, o.u_.error);
+  constexpr result(const result& o) noexcept(std::is_nothrow_copy_constructible_v<T>) : ok_{o.ok_} {
+    if (ok_)
+      std::construct_at(&u_.value, o.u_.value);
+    else
+      std::construct_at(&u_.error, o.u_.error);
   }
-  constexpr result(result&& o) noexcept(std::is_nothrow_move_constructible_v<T>)
-      : ok_{o.ok_} {
-    if (ok_) std::construct_at(&u_.value, std::move(o.u_.value));
-    else std::construct_at(&u_.error, o.u_.error);
+  constexpr result(result&& o) noexcept(std::is_nothrow_move_constructible_v<T>) : ok_{o.ok_} {
+    if (ok_)
+      std::construct_at(&u_.value, std::move(o.u_.value));
+    else
+      std::construct_at(&u_.error, o.u_.error);
   }
   result& operator=(const result&) = delete;
   result& operator=(result&&) = delete;

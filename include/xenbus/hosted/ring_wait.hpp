@@ -72,8 +72,7 @@ result<wake, ring_error> wait_for_work(Ring& ring, const wait_policy& p, Sleep&&
   auto ready = ring.final_check(p.batch);
   if (!ready) return unexpected{ready.error()};
   if (*ready) return wake::work;
-  const std::optional<std::chrono::nanoseconds> bound =
-      p.batch > 1 ? std::optional{p.sleep_bound} : std::nullopt;
+  const std::optional<std::chrono::nanoseconds> bound = p.batch > 1 ? std::optional{p.sleep_bound} : std::nullopt;
   return sleep(bound) ? wake::notified : wake::timed_out;
 }
 

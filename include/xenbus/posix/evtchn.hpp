@@ -104,7 +104,8 @@ class evtchn_handle {
         std::uint64_t expect = detail::pack_port(detail::port_interdomain, self_, p);
         // Acq_rel: the remote's notify() sees either the old binding or the unbound one.
         std::atomic_ref<std::uint64_t>(rp->binding)
-            .compare_exchange_strong(expect, detail::pack_port(detail::port_unbound, self_, 0), std::memory_order_acq_rel);
+            .compare_exchange_strong(expect, detail::pack_port(detail::port_unbound, self_, 0),
+                                     std::memory_order_acq_rel);
       }
     }
     // Relaxed owner reset: the release store of the binding below publishes it.

@@ -74,7 +74,8 @@ class grant_table {
 
    private:
     friend class grant_table;
-    shared_pages(const machine* m, domid_t owner, std::size_t n, void* base, const std::array<grant_ref, max_grant_batch>& r) noexcept
+    shared_pages(const machine* m, domid_t owner, std::size_t n, void* base,
+                 const std::array<grant_ref, max_grant_batch>& r) noexcept
         : m_{m}, owner_{owner}, n_{n}, base_{base}, refs_{r} {}
     const machine* m_;
     domid_t owner_;
@@ -86,7 +87,9 @@ class grant_table {
   /// A peer's pages mapped into our address space; unmapped by the destructor.
   class mapping {
    public:
-    mapping(mapping&& o) noexcept : m_{o.m_}, owner_{o.owner_}, n_{o.n_}, base_{o.base_}, refs_{o.refs_} { o.base_ = nullptr; }
+    mapping(mapping&& o) noexcept : m_{o.m_}, owner_{o.owner_}, n_{o.n_}, base_{o.base_}, refs_{o.refs_} {
+      o.base_ = nullptr;
+    }
     mapping& operator=(mapping&&) = delete;
     ~mapping() {
       if (!base_) return;
@@ -100,7 +103,8 @@ class grant_table {
 
    private:
     friend class grant_table;
-    mapping(const machine* m, domid_t owner, std::size_t n, void* base, const std::array<grant_ref, max_grant_batch>& r) noexcept
+    mapping(const machine* m, domid_t owner, std::size_t n, void* base,
+            const std::array<grant_ref, max_grant_batch>& r) noexcept
         : m_{m}, owner_{owner}, n_{n}, base_{base}, refs_{r} {}
     const machine* m_;
     domid_t owner_;
@@ -136,8 +140,8 @@ class grant_table {
       if (std::atomic_ref<std::uint32_t>(g->maps).load(std::memory_order_acquire) != 0) continue;
       std::uint64_t expect = 0;
       // Acquire: the previous grant's end happens before our reuse.
-      if (std::atomic_ref<std::uint64_t>(g->word)
-              .compare_exchange_strong(expect, detail::gnt_reserved, std::memory_order_acquire))
+      if (std::atomic_ref<std::uint64_t>(g->word).compare_exchange_strong(expect, detail::gnt_reserved,
+                                                                          std::memory_order_acquire))
         got[have_refs++] = r;
     }
     if (have_refs < n) {
@@ -183,8 +187,8 @@ class grant_table {
       // Acquire: pairs with the owner's release in share(); the page contents are visible.
       const std::uint64_t w = word.load(std::memory_order_acquire);
       grant_errc bad = grant_errc::bad_ref;
-      bool ok = (w & detail::gnt_in_use) && detail::grant_grantee(w) == self_ &&
-                detail::grant_frame(w) < m_->header().frames;
+      bool ok =
+          (w & detail::gnt_in_use) && detail::grant_grantee(w) == self_ && detail::grant_frame(w) < m_->header().frames;
       if (ok && writable && !(w & detail::gnt_writable)) {
         ok = false;
         bad = grant_errc::read_only;

@@ -22,10 +22,10 @@ namespace posix {
 
 /// Sizes of a machine. Every process that attaches reads them from the shared header.
 struct machine_config {
-  std::uint32_t frames = 1024;             ///< pages of "guest memory" that can be granted
-  std::uint16_t domains = 16;              ///< domain ids 0..domains-1
-  std::uint32_t grants_per_domain = 256;   ///< grant references per granting domain
-  std::uint32_t ports_per_domain = 64;     ///< event-channel ports per domain (port 0 unused)
+  std::uint32_t frames = 1024;            ///< pages of "guest memory" that can be granted
+  std::uint16_t domains = 16;             ///< domain ids 0..domains-1
+  std::uint32_t grants_per_domain = 256;  ///< grant references per granting domain
+  std::uint32_t ports_per_domain = 64;    ///< event-channel ports per domain (port 0 unused)
 };
 
 /// An OS error from creating or attaching a machine.

@@ -15,7 +15,7 @@ XENBUS_BEGIN_NAMESPACE
 enum class state : std::uint8_t {
   unknown = 0,
   initialising = 1,
-  init_wait = 2,  ///< backend: features published, waiting for the frontend
+  init_wait = 2,    ///< backend: features published, waiting for the frontend
   initialised = 3,  ///< frontend: transport published, waiting for the backend
   connected = 4,
   closing = 5,
@@ -33,24 +33,36 @@ enum class role : std::uint8_t { frontend, backend, toolstack };
 /// Xen's name for a state, as in `XenbusStateInitWait` without the prefix.
 constexpr std::string_view to_string(state s) noexcept {
   switch (s) {
-    case state::unknown: return "Unknown";
-    case state::initialising: return "Initialising";
-    case state::init_wait: return "InitWait";
-    case state::initialised: return "Initialised";
-    case state::connected: return "Connected";
-    case state::closing: return "Closing";
-    case state::closed: return "Closed";
-    case state::reconfiguring: return "Reconfiguring";
-    case state::reconfigured: return "Reconfigured";
+    case state::unknown:
+      return "Unknown";
+    case state::initialising:
+      return "Initialising";
+    case state::init_wait:
+      return "InitWait";
+    case state::initialised:
+      return "Initialised";
+    case state::connected:
+      return "Connected";
+    case state::closing:
+      return "Closing";
+    case state::closed:
+      return "Closed";
+    case state::reconfiguring:
+      return "Reconfiguring";
+    case state::reconfigured:
+      return "Reconfigured";
   }
   return "(invalid)";
 }
 
 constexpr std::string_view to_string(role r) noexcept {
   switch (r) {
-    case role::frontend: return "frontend";
-    case role::backend: return "backend";
-    case role::toolstack: return "toolstack";
+    case role::frontend:
+      return "frontend";
+    case role::backend:
+      return "backend";
+    case role::toolstack:
+      return "toolstack";
   }
   return "(invalid)";
 }
@@ -64,20 +76,25 @@ constexpr std::string_view to_node_text(state s) noexcept {
 
 /// Why a `state` node's text was refused.
 enum class state_parse_error : std::uint8_t {
-  empty,            ///< the node holds no bytes
-  too_long,         ///< more bytes than any valid state needs
-  not_a_digit,      ///< a sign, space, NUL or other non-digit byte
-  leading_zero,     ///< "04": "%d" never writes that
-  out_of_range,     ///< a number, but not one of the nine states
+  empty,         ///< the node holds no bytes
+  too_long,      ///< more bytes than any valid state needs
+  not_a_digit,   ///< a sign, space, NUL or other non-digit byte
+  leading_zero,  ///< "04": "%d" never writes that
+  out_of_range,  ///< a number, but not one of the nine states
 };
 
 constexpr std::string_view to_string(state_parse_error e) noexcept {
   switch (e) {
-    case state_parse_error::empty: return "state text is empty";
-    case state_parse_error::too_long: return "state text is longer than one digit";
-    case state_parse_error::not_a_digit: return "state text holds a byte that is not a decimal digit";
-    case state_parse_error::leading_zero: return "state text has a leading zero";
-    case state_parse_error::out_of_range: return "state number is not one of 0..8";
+    case state_parse_error::empty:
+      return "state text is empty";
+    case state_parse_error::too_long:
+      return "state text is longer than one digit";
+    case state_parse_error::not_a_digit:
+      return "state text holds a byte that is not a decimal digit";
+    case state_parse_error::leading_zero:
+      return "state text has a leading zero";
+    case state_parse_error::out_of_range:
+      return "state number is not one of 0..8";
   }
   return "(invalid)";
 }
@@ -102,10 +119,9 @@ constexpr result<state, state_parse_error> parse_state(std::string_view text) no
 }
 
 /// Every state, in protocol order, for loops and table checks.
-inline constexpr state all_states[state_count] = {
-    state::unknown,  state::initialising, state::init_wait,
-    state::initialised, state::connected, state::closing,
-    state::closed,   state::reconfiguring, state::reconfigured};
+inline constexpr state all_states[state_count] = {state::unknown,     state::initialising,  state::init_wait,
+                                                  state::initialised, state::connected,     state::closing,
+                                                  state::closed,      state::reconfiguring, state::reconfigured};
 
 #if XENBUS_HAVE_XEN_HEADERS
 // Our numbering must be Xen's: a state node written by either side means the same thing.

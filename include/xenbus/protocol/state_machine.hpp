@@ -29,14 +29,22 @@ inline constexpr std::size_t duty_count = 8;
 
 constexpr std::string_view to_string(duty d) noexcept {
   switch (d) {
-    case duty::read_backend_features: return "read backend features";
-    case duty::connect_transport: return "connect the frontend's transport";
-    case duty::read_backend_properties: return "read backend properties";
-    case duty::stop_io: return "stop I/O";
-    case duty::release_transport: return "release the transport";
-    case duty::reset_for_new_peer: return "reset for a new peer";
-    case duty::reconfigure: return "reconfigure";
-    case duty::forget_device: return "forget the device";
+    case duty::read_backend_features:
+      return "read backend features";
+    case duty::connect_transport:
+      return "connect the frontend's transport";
+    case duty::read_backend_properties:
+      return "read backend properties";
+    case duty::stop_io:
+      return "stop I/O";
+    case duty::release_transport:
+      return "release the transport";
+    case duty::reset_for_new_peer:
+      return "reset for a new peer";
+    case duty::reconfigure:
+      return "reconfigure";
+    case duty::forget_device:
+      return "forget the device";
   }
   return "(invalid)";
 }
@@ -68,13 +76,20 @@ enum class change_kind : std::uint8_t {
 
 constexpr std::string_view to_string(change_kind k) noexcept {
   switch (k) {
-    case change_kind::unchanged: return "unchanged";
-    case change_kind::step: return "step";
-    case change_kind::coalesced: return "coalesced";
-    case change_kind::reset: return "reset";
-    case change_kind::illegal: return "illegal";
-    case change_kind::garbage: return "garbage";
-    case change_kind::ignored: return "ignored";
+    case change_kind::unchanged:
+      return "unchanged";
+    case change_kind::step:
+      return "step";
+    case change_kind::coalesced:
+      return "coalesced";
+    case change_kind::reset:
+      return "reset";
+    case change_kind::illegal:
+      return "illegal";
+    case change_kind::garbage:
+      return "garbage";
+    case change_kind::ignored:
+      return "ignored";
   }
   return "(invalid)";
 }
@@ -82,21 +97,21 @@ constexpr std::string_view to_string(change_kind k) noexcept {
 /// What one watch event on a node meant: the kind, the rule that explains it, what it implies.
 struct observation {
   change_kind kind = change_kind::unchanged;
-  role end = role::frontend;       ///< whose node changed
-  state from = state::unknown;     ///< what it held before, as last seen
-  state to = state::unknown;       ///< what it holds now (== from for garbage)
-  std::size_t row = no_row;        ///< the (last) row that explains the change
-  std::string_view rule{};         ///< that row's name
-  driver by{};                     ///< who that row says drove the change
-  std::string_view alternative{};  ///< another driver's row for the same step (who drove it is ambiguous)
-  driver alternative_by{};         ///< that row's driver
-  state_set implied{};             ///< states the node passed through unseen
-  duty_set owed{};                 ///< work the observing driver still owes (incl. implied states)
-  state_parse_error parse_error{}; ///< why the text was refused (garbage only)
+  role end = role::frontend;        ///< whose node changed
+  state from = state::unknown;      ///< what it held before, as last seen
+  state to = state::unknown;        ///< what it holds now (== from for garbage)
+  std::size_t row = no_row;         ///< the (last) row that explains the change
+  std::string_view rule{};          ///< that row's name
+  driver by{};                      ///< who that row says drove the change
+  std::string_view alternative{};   ///< another driver's row for the same step (who drove it is ambiguous)
+  driver alternative_by{};          ///< that row's driver
+  state_set implied{};              ///< states the node passed through unseen
+  duty_set owed{};                  ///< work the observing driver still owes (incl. implied states)
+  state_parse_error parse_error{};  ///< why the text was refused (garbage only)
   /// The table explains the change (unchanged, step, coalesced or reset).
   constexpr bool explained() const noexcept {
-    return kind == change_kind::unchanged || kind == change_kind::step ||
-           kind == change_kind::coalesced || kind == change_kind::reset;
+    return kind == change_kind::unchanged || kind == change_kind::step || kind == change_kind::coalesced ||
+           kind == change_kind::reset;
   }
 };
 
@@ -158,16 +173,15 @@ constexpr message describe(const transition& t) noexcept {
   message m;
   m << to_string(t.by.who);
   if (t.by.who != t.by.end) m << " (on the " << to_string(t.by.end) << " node)";
-  m << ": " << to_string(t.from) << " -> " << to_string(t.to) << " while the "
-    << to_string(peer_of(t.by.end)) << " is " << to_string(t.peer) << " [" << t.rule << "]";
+  m << ": " << to_string(t.from) << " -> " << to_string(t.to) << " while the " << to_string(peer_of(t.by.end)) << " is "
+    << to_string(t.peer) << " [" << t.rule << "]";
   return m;
 }
 
 /// "saw backend Initialising -> Connected: coalesced [backend-connects], implied InitWait; owes ..."
 constexpr message describe(const observation& o) noexcept {
   message m;
-  m << "saw " << to_string(o.end) << " " << to_string(o.from) << " -> " << to_string(o.to)
-    << ": " << to_string(o.kind);
+  m << "saw " << to_string(o.end) << " " << to_string(o.from) << " -> " << to_string(o.to) << ": " << to_string(o.kind);
   if (o.kind == change_kind::garbage) m << " (" << to_string(o.parse_error) << ")";
   if (o.row != no_row) {
     m << " [" << o.rule << " by " << to_string(o.by.who);
@@ -196,15 +210,22 @@ namespace detail {
 /// Position of a state on the way up and down a connection; side states rank with Connected.
 constexpr int rank(state s) noexcept {
   switch (s) {
-    case state::unknown: return 0;
-    case state::initialising: return 1;
-    case state::init_wait: return 2;
-    case state::initialised: return 3;
+    case state::unknown:
+      return 0;
+    case state::initialising:
+      return 1;
+    case state::init_wait:
+      return 2;
+    case state::initialised:
+      return 3;
     case state::connected:
     case state::reconfiguring:
-    case state::reconfigured: return 4;
-    case state::closing: return 5;
-    case state::closed: return 6;
+    case state::reconfigured:
+      return 4;
+    case state::closing:
+      return 5;
+    case state::closed:
+      return 6;
   }
   return 0;
 }
@@ -218,7 +239,9 @@ constexpr bool is_restart(state from, state to) noexcept {
 constexpr void add_duty(duty_set& owed, role self, state s, bool restart) noexcept {
   const bool front = self == role::frontend;
   switch (s) {
-    case state::unknown: owed.insert(duty::forget_device); break;
+    case state::unknown:
+      owed.insert(duty::forget_device);
+      break;
     case state::initialising:
       if (restart) owed.insert(duty::reset_for_new_peer);
       break;
@@ -231,10 +254,16 @@ constexpr void add_duty(duty_set& owed, role self, state s, bool restart) noexce
     case state::connected:
       owed.insert(front ? duty::read_backend_properties : duty::connect_transport);
       break;
-    case state::closing: owed.insert(duty::stop_io); break;
-    case state::closed: owed.insert(duty::release_transport); break;
+    case state::closing:
+      owed.insert(duty::stop_io);
+      break;
+    case state::closed:
+      owed.insert(duty::release_transport);
+      break;
     case state::reconfiguring:
-    case state::reconfigured: owed.insert(duty::reconfigure); break;
+    case state::reconfigured:
+      owed.insert(duty::reconfigure);
+      break;
   }
   if (restart && front && s == state::init_wait) owed.insert(duty::reset_for_new_peer);
 }
@@ -244,16 +273,14 @@ constexpr void add_duty(duty_set& owed, role self, state s, bool restart) noexce
 /// now and before its last move (the writer may not have seen that move yet); the toolstack,
 /// whose view of both nodes lags, passes every state. `toolstack_only` keeps toolstack rows.
 template <class Table>
-constexpr observation classify(role end, bool toolstack_only, state last, state now,
-                               state_set others) noexcept {
+constexpr observation classify(role end, bool toolstack_only, state last, state now, state_set others) noexcept {
   observation o;
   o.end = end;
   o.from = last;
   o.to = now;
   if (now == last) return o;  // unchanged
   const auto usable = [&](const rule& r) {
-    return r.by.end == end && (!toolstack_only || r.by.who == role::toolstack) &&
-           r.peer.intersects(others);
+    return r.by.end == end && (!toolstack_only || r.by.who == role::toolstack) && r.peer.intersects(others);
   };
   // Shortest path of rows from `last` to `now` (breadth first over the node's nine states);
   // rows are tried in table order, so a direct row written earlier wins.
@@ -376,9 +403,7 @@ class state_machine {
   constexpr bool peer_misbehaved() const noexcept { return peer_misbehaved_; }
 
   /// May this end move its node to `to` now, given the peer state it last saw?
-  constexpr bool may(state to) const noexcept {
-    return !handed_over_ && Table::find(self, own_, to, peer_) != no_row;
-  }
+  constexpr bool may(state to) const noexcept { return !handed_over_ && Table::find(self, own_, to, peer_) != no_row; }
 
   /// Moves this end to `to` if a row allows it (the caller then writes `to` into its node).
   constexpr result<transition, refusal> request(state to) noexcept {
@@ -467,8 +492,10 @@ class state_machine {
   /// Reads both nodes after any watch event: own node first, then the peer's (see above).
   constexpr node_observations observe_nodes(state own_node, state peer_node) noexcept {
     node_observations r;
-    if (own_node != own_ || handed_over_) r.own = observe_toolstack(own_node);
-    else r.own = detail::classify<Table>(Role, true, own_, own_, state_set::all());
+    if (own_node != own_ || handed_over_)
+      r.own = observe_toolstack(own_node);
+    else
+      r.own = detail::classify<Table>(Role, true, own_, own_, state_set::all());
     r.peer = observe_peer(peer_node);
     return r;
   }
@@ -533,8 +560,8 @@ class state_machine<Table, role::toolstack> {
                   "state_machine<Table, toolstack>::request<End, To>(): End is the frontend or "
                   "the backend node");
     // Fix: request a state some toolstack row of the table reaches, or add that row.
-    static_assert(drivable_to<Table, End == role::frontend ? by::toolstack_on_frontend
-                                                             : by::toolstack_on_backend, To>,
+    static_assert(drivable_to < Table, End == role::frontend ? by::toolstack_on_frontend : by::toolstack_on_backend,
+                  To >,
                   "state_machine::request<To>(): no row of the table lets this role drive its "
                   "own node to that state");
     return request(End, To);

@@ -62,9 +62,7 @@ inline constexpr driver toolstack_on_backend{role::toolstack, role::backend};
 }  // namespace by
 
 /// The other end of a device: frontend <-> backend (the toolstack has no peer).
-constexpr role peer_of(role end) noexcept {
-  return end == role::frontend ? role::backend : role::frontend;
-}
+constexpr role peer_of(role end) noexcept { return end == role::frontend ? role::backend : role::frontend; }
 
 /// A row's name as a template argument: `row<..., "backend-connects">`.
 template <std::size_t N>
@@ -200,8 +198,10 @@ constexpr table_checks check_table(const std::array<rule, N>& rows) noexcept {
     for (std::size_t k = i + 1; k < N; ++k) {
       const rule& b = rows[k];
       if (a.by != b.by || a.from != b.from || a.to != b.to) continue;
-      if (a.peer == b.peer) c.no_duplicates = false;
-      else if (a.peer.intersects(b.peer)) c.no_contradictions = false;
+      if (a.peer == b.peer)
+        c.no_duplicates = false;
+      else if (a.peer.intersects(b.peer))
+        c.no_contradictions = false;
     }
   }
   for (role end : {role::frontend, role::backend}) {
@@ -220,8 +220,7 @@ constexpr table_checks check_table(const std::array<rule, N>& rows) noexcept {
   // A table that creates devices (rows leaving Unknown) is also checked from "no device yet".
   bool creates = false;
   for (const rule& r : rows) creates = creates || r.from == state::unknown;
-  const joint_set from_nothing =
-      creates ? reachable_from(rows, joint(state::unknown, state::unknown)) : joint_set{};
+  const joint_set from_nothing = creates ? reachable_from(rows, joint(state::unknown, state::unknown)) : joint_set{};
   const joint_set closable = can_reach(rows, joint(state::closed, state::closed));
   for (std::size_t j = 0; j < joint_count; ++j)
     if ((from_fresh[j] || from_nothing[j]) && !closable[j]) c.closed_reachable = false;
@@ -293,8 +292,7 @@ class transition_table {
                 "xenbus transition table: two rows give the same driver the same move for "
                 "overlapping peer states (contradictory rows)");
   // Fix: a row must change the state; delete the row whose from and to are equal.
-  static_assert(fault != detail::table_fault::self_move,
-                "xenbus transition table: a row moves a state to itself");
+  static_assert(fault != detail::table_fault::self_move, "xenbus transition table: a row moves a state to itself");
   // Fix: add a row that leaves the state (every end must at least be able to close from it).
   static_assert(fault != detail::table_fault::dead_end,
                 "xenbus transition table: an end can enter a state that no row lets it leave "

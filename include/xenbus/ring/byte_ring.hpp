@@ -1,4 +1,5 @@
-// [freestanding] Byte-stream rings: one end of one direction (xenstore, console, DEFINE_XEN_FLEX_RING), and the two-way pair over a layout.
+// [freestanding] Byte-stream rings: one end of one direction (xenstore, console, DEFINE_XEN_FLEX_RING), and the two-way
+// pair over a layout.
 #pragma once
 
 #include <xenbus/ring/detail/shared_access.hpp>
@@ -26,8 +27,7 @@ struct byte_ring_location {
   ring_idx* prod = nullptr;
 
   constexpr bool valid() const noexcept {
-    return data != nullptr && cons != nullptr && prod != nullptr && size != 0 &&
-           (size & (size - 1)) == 0;
+    return data != nullptr && cons != nullptr && prod != nullptr && size != 0 && (size & (size - 1)) == 0;
   }
 };
 
@@ -101,8 +101,7 @@ class byte_ring_producer {
 class byte_ring_consumer {
  public:
   byte_ring_consumer() noexcept = default;
-  constexpr byte_ring_consumer(byte_ring_location at, ring_idx cons) noexcept
-      : at_(at), cons_(cons) {}
+  constexpr byte_ring_consumer(byte_ring_location at, ring_idx cons) noexcept : at_(at), cons_(cons) {}
 
   /// Copies up to out.size() bytes (possibly 0) into `out`, each byte read from the
   /// shared buffer exactly once, and releases the space; returns how many.
@@ -179,7 +178,7 @@ class byte_ring_pair {
   /// Attaches `end` at the indices the memory holds now. `memory` is what Layout::locate
   /// takes (console: the page; flex: indexes page, data pages, order[, max_order]).
   template <class... Memory>
-    requires requires(Memory&&... m) { Layout::locate(std::forward<Memory>(m)...); }
+  requires requires(Memory&&... m) { Layout::locate(std::forward<Memory>(m)...); }
   static result<byte_ring_pair, ring_error> attach(end_type end, Memory&&... memory) noexcept {
     const auto at = Layout::locate(std::forward<Memory>(memory)...);
     if (!at) return unexpected{at.error()};
@@ -192,9 +191,7 @@ class byte_ring_pair {
   }
 
   /// Writes what fits of `bytes` into our direction; returns how much (possibly 0).
-  result<std::size_t, ring_error> write(std::span<const std::byte> bytes) noexcept {
-    return tx_.write(bytes);
-  }
+  result<std::size_t, ring_error> write(std::span<const std::byte> bytes) noexcept { return tx_.write(bytes); }
   /// Reads what is there in the peer's direction, up to out.size(); returns how much.
   result<std::size_t, ring_error> read(std::span<std::byte> out) noexcept { return rx_.read(out); }
   result<ring_idx, ring_error> space() noexcept { return tx_.space(); }
@@ -224,9 +221,7 @@ static_assert(sizeof(flex_ring_intf) == 132 && offsetof(flex_ring_intf, out_cons
               offsetof(flex_ring_intf, ring_order) == 128);
 
 /// Bytes of one direction of a flex ring of order `order` (XEN_FLEX_RING_SIZE).
-constexpr std::size_t flex_ring_size(unsigned order) noexcept {
-  return std::size_t{1} << (order + 12 - 1);
-}
+constexpr std::size_t flex_ring_size(unsigned order) noexcept { return std::size_t{1} << (order + 12 - 1); }
 /// Largest order whose 2^order grant refs still fit in the indexes page after the header.
 inline constexpr unsigned flex_ring_max_order = 9;
 
@@ -244,11 +239,10 @@ struct flex_layout {
   /// it is checked against `max_order` (what we advertised) and against what `data`
   /// holds. Any integer type, compared by value (a negative order is refused too).
   template <std::integral Order, std::integral MaxOrder = unsigned>
-  static result<byte_ring_directions, ring_error> locate(std::span<std::byte> intf_page,
-                                                         std::span<std::byte> data, Order order,
+  static result<byte_ring_directions, ring_error> locate(std::span<std::byte> intf_page, std::span<std::byte> data,
+                                                         Order order,
                                                          MaxOrder max_order = flex_ring_max_order) noexcept {
-    if (std::cmp_less(order, 0) || std::cmp_greater(order, max_order) ||
-        std::cmp_greater(order, flex_ring_max_order))
+    if (std::cmp_less(order, 0) || std::cmp_greater(order, max_order) || std::cmp_greater(order, flex_ring_max_order))
       return unexpected{ring_error::bad_memory};
     if (intf_page.size() < sizeof(flex_ring_intf) ||
         reinterpret_cast<std::uintptr_t>(intf_page.data()) % alignof(flex_ring_intf) != 0)

@@ -34,9 +34,8 @@ struct console_layout {
         reinterpret_cast<std::uintptr_t>(page.data()) % alignof(xencons_interface_layout) != 0)
       return unexpected{ring_error::bad_memory};
     auto* c = reinterpret_cast<xencons_interface_layout*>(page.data());
-    return byte_ring_directions{
-        {reinterpret_cast<std::byte*>(c->in), sizeof c->in, &c->in_cons, &c->in_prod},
-        {reinterpret_cast<std::byte*>(c->out), sizeof c->out, &c->out_cons, &c->out_prod}};
+    return byte_ring_directions{{reinterpret_cast<std::byte*>(c->in), sizeof c->in, &c->in_cons, &c->in_prod},
+                                {reinterpret_cast<std::byte*>(c->out), sizeof c->out, &c->out_cons, &c->out_prod}};
   }
 };
 

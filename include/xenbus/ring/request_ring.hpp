@@ -19,8 +19,8 @@ XENBUS_BEGIN_NAMESPACE
 /// A request or response that can travel in a ring slot: plain bytes with a C layout.
 /// Xen's message structs are C structs; ours must be too, since a slot is copied as bytes.
 template <class T>
-concept ring_message = std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T> &&
-                       std::is_trivially_default_constructible_v<T>;
+concept ring_message =
+    std::is_trivially_copyable_v<T> && std::is_standard_layout_v<T> && std::is_trivially_default_constructible_v<T>;
 
 /// One slot of the shared ring: DEFINE_RING_TYPES' `union __name##_sring_entry`.
 template <ring_message Req, ring_message Rsp>
@@ -202,8 +202,10 @@ struct ring_core {
   // publish more than size). Requests may fill every slot that does not hold a request
   // still awaiting our response (RING_REQUEST_PROD_OVERFLOW). Our own indices: trusted.
   ring_idx window() const noexcept {
-    if constexpr (front) return published - cons;
-    else return v.size - (cons - prod_pvt);
+    if constexpr (front)
+      return published - cons;
+    else
+      return v.size - (cons - prod_pvt);
   }
   // Validates a producer index read once from the page. Relative to cons, one unsigned
   // test also catches an index that went back behind cons (it wraps to a huge count).
@@ -278,8 +280,8 @@ struct ring_core {
 
   // Calls handle(const in_msg&) on a private copy of each of up to `max` messages.
   template <class Handle>
-  result<ring_idx, ring_error> consume(ring_idx max, Handle&& handle) noexcept(
-      noexcept(handle(std::declval<const in_msg&>()))) {
+  result<ring_idx, ring_error> consume(ring_idx max,
+                                       Handle&& handle) noexcept(noexcept(handle(std::declval<const in_msg&>()))) {
     auto avail = look();
     if (!avail) return avail;
     const ring_idx n = *avail < max ? *avail : max;
@@ -316,8 +318,7 @@ class front_ring {
 
   /// Initialises the shared ring (SHARED_RING_INIT) with both producers at `start`,
   /// then attaches to it. Only the frontend initialises a ring.
-  static result<front_ring, ring_error> init(std::span<std::byte> shared,
-                                            ring_idx start = 0) noexcept {
+  static result<front_ring, ring_error> init(std::span<std::byte> shared, ring_idx start = 0) noexcept {
     front_ring r;
     if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
     detail::shared_ring_init(r.c_.v.s, start);
@@ -326,8 +327,7 @@ class front_ring {
 
   /// Attaches to a ring whose producers are both at `start` (FRONT_RING_ATTACH), e.g. after
   /// a reconnect where the indices are not zero. Reads nothing from the shared page.
-  static result<front_ring, ring_error> attach(std::span<std::byte> shared,
-                                              ring_idx start) noexcept {
+  static result<front_ring, ring_error> attach(std::span<std::byte> shared, ring_idx start) noexcept {
     front_ring r;
     if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
     return r;
@@ -450,8 +450,7 @@ class back_ring {
 
   /// Attaches to a ring the frontend initialised, with both producers at `start`
   /// (BACK_RING_ATTACH; BACK_RING_INIT is start = 0).
-  static result<back_ring, ring_error> attach(std::span<std::byte> shared,
-                                             ring_idx start = 0) noexcept {
+  static result<back_ring, ring_error> attach(std::span<std::byte> shared, ring_idx start = 0) noexcept {
     back_ring r;
     if (!r.c_.attach(shared, start)) return unexpected{ring_error::bad_memory};
     return r;
@@ -506,8 +505,8 @@ class back_ring {
   /// memory: write it, never read it back. `fn` must not call this ring. Responses become
   /// visible at the next push.
   template <class Fn>
-  result<ring_idx, ring_error> respond(ring_idx max, Fn&& fn) noexcept(
-      noexcept(fn(std::declval<const Req&>(), std::declval<Rsp&>()))) {
+  result<ring_idx, ring_error> respond(ring_idx max, Fn&& fn) noexcept(noexcept(fn(std::declval<const Req&>(),
+                                                                                   std::declval<Rsp&>()))) {
     if (c_.broken) return unexpected{c_.error};
     if (c_.cons != c_.prod_pvt) return ring_idx{0};
     auto avail = c_.look();

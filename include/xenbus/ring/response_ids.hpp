@@ -21,10 +21,14 @@ enum class response_id_error : std::uint8_t {
 
 constexpr std::string_view to_string(response_id_error e) noexcept {
   switch (e) {
-    case response_id_error::out_of_range: return "response id out of range";
-    case response_id_error::duplicate: return "response id answered twice";
-    case response_id_error::unsolicited: return "response id was never requested";
-    case response_id_error::exhausted: return "no free request id";
+    case response_id_error::out_of_range:
+      return "response id out of range";
+    case response_id_error::duplicate:
+      return "response id answered twice";
+    case response_id_error::unsolicited:
+      return "response id was never requested";
+    case response_id_error::exhausted:
+      return "no free request id";
   }
   return "(invalid)";
 }

@@ -1,4 +1,5 @@
-// [freestanding] The xenstore ring (struct xenstore_domain_interface) as a byte transport for the guest and the server, with the reconnection handshake.
+// [freestanding] The xenstore ring (struct xenstore_domain_interface) as a byte transport for the guest and the server,
+// with the reconnection handshake.
 #pragma once
 
 #include <xenbus/ring/byte_ring.hpp>
@@ -103,8 +104,7 @@ class xenstore_ring_guest {
   /// Asks the server to reset the ring (connection = 1). Afterwards every read/write says
   /// `reconnecting` until reconnected() returns true. Needs the reconnection feature.
   result<void, ring_error> begin_reconnect() noexcept {
-    if (!(server_features() & xenstore_feature_reconnection))
-      return unexpected{ring_error::not_supported};
+    if (!(server_features() & xenstore_feature_reconnection)) return unexpected{ring_error::not_supported};
     // Release: our last index stores come before the request, so the server's reset
     // (after its acquire load of connection) cannot be overtaken by one of them.
     detail::store(x_->connection, xenstore_reconnect, std::memory_order_release);
@@ -174,9 +174,9 @@ class xenstore_ring_server {
  public:
   /// Attaches at the page's indices and advertises `features` (before producing or
   /// consuming anything, as xenstore-ring.txt requires).
-  static result<xenstore_ring_server, ring_error> attach(
-      std::span<std::byte> page,
-      std::uint32_t features = xenstore_feature_reconnection | xenstore_feature_error) noexcept {
+  static result<xenstore_ring_server, ring_error> attach(std::span<std::byte> page,
+                                                         std::uint32_t features = xenstore_feature_reconnection |
+                                                                                  xenstore_feature_error) noexcept {
     auto* x = detail::xenstore_page(page);
     if (x == nullptr) return unexpected{ring_error::bad_memory};
     // Relaxed: only the server writes this field; bits are only ever added to it.
@@ -217,8 +217,7 @@ class xenstore_ring_server {
     detail::store(x_->req_prod, 0, std::memory_order_relaxed);
     detail::store(x_->rsp_cons, 0, std::memory_order_relaxed);
     detail::store(x_->rsp_prod, 0, std::memory_order_relaxed);
-    if (features_ & xenstore_feature_error)
-      detail::store(x_->error, xenstore_error_none, std::memory_order_relaxed);
+    if (features_ & xenstore_feature_error) detail::store(x_->error, xenstore_error_none, std::memory_order_relaxed);
     restart();
     // Release: the reset above is visible before connection = 0; pairs with the guest's
     // acquire load in reconnected().

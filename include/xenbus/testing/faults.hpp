@@ -47,7 +47,7 @@ struct fault_plan {
   unsigned max_eagain_in_row = 3;  ///< bound, so that a retry loop always terminates
   unsigned delay_notify = 0;       ///< hold a pending port back for 1..max_delay calls
   unsigned max_delay = 4;
-  unsigned spurious_notify = 0;    ///< report a bound port that nobody raised
+  unsigned spurious_notify = 0;  ///< report a bound port that nobody raised
 };
 
 /// What was injected, for the test to assert on and to print with the seed.
@@ -137,7 +137,8 @@ class faulty_store {
     }
     if (rng_.chance(plan_.spurious_watch)) {
       ++counts_.spurious_watch;
-      queue_.insert(queue_.begin() + static_cast<std::ptrdiff_t>(rng_.below(static_cast<std::uint32_t>(queue_.size()) + 1)), out);
+      queue_.insert(
+          queue_.begin() + static_cast<std::ptrdiff_t>(rng_.below(static_cast<std::uint32_t>(queue_.size()) + 1)), out);
     }
     return out;
   }
@@ -251,11 +252,16 @@ inline std::uint32_t corrupt_ring_indices(std::span<std::byte> page, ring_attack
   };
   const auto rnd = static_cast<std::uint32_t>(rng.next());
   switch (a) {
-    case ring_attack::req_prod_overflow: return put(0, consumed + slots + 1 + rng.below(1000));
-    case ring_attack::rsp_prod_overflow: return put(8, consumed + slots + 1 + rng.below(1000));
-    case ring_attack::rsp_prod_backwards: return put(8, consumed - 1 - rng.below(slots));
-    case ring_attack::req_prod_random: return put(0, rnd);
-    case ring_attack::rsp_prod_random: return put(8, rnd);
+    case ring_attack::req_prod_overflow:
+      return put(0, consumed + slots + 1 + rng.below(1000));
+    case ring_attack::rsp_prod_overflow:
+      return put(8, consumed + slots + 1 + rng.below(1000));
+    case ring_attack::rsp_prod_backwards:
+      return put(8, consumed - 1 - rng.below(slots));
+    case ring_attack::req_prod_random:
+      return put(0, rnd);
+    case ring_attack::rsp_prod_random:
+      return put(8, rnd);
     case ring_attack::events_random:
       put(4, rnd);
       return put(12, static_cast<std::uint32_t>(rng.next()));

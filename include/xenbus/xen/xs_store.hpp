@@ -29,23 +29,40 @@ namespace xen {
 constexpr xenstore::errc errc_from_errno(int e) noexcept {
   using xenstore::errc;
   switch (e) {
-    case EINVAL: return errc::einval;
-    case EACCES: return errc::eacces;
-    case EEXIST: return errc::eexist;
-    case EISDIR: return errc::eisdir;
-    case ENOENT: return errc::enoent;
-    case ENOMEM: return errc::enomem;
-    case ENOSPC: return errc::enospc;
-    case EIO: return errc::eio;
-    case ENOTEMPTY: return errc::enotempty;
-    case ENOSYS: return errc::enosys;
-    case EROFS: return errc::erofs;
-    case EBUSY: return errc::ebusy;
-    case EAGAIN: return errc::eagain;
-    case EISCONN: return errc::eisconn;
-    case E2BIG: return errc::e2big;
-    case EPERM: return errc::eperm;
-    default: return errc::broken;
+    case EINVAL:
+      return errc::einval;
+    case EACCES:
+      return errc::eacces;
+    case EEXIST:
+      return errc::eexist;
+    case EISDIR:
+      return errc::eisdir;
+    case ENOENT:
+      return errc::enoent;
+    case ENOMEM:
+      return errc::enomem;
+    case ENOSPC:
+      return errc::enospc;
+    case EIO:
+      return errc::eio;
+    case ENOTEMPTY:
+      return errc::enotempty;
+    case ENOSYS:
+      return errc::enosys;
+    case EROFS:
+      return errc::erofs;
+    case EBUSY:
+      return errc::ebusy;
+    case EAGAIN:
+      return errc::eagain;
+    case EISCONN:
+      return errc::eisconn;
+    case E2BIG:
+      return errc::e2big;
+    case EPERM:
+      return errc::eperm;
+    default:
+      return errc::broken;
   }
 }
 

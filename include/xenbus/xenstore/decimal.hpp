@@ -24,10 +24,14 @@ enum class decimal_error : std::uint8_t {
 
 constexpr std::string_view to_string(decimal_error e) noexcept {
   switch (e) {
-    case decimal_error::empty: return "empty";
-    case decimal_error::not_a_digit: return "not a digit";
-    case decimal_error::leading_zero: return "leading zero";
-    case decimal_error::too_large: return "too large";
+    case decimal_error::empty:
+      return "empty";
+    case decimal_error::not_a_digit:
+      return "not a digit";
+    case decimal_error::leading_zero:
+      return "leading zero";
+    case decimal_error::too_large:
+      return "too large";
   }
   return "?";
 }

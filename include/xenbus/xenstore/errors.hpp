@@ -53,29 +53,52 @@ constexpr bool is_protocol(errc e) noexcept { return static_cast<std::size_t>(e)
 /// name ("broken", "timeout", ...), which is never sent.
 constexpr std::string_view to_string(errc e) noexcept {
   switch (e) {
-    case errc::einval: return "EINVAL";
-    case errc::eacces: return "EACCES";
-    case errc::eexist: return "EEXIST";
-    case errc::eisdir: return "EISDIR";
-    case errc::enoent: return "ENOENT";
-    case errc::enomem: return "ENOMEM";
-    case errc::enospc: return "ENOSPC";
-    case errc::eio: return "EIO";
-    case errc::enotempty: return "ENOTEMPTY";
-    case errc::enosys: return "ENOSYS";
-    case errc::erofs: return "EROFS";
-    case errc::ebusy: return "EBUSY";
-    case errc::eagain: return "EAGAIN";
-    case errc::eisconn: return "EISCONN";
-    case errc::e2big: return "E2BIG";
-    case errc::eperm: return "EPERM";
-    case errc::eother: return "EOTHER";
-    case errc::broken: return "broken";
-    case errc::closed: return "closed";
-    case errc::timeout: return "timeout";
-    case errc::reset: return "reset";
-    case errc::unsupported: return "unsupported";
-    case errc::bad_request: return "bad_request";
+    case errc::einval:
+      return "EINVAL";
+    case errc::eacces:
+      return "EACCES";
+    case errc::eexist:
+      return "EEXIST";
+    case errc::eisdir:
+      return "EISDIR";
+    case errc::enoent:
+      return "ENOENT";
+    case errc::enomem:
+      return "ENOMEM";
+    case errc::enospc:
+      return "ENOSPC";
+    case errc::eio:
+      return "EIO";
+    case errc::enotempty:
+      return "ENOTEMPTY";
+    case errc::enosys:
+      return "ENOSYS";
+    case errc::erofs:
+      return "EROFS";
+    case errc::ebusy:
+      return "EBUSY";
+    case errc::eagain:
+      return "EAGAIN";
+    case errc::eisconn:
+      return "EISCONN";
+    case errc::e2big:
+      return "E2BIG";
+    case errc::eperm:
+      return "EPERM";
+    case errc::eother:
+      return "EOTHER";
+    case errc::broken:
+      return "broken";
+    case errc::closed:
+      return "closed";
+    case errc::timeout:
+      return "timeout";
+    case errc::reset:
+      return "reset";
+    case errc::unsupported:
+      return "unsupported";
+    case errc::bad_request:
+      return "bad_request";
   }
   return "?";
 }
@@ -109,21 +132,36 @@ enum class fault : std::uint8_t {
 /// One sentence on a fault ("" for none).
 constexpr std::string_view to_string(fault f) noexcept {
   switch (f) {
-    case fault::none: return "";
-    case fault::peer_closed: return "the server closed the connection";
-    case fault::io_error: return "a system call on the transport failed (see sys)";
-    case fault::bad_type: return "the server sent a message type it may not send";
-    case fault::oversized_len: return "the server sent a header len above 4096";
-    case fault::unsolicited_reply: return "the server answered a req_id nobody asked";
-    case fault::reply_type_mismatch: return "the server answered with another message type";
-    case fault::reply_tx_mismatch: return "the server answered with another transaction id";
-    case fault::malformed_payload: return "the server sent a reply payload that breaks its type's rules";
-    case fault::bad_error_name: return "the server sent an XS_ERROR that is not an errno name";
-    case fault::malformed_event: return "the server sent a watch event that is not \"path\\0token\\0\"";
-    case fault::ring_index: return "the ring's indices are more than a ring apart";
-    case fault::ring_error: return "the server reported an error in the ring page";
-    case fault::reply_timeout: return "the server did not answer within the reply timeout";
-    case fault::send_timeout: return "the server did not read our request within the reply timeout";
+    case fault::none:
+      return "";
+    case fault::peer_closed:
+      return "the server closed the connection";
+    case fault::io_error:
+      return "a system call on the transport failed (see sys)";
+    case fault::bad_type:
+      return "the server sent a message type it may not send";
+    case fault::oversized_len:
+      return "the server sent a header len above 4096";
+    case fault::unsolicited_reply:
+      return "the server answered a req_id nobody asked";
+    case fault::reply_type_mismatch:
+      return "the server answered with another message type";
+    case fault::reply_tx_mismatch:
+      return "the server answered with another transaction id";
+    case fault::malformed_payload:
+      return "the server sent a reply payload that breaks its type's rules";
+    case fault::bad_error_name:
+      return "the server sent an XS_ERROR that is not an errno name";
+    case fault::malformed_event:
+      return "the server sent a watch event that is not \"path\\0token\\0\"";
+    case fault::ring_index:
+      return "the ring's indices are more than a ring apart";
+    case fault::ring_error:
+      return "the server reported an error in the ring page";
+    case fault::reply_timeout:
+      return "the server did not answer within the reply timeout";
+    case fault::send_timeout:
+      return "the server did not read our request within the reply timeout";
   }
   return "?";
 }

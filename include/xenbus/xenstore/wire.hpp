@@ -1,4 +1,5 @@
-// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, header codec, an incremental decoder and strict request/reply validation.
+// [freestanding] Xenstore wire protocol (xen/io/xs_wire.h): message types, header codec, an incremental decoder and
+// strict request/reply validation.
 #pragma once
 
 #include <xenbus/result.hpp>
@@ -12,7 +13,6 @@
 #include <initializer_list>
 #include <span>
 #include <string_view>
-
 
 XENBUS_BEGIN_NAMESPACE
 namespace xenstore {
@@ -44,8 +44,8 @@ enum class msg_type : std::uint32_t {
   // 20 was XS_RESTRICT, removed from the protocol: it is an unknown type now.
   reset_watches = 21,
   directory_part = 22,
-  type_count = 23,      ///< number of type values (not all valid)
-  invalid = 0xffff,     ///< XS_INVALID: guaranteed never to be a valid type
+  type_count = 23,   ///< number of type values (not all valid)
+  invalid = 0xffff,  ///< XS_INVALID: guaranteed never to be a valid type
 };
 
 /// True for the values Xen defines as messages today (excludes the removed 20).
@@ -57,30 +57,54 @@ constexpr bool is_known(msg_type t) noexcept {
 /// Xen's name without the XS_ prefix ("READ", "TRANSACTION_START", ...).
 constexpr std::string_view to_string(msg_type t) noexcept {
   switch (t) {
-    case msg_type::control: return "CONTROL";
-    case msg_type::directory: return "DIRECTORY";
-    case msg_type::read: return "READ";
-    case msg_type::get_perms: return "GET_PERMS";
-    case msg_type::watch: return "WATCH";
-    case msg_type::unwatch: return "UNWATCH";
-    case msg_type::transaction_start: return "TRANSACTION_START";
-    case msg_type::transaction_end: return "TRANSACTION_END";
-    case msg_type::introduce: return "INTRODUCE";
-    case msg_type::release: return "RELEASE";
-    case msg_type::get_domain_path: return "GET_DOMAIN_PATH";
-    case msg_type::write: return "WRITE";
-    case msg_type::mkdir: return "MKDIR";
-    case msg_type::rm: return "RM";
-    case msg_type::set_perms: return "SET_PERMS";
-    case msg_type::watch_event: return "WATCH_EVENT";
-    case msg_type::error: return "ERROR";
-    case msg_type::is_domain_introduced: return "IS_DOMAIN_INTRODUCED";
-    case msg_type::resume: return "RESUME";
-    case msg_type::set_target: return "SET_TARGET";
-    case msg_type::reset_watches: return "RESET_WATCHES";
-    case msg_type::directory_part: return "DIRECTORY_PART";
-    case msg_type::type_count: break;
-    case msg_type::invalid: return "INVALID";
+    case msg_type::control:
+      return "CONTROL";
+    case msg_type::directory:
+      return "DIRECTORY";
+    case msg_type::read:
+      return "READ";
+    case msg_type::get_perms:
+      return "GET_PERMS";
+    case msg_type::watch:
+      return "WATCH";
+    case msg_type::unwatch:
+      return "UNWATCH";
+    case msg_type::transaction_start:
+      return "TRANSACTION_START";
+    case msg_type::transaction_end:
+      return "TRANSACTION_END";
+    case msg_type::introduce:
+      return "INTRODUCE";
+    case msg_type::release:
+      return "RELEASE";
+    case msg_type::get_domain_path:
+      return "GET_DOMAIN_PATH";
+    case msg_type::write:
+      return "WRITE";
+    case msg_type::mkdir:
+      return "MKDIR";
+    case msg_type::rm:
+      return "RM";
+    case msg_type::set_perms:
+      return "SET_PERMS";
+    case msg_type::watch_event:
+      return "WATCH_EVENT";
+    case msg_type::error:
+      return "ERROR";
+    case msg_type::is_domain_introduced:
+      return "IS_DOMAIN_INTRODUCED";
+    case msg_type::resume:
+      return "RESUME";
+    case msg_type::set_target:
+      return "SET_TARGET";
+    case msg_type::reset_watches:
+      return "RESET_WATCHES";
+    case msg_type::directory_part:
+      return "DIRECTORY_PART";
+    case msg_type::type_count:
+      break;
+    case msg_type::invalid:
+      return "INVALID";
   }
   return "(unknown)";
 }
@@ -133,7 +157,8 @@ enum class stream_error : std::uint8_t {
 
 constexpr std::string_view to_string(stream_error e) noexcept {
   switch (e) {
-    case stream_error::payload_too_long: return "message len exceeds XENSTORE_PAYLOAD_MAX (4096)";
+    case stream_error::payload_too_long:
+      return "message len exceeds XENSTORE_PAYLOAD_MAX (4096)";
   }
   return "(invalid)";
 }
@@ -148,16 +173,14 @@ constexpr result<void, stream_error> check_header(const header& h) noexcept {
 /// Writes header and payload parts into `out`; returns bytes written, or 0 if the parts
 /// exceed XENSTORE_PAYLOAD_MAX or do not fit in `out`.
 constexpr std::size_t encode_message(msg_type type, std::uint32_t req_id, std::uint32_t tx_id,
-                                     std::initializer_list<std::string_view> parts,
-                                     std::span<char> out) noexcept {
+                                     std::initializer_list<std::string_view> parts, std::span<char> out) noexcept {
   std::size_t len = 0;
   for (auto p : parts) {
     if (p.size() > payload_max - len) return 0;
     len += p.size();
   }
   if (out.size() < header_size + len) return 0;
-  encode_header(header{static_cast<std::uint32_t>(type), req_id, tx_id,
-                       static_cast<std::uint32_t>(len)},
+  encode_header(header{static_cast<std::uint32_t>(type), req_id, tx_id, static_cast<std::uint32_t>(len)},
                 out.first<header_size>());
   std::size_t at = header_size;
   for (auto p : parts)
@@ -222,9 +245,7 @@ class decoder {
   constexpr const header& current_header() const noexcept { return hdr_; }
 
   /// The complete message; only meaningful when ready().
-  constexpr message current() const noexcept {
-    return message{hdr_, std::string_view{payload_, hdr_.len}};
-  }
+  constexpr message current() const noexcept { return message{hdr_, std::string_view{payload_, hdr_.len}}; }
   /// Drops the current message and starts on the next one.
   constexpr void next() noexcept {
     ready_ = false;
@@ -238,8 +259,7 @@ class decoder {
   }
 
  private:
-  static constexpr std::size_t take(std::span<const char> in, std::size_t want,
-                                    char* to) noexcept {
+  static constexpr std::size_t take(std::span<const char> in, std::size_t want, char* to) noexcept {
     const std::size_t n = in.size() < want ? in.size() : want;
     for (std::size_t i = 0; i < n; ++i) to[i] = in[i];
     return n;
@@ -330,16 +350,15 @@ enum class path_kind : std::uint8_t {
 constexpr result<path_kind, errc> check_path(std::string_view p, bool allow_special) noexcept {
   if (p.empty()) return unexpected{errc::einval};
   if (p[0] == '@') {
-    if (allow_special && (p == introduce_domain_path || p == release_domain_path))
-      return path_kind::special;
+    if (allow_special && (p == introduce_domain_path || p == release_domain_path)) return path_kind::special;
     return unexpected{errc::einval};
   }
   const bool abs = p[0] == '/';
   if (p.size() > (abs ? abs_path_max : rel_path_max)) return unexpected{errc::einval};
   char prev = '\0';
   for (char c : p) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '/' || c == '_' || c == '@';
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                    c == '/' || c == '_' || c == '@';
     if (!ok) return unexpected{errc::einval};
     if (c == '/' && prev == '/') return unexpected{errc::einval};
     prev = c;
@@ -364,10 +383,14 @@ struct perm {
 
 constexpr char to_char(access a) noexcept {
   switch (a) {
-    case access::none: return 'n';
-    case access::read: return 'r';
-    case access::write: return 'w';
-    case access::both: return 'b';
+    case access::none:
+      return 'n';
+    case access::read:
+      return 'r';
+    case access::write:
+      return 'w';
+    case access::both:
+      return 'b';
   }
   return 'n';
 }
@@ -376,11 +399,20 @@ constexpr result<perm, errc> parse_perm(std::string_view t) noexcept {
   if (t.size() < 2) return unexpected{errc::einval};
   access a{};
   switch (t[0]) {
-    case 'n': a = access::none; break;
-    case 'r': a = access::read; break;
-    case 'w': a = access::write; break;
-    case 'b': a = access::both; break;
-    default: return unexpected{errc::einval};
+    case 'n':
+      a = access::none;
+      break;
+    case 'r':
+      a = access::read;
+      break;
+    case 'w':
+      a = access::write;
+      break;
+    case 'b':
+      a = access::both;
+      break;
+    default:
+      return unexpected{errc::einval};
   }
   auto d = parse_domid(t.substr(1));
   if (!d) return unexpected{d.error()};
@@ -404,7 +436,7 @@ struct request {
   std::uint32_t tx_id = 0;
   std::string_view path;  ///< node path (as sent: absolute, relative or special)
   path_kind kind = path_kind::absolute;
-  std::string_view data;   ///< WRITE: value bytes (any, NULs included); WATCH/UNWATCH: token
+  std::string_view data;     ///< WRITE: value bytes (any, NULs included); WATCH/UNWATCH: token
   std::uint64_t number = 0;  ///< DIRECTORY_PART: offset; TRANSACTION_END: 1 commit, 0 abort
   std::uint32_t domid = 0;   ///< domain operations: the domain; SET_TARGET: the domain
   std::uint32_t domid2 = 0;  ///< SET_TARGET: the target; INTRODUCE: event channel port
@@ -483,9 +515,12 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
     case msg_type::transaction_end: {
       std::string_view a[1];
       if (!split_exact(p, a)) return unexpected{errc::einval};
-      if (a[0] == "T") r.number = 1;
-      else if (a[0] == "F") r.number = 0;
-      else return unexpected{errc::einval};
+      if (a[0] == "T")
+        r.number = 1;
+      else if (a[0] == "F")
+        r.number = 0;
+      else
+        return unexpected{errc::einval};
       return r;
     }
     case msg_type::get_domain_path:
@@ -538,18 +573,22 @@ constexpr result<request, errc> parse_request(const message& m) noexcept {
 
 /// Why a reply from a server was refused (a client should drop such a connection).
 enum class reply_error : std::uint8_t {
-  unknown_type,        ///< not a type a server sends
-  bad_error_text,      ///< XS_ERROR without a known errno name and its NUL
-  bad_watch_event,     ///< XS_WATCH_EVENT not exactly "path\0token\0", or a bad path
-  missing_nul,         ///< a text reply that does not end in NUL
+  unknown_type,     ///< not a type a server sends
+  bad_error_text,   ///< XS_ERROR without a known errno name and its NUL
+  bad_watch_event,  ///< XS_WATCH_EVENT not exactly "path\0token\0", or a bad path
+  missing_nul,      ///< a text reply that does not end in NUL
 };
 
 constexpr std::string_view to_string(reply_error e) noexcept {
   switch (e) {
-    case reply_error::unknown_type: return "reply type is not one a server sends";
-    case reply_error::bad_error_text: return "XS_ERROR payload is not a known errno name with its NUL";
-    case reply_error::bad_watch_event: return "XS_WATCH_EVENT payload is not path NUL token NUL";
-    case reply_error::missing_nul: return "text reply is not NUL-terminated";
+    case reply_error::unknown_type:
+      return "reply type is not one a server sends";
+    case reply_error::bad_error_text:
+      return "XS_ERROR payload is not a known errno name with its NUL";
+    case reply_error::bad_watch_event:
+      return "XS_WATCH_EVENT payload is not path NUL token NUL";
+    case reply_error::missing_nul:
+      return "text reply is not NUL-terminated";
   }
   return "(invalid)";
 }

@@ -133,19 +133,33 @@ class backend {
   void fatal(close_reason why, std::string_view detail) { core_.fatal(*this, why, detail); }
 
  private:
-  enum class when : std::uint8_t { always, init_wait, skip_init_wait, reset_at_once, close_first, reconnect, peer_moved };
+  enum class when : std::uint8_t {
+    always,
+    init_wait,
+    skip_init_wait,
+    reset_at_once,
+    close_first,
+    reconnect,
+    peer_moved
+  };
   using row = detail::reaction<backend, when>;
   using duty_row = detail::duty_row<backend>;
   using st = state;
 
   bool holds(when g) {
     switch (g) {  // guards are policy, not states: each reads an option or the store
-      case when::always: return true;
-      case when::init_wait: return !opts_.skip_init_wait;
-      case when::skip_init_wait: return opts_.skip_init_wait;
-      case when::reset_at_once: return opts_.reset_at_once;
-      case when::close_first: return !opts_.reset_at_once;
-      case when::peer_moved: return core_.peer_events();  // pciback: on the frontend's next change
+      case when::always:
+        return true;
+      case when::init_wait:
+        return !opts_.skip_init_wait;
+      case when::skip_init_wait:
+        return opts_.skip_init_wait;
+      case when::reset_at_once:
+        return opts_.reset_at_once;
+      case when::close_first:
+        return !opts_.reset_at_once;
+      case when::peer_moved:
+        return core_.peer_events();  // pciback: on the frontend's next change
       case when::reconnect: {
         if (core_.local_close()) return false;
         auto online = core_.store().read(no_tx, core_.dir() + "/" + std::string(keys::online));
@@ -197,9 +211,13 @@ class backend {
     const std::string d = core_.dir() + "/";
     auto w = in_transaction(core_.store(), [&](store_tx tx) -> result<void, store_error> {
       if (auto e = core_.own_node_exists(tx); !e) return e;  // never re-create a removed device
-      if (auto r = core_.store().write(tx, d + std::string(keys::max_ring_page_order), to_decimal(opts_.max_ring_page_order)); !r) return r;
+      if (auto r = core_.store().write(tx, d + std::string(keys::max_ring_page_order),
+                                       to_decimal(opts_.max_ring_page_order));
+          !r)
+        return r;
       if (opts_.max_queues > 1)
-        if (auto r = core_.store().write(tx, d + std::string(keys::max_queues), to_decimal(opts_.max_queues)); !r) return r;
+        if (auto r = core_.store().write(tx, d + std::string(keys::max_queues), to_decimal(opts_.max_queues)); !r)
+          return r;
       for (const auto& [k, v] : opts_.features)
         if (auto r = core_.store().write(tx, d + k, v); !r) return r;
       return core_.store().write(tx, d + std::string(keys::hotplug_status), "connected");

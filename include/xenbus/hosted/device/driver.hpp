@@ -38,11 +38,11 @@ concept device_protocol = requires {
   { P::abi } -> std::convertible_to<std::string_view>;
   { P::max_ring_page_order } -> std::convertible_to<unsigned>;
   { P::max_queues } -> std::convertible_to<unsigned>;
-} && ((ring_message<typename P::request> && ring_message<typename P::response>) ||
-      requires(std::span<std::byte> page) {
-        { P::make_front(page) } -> std::same_as<result<typename P::front_ring_type, ring_error>>;
-        { P::make_back(page) } -> std::same_as<result<typename P::back_ring_type, ring_error>>;
-      });
+}
+&&((ring_message<typename P::request> && ring_message<typename P::response>) || requires(std::span<std::byte> page) {
+  { P::make_front(page) } -> std::same_as<result<typename P::front_ring_type, ring_error>>;
+  { P::make_back(page) } -> std::same_as<result<typename P::back_ring_type, ring_error>>;
+});
 
 namespace detail {
 /// The rings a protocol's queues use: its own, or front_ring/back_ring of its messages.
@@ -54,7 +54,7 @@ struct protocol_rings {
   static result<back, ring_error> make_back(std::span<std::byte> page) noexcept { return back::attach(page); }
 };
 template <class P>
-  requires requires { typename P::front_ring_type; }
+requires requires { typename P::front_ring_type; }
 struct protocol_rings<P> {
   using front = typename P::front_ring_type;
   using back = typename P::back_ring_type;
@@ -64,8 +64,10 @@ struct protocol_rings<P> {
 /// The key that carries a queue's event channel.
 template <class P>
 constexpr std::string_view event_channel_key() noexcept {
-  if constexpr (requires { P::event_channel_key; }) return P::event_channel_key;
-  else return "event-channel";
+  if constexpr (requires { P::event_channel_key; })
+    return P::event_channel_key;
+  else
+    return "event-channel";
 }
 }  // namespace detail
 
@@ -80,8 +82,8 @@ struct device_address {
     return "/local/domain/" + to_decimal(frontend_domid) + "/device/" + type + "/" + to_decimal(devid);
   }
   std::string backend_dir() const {
-    return "/local/domain/" + to_decimal(backend_domid) + "/backend/" + type + "/" + to_decimal(frontend_domid) +
-           "/" + to_decimal(devid);
+    return "/local/domain/" + to_decimal(backend_domid) + "/backend/" + type + "/" + to_decimal(frontend_domid) + "/" +
+           to_decimal(devid);
   }
 };
 
@@ -105,20 +107,34 @@ enum class close_reason : std::uint8_t {
 
 constexpr std::string_view to_string(close_reason r) noexcept {
   switch (r) {
-    case close_reason::none: return "running";
-    case close_reason::local_request: return "closed on request";
-    case close_reason::peer_closed: return "the peer closed";
-    case close_reason::toolstack_unplug: return "the toolstack unplugged the device";
-    case close_reason::peer_vanished: return "the peer's node vanished";
-    case close_reason::peer_garbage: return "the peer's state node holds garbage";
-    case close_reason::peer_illegal: return "the peer made a change the table does not allow";
-    case close_reason::negotiation_failed: return "the peer's transport keys were refused";
-    case close_reason::resource_failed: return "granting, mapping or binding failed";
-    case close_reason::store_failed: return "a xenstore write failed";
-    case close_reason::ring_broken: return "the peer corrupted the shared ring";
-    case close_reason::handed_over: return "handed over to a new instance";
-    case close_reason::own_node_garbage: return "our state node was overwritten with garbage";
-    case close_reason::device_removed: return "the device was removed";
+    case close_reason::none:
+      return "running";
+    case close_reason::local_request:
+      return "closed on request";
+    case close_reason::peer_closed:
+      return "the peer closed";
+    case close_reason::toolstack_unplug:
+      return "the toolstack unplugged the device";
+    case close_reason::peer_vanished:
+      return "the peer's node vanished";
+    case close_reason::peer_garbage:
+      return "the peer's state node holds garbage";
+    case close_reason::peer_illegal:
+      return "the peer made a change the table does not allow";
+    case close_reason::negotiation_failed:
+      return "the peer's transport keys were refused";
+    case close_reason::resource_failed:
+      return "granting, mapping or binding failed";
+    case close_reason::store_failed:
+      return "a xenstore write failed";
+    case close_reason::ring_broken:
+      return "the peer corrupted the shared ring";
+    case close_reason::handed_over:
+      return "handed over to a new instance";
+    case close_reason::own_node_garbage:
+      return "our state node was overwritten with garbage";
+    case close_reason::device_removed:
+      return "the device was removed";
   }
   return "(invalid)";
 }
@@ -173,10 +189,14 @@ constexpr bool reactions_follow_table(driver by, const std::array<reaction<End, 
 }
 
 /// The order a driver discharges duties in: forget and reset before new work.
-inline constexpr std::array<duty, duty_count> duty_order{
-    duty::forget_device,         duty::reset_for_new_peer, duty::stop_io,
-    duty::release_transport,     duty::read_backend_features, duty::connect_transport,
-    duty::read_backend_properties, duty::reconfigure};
+inline constexpr std::array<duty, duty_count> duty_order{duty::forget_device,
+                                                         duty::reset_for_new_peer,
+                                                         duty::stop_io,
+                                                         duty::release_transport,
+                                                         duty::read_backend_features,
+                                                         duty::connect_transport,
+                                                         duty::read_backend_properties,
+                                                         duty::reconfigure};
 
 /// Every duty has exactly one row, and no row names anything else.
 template <class End, std::size_t N>
@@ -461,7 +481,8 @@ class device_core {
       if (text.error().code != store_errc::enoent) return;  // transient; the next event retries
       // The node is gone: the peer's state is unknown. Report why before the table
       // classifies the jump to Unknown (which no row of a live peer explains).
-      if (m_.own() != state::closed && m_.peer() != state::unknown) fatal(end, close_reason::peer_vanished, peer_dir_ + "/state");
+      if (m_.own() != state::closed && m_.peer() != state::unknown)
+        fatal(end, close_reason::peer_vanished, peer_dir_ + "/state");
       o = m_.observe_peer(state::unknown);
       if (o.kind != change_kind::unchanged) log(describe(o).view());
       return;

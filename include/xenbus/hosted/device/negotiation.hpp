@@ -39,22 +39,28 @@ inline constexpr unsigned max_supported_queues = 64;
 
 /// Why the transport a peer published was refused.
 enum class negotiation_errc : std::uint8_t {
-  missing_key,       ///< a key the protocol needs is absent
-  not_a_number,      ///< a numeric key holds something "%u" would not write
-  order_too_large,   ///< ring-page-order above the max-ring-page-order we offered
-  too_many_queues,   ///< multi-queue-num-queues above what we offered (or zero)
-  wrong_protocol,    ///< `protocol` names another ABI than ours
-  store_failed,      ///< reading or writing the store failed
+  missing_key,      ///< a key the protocol needs is absent
+  not_a_number,     ///< a numeric key holds something "%u" would not write
+  order_too_large,  ///< ring-page-order above the max-ring-page-order we offered
+  too_many_queues,  ///< multi-queue-num-queues above what we offered (or zero)
+  wrong_protocol,   ///< `protocol` names another ABI than ours
+  store_failed,     ///< reading or writing the store failed
 };
 
 constexpr std::string_view to_string(negotiation_errc e) noexcept {
   switch (e) {
-    case negotiation_errc::missing_key: return "a transport key is missing";
-    case negotiation_errc::not_a_number: return "a numeric key is not a decimal number";
-    case negotiation_errc::order_too_large: return "ring-page-order exceeds max-ring-page-order";
-    case negotiation_errc::too_many_queues: return "multi-queue-num-queues is zero or exceeds multi-queue-max-queues";
-    case negotiation_errc::wrong_protocol: return "protocol names another ABI";
-    case negotiation_errc::store_failed: return "store operation failed";
+    case negotiation_errc::missing_key:
+      return "a transport key is missing";
+    case negotiation_errc::not_a_number:
+      return "a numeric key is not a decimal number";
+    case negotiation_errc::order_too_large:
+      return "ring-page-order exceeds max-ring-page-order";
+    case negotiation_errc::too_many_queues:
+      return "multi-queue-num-queues is zero or exceeds multi-queue-max-queues";
+    case negotiation_errc::wrong_protocol:
+      return "protocol names another ABI";
+    case negotiation_errc::store_failed:
+      return "store operation failed";
   }
   return "(invalid)";
 }

@@ -1,4 +1,5 @@
-// [hosted] The xenstore wire dispatcher: takes each request that parse_request validated to the store's data model and queues its reply.
+// [hosted] The xenstore wire dispatcher: takes each request that parse_request validated to the store's data model and
+// queues its reply.
 #pragma once
 
 #include <xenbus/result.hpp>
@@ -51,8 +52,10 @@ class dispatcher {
 
   template <class R>
   void ack(store::connection& c, const header& h, const R& r) {
-    if (r) send_ok(c, h);
-    else send_error(c, h, r.error());
+    if (r)
+      send_ok(c, h);
+    else
+      send_error(c, h, r.error());
   }
 
   void execute(conn_id id, store::connection& c, const request& r) {
@@ -60,23 +63,32 @@ class dispatcher {
     switch (r.type) {
       case msg_type::read: {
         auto v = s_.read(id, r.tx_id, node_path::checked(r));
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
+        if (v)
+          send_reply(c, h, {*v});
+        else
+          send_error(c, h, v.error());
         return;
       }
-      case msg_type::write: return ack(c, h, s_.write(id, r.tx_id, node_path::checked(r), r.data));
-      case msg_type::mkdir: return ack(c, h, s_.mkdir(id, r.tx_id, node_path::checked(r)));
-      case msg_type::rm: return ack(c, h, s_.rm(id, r.tx_id, node_path::checked(r)));
+      case msg_type::write:
+        return ack(c, h, s_.write(id, r.tx_id, node_path::checked(r), r.data));
+      case msg_type::mkdir:
+        return ack(c, h, s_.mkdir(id, r.tx_id, node_path::checked(r)));
+      case msg_type::rm:
+        return ack(c, h, s_.rm(id, r.tx_id, node_path::checked(r)));
       case msg_type::directory: {
         auto v = s_.directory(id, r.tx_id, node_path::checked(r));
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
+        if (v)
+          send_reply(c, h, {*v});
+        else
+          send_error(c, h, v.error());
         return;
       }
       case msg_type::directory_part: {
         auto v = s_.directory_part(id, r.tx_id, node_path::checked(r), r.number);
-        if (v) send_reply(c, h, {*v});
-        else send_error(c, h, v.error());
+        if (v)
+          send_reply(c, h, {*v});
+        else
+          send_error(c, h, v.error());
         return;
       }
       case msg_type::get_perms: {
@@ -104,7 +116,8 @@ class dispatcher {
         text += '\0';
         return send_reply(c, h, {text});
       }
-      case msg_type::transaction_end: return ack(c, h, s_.transaction_end(id, r.tx_id, r.number != 0));
+      case msg_type::transaction_end:
+        return ack(c, h, s_.transaction_end(id, r.tx_id, r.number != 0));
       case msg_type::watch: {
         auto w = s_.watch(id, node_path::checked(r), r.data);
         if (!w) return send_error(c, h, w.error());
@@ -113,16 +126,20 @@ class dispatcher {
         s_.queue_event(c, r.path, r.data);
         return;
       }
-      case msg_type::unwatch: return ack(c, h, s_.unwatch(id, node_path::checked(r), r.data));
-      case msg_type::reset_watches: return ack(c, h, s_.reset_watches(id));
+      case msg_type::unwatch:
+        return ack(c, h, s_.unwatch(id, node_path::checked(r), r.data));
+      case msg_type::reset_watches:
+        return ack(c, h, s_.reset_watches(id));
       case msg_type::get_domain_path: {
         std::string p = "/local/domain/";
         detail::append_u64(p, r.domid);
         p += '\0';
         return send_reply(c, h, {p});
       }
-      case msg_type::introduce: return ack(c, h, s_.introduce(id, r.domid));
-      case msg_type::release: return ack(c, h, s_.release(id, r.domid));
+      case msg_type::introduce:
+        return ack(c, h, s_.introduce(id, r.domid));
+      case msg_type::release:
+        return ack(c, h, s_.release(id, r.domid));
       case msg_type::is_domain_introduced:
         return send_reply(c, h, {s_.is_domain_introduced(r.domid) ? detail::with_nul("T") : detail::with_nul("F")});
       case msg_type::resume:
@@ -135,7 +152,8 @@ class dispatcher {
           return send_error(c, h, errc::enoent);
         s_.targets_[r.domid] = r.domid2;
         return send_ok(c, h);
-      case msg_type::control: return control(c, h, r.list);
+      case msg_type::control:
+        return control(c, h, r.list);
       case msg_type::watch_event:
       case msg_type::error:
       case msg_type::type_count:

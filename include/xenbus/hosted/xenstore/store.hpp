@@ -46,7 +46,7 @@ struct limits {
   /// Any connection: bytes its watches may hold together (2 x (path + token) + 128 each);
   /// E2BIG beyond. 128 unprivileged watches of the longest paths fit.
   std::size_t watch_bytes = 2 * 1024 * 1024;
-  std::size_t privileged_transactions = 256;         ///< open per privileged connection (ENOSPC)
+  std::size_t privileged_transactions = 256;  ///< open per privileged connection (ENOSPC)
   /// Any connection: bytes its open transactions may hold together (node copies, paths,
   /// pending events, as store::transaction_bytes counts them); ENOSPC beyond.
   std::size_t transaction_bytes = 4 * 1024 * 1024;
@@ -59,8 +59,8 @@ class node_path {
  public:
   /// Text the operation will check: anything a std::string_view can be made from.
   template <class T>
-    requires std::convertible_to<const T&, std::string_view>
-  node_path(const T& text) noexcept : text_{text} {}  // implicit, as the string_view it stands for
+  requires std::convertible_to<const T&, std::string_view> node_path(const T& text)
+  noexcept : text_{text} {}  // implicit, as the string_view it stands for
   /// The path of a request that parse_request accepted.
   static node_path checked(const request& r) noexcept {
     node_path p{r.path};
@@ -118,9 +118,7 @@ inline std::string_view parent_of(std::string_view path) noexcept {
   const auto slash = path.rfind('/');
   return slash == 0 ? std::string_view{"/"} : path.substr(0, slash);
 }
-inline std::string_view basename_of(std::string_view path) noexcept {
-  return path.substr(path.rfind('/') + 1);
-}
+inline std::string_view basename_of(std::string_view path) noexcept { return path.substr(path.rfind('/') + 1); }
 inline std::string join(std::string_view dir, std::string_view name) {
   std::string p;
   p.reserve(dir.size() + 1 + name.size());
@@ -181,8 +179,10 @@ class out_queue {
       if (!tail_ || tail_->used == chunk::room) {
         auto fresh = std::make_unique<chunk>();
         chunk* raw = fresh.get();
-        if (tail_) tail_->next = std::move(fresh);
-        else head_ = std::move(fresh);
+        if (tail_)
+          tail_->next = std::move(fresh);
+        else
+          head_ = std::move(fresh);
         tail_ = raw;
         ++chunks_;
       }
@@ -270,11 +270,11 @@ class out_queue {
 
   std::unique_ptr<chunk> head_;
   chunk* tail_ = nullptr;
-  std::size_t sent_ = 0;     ///< bytes of the head chunk already sent
+  std::size_t sent_ = 0;  ///< bytes of the head chunk already sent
   std::size_t unsent_ = 0;
   std::size_t chunks_ = 0;
-  header msg_{};             ///< the message being sent
-  std::size_t msg_left_ = 0; ///< its bytes not yet sent (0: at a message boundary)
+  header msg_{};              ///< the message being sent
+  std::size_t msg_left_ = 0;  ///< its bytes not yet sent (0: at a message boundary)
 };
 
 }  // namespace detail
@@ -453,8 +453,7 @@ class store {
 
   /// The XS_DIRECTORY_PART payload: generation, NUL, the children from byte `offset` that
   /// fit, and one more NUL when the list ends there.
-  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, const node_path& path,
-                                           std::uint64_t offset) {
+  result<std::string, errc> directory_part(conn_id id, std::uint32_t tx, const node_path& path, std::uint64_t offset) {
     auto ctx = begin_op(id, tx, path, false);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
@@ -500,14 +499,12 @@ class store {
     return n->perms;
   }
 
-  result<void, errc> set_perms(conn_id id, std::uint32_t tx, const node_path& path,
-                               const std::vector<perm>& perms) {
+  result<void, errc> set_perms(conn_id id, std::uint32_t tx, const node_path& path, const std::vector<perm>& perms) {
     auto ctx = begin_op(id, tx, path, true);
     if (!ctx) return unexpected{ctx.error()};
     auto& o = *ctx;
     if (perms.empty()) return unexpected{errc::einval};
-    if (!o.conn->privileged && perms.size() - 1 > limits_.perms_per_node)
-      return unexpected{errc::enospc};
+    if (!o.conn->privileged && perms.size() - 1 > limits_.perms_per_node) return unexpected{errc::enospc};
     if (o.special) {
       if (!o.conn->privileged) return unexpected{errc::eacces};
       special_perms_[std::string{o.path}] = perms;
@@ -518,8 +515,7 @@ class store {
     if (!is_owner(*o.conn, *cur)) return unexpected{errc::eacces};
     // Unprivileged owners may share, but not give away, what they own.
     if (!o.conn->privileged && perms[0].domid != cur->perms[0].domid) return unexpected{errc::eperm};
-    if (auto q = check_owner_quota(o, perms[0].domid, cur->perms[0].domid, 1); !q)
-      return unexpected{q.error()};
+    if (auto q = check_owner_quota(o, perms[0].domid, cur->perms[0].domid, 1); !q) return unexpected{q.error()};
     detail::node copy = *cur;
     copy.perms = perms;
     if (auto r = put(o, o.path, std::move(copy)); !r) return r;
@@ -573,8 +569,10 @@ class store {
       }
     for (auto& [path, e] : t->nodes) {
       if (!e.modified) continue;
-      if (e.value) set_global(path, std::move(*e.value));
-      else erase_global(path);
+      if (e.value)
+        set_global(path, std::move(*e.value));
+      else
+        erase_global(path);
     }
     ++stats_.commits;
     op o{id, c, nullptr, {}, false};
@@ -689,7 +687,7 @@ class store {
   struct conn_watch {
     std::string path;  ///< canonical (absolute or special)
     std::string token;
-    bool relative;     ///< registered relative: events carry relative paths
+    bool relative;  ///< registered relative: events carry relative paths
   };
   struct watch_ref {
     std::uint32_t index;
@@ -719,17 +717,17 @@ class store {
     std::uint32_t domid = 0;
     bool privileged = false;
     std::uint32_t generation = 0;
-    std::string prefix;  ///< /local/domain/<domid>
-    detail::out_queue out;             ///< replies and events, freed as they are sent
-    std::size_t queued_replies = 0;    ///< replies in `out` not sent in full
-    std::size_t queued_events = 0;     ///< events in `out` not sent in full
-    std::size_t queued_event_bytes = 0;///< their wire bytes
+    std::string prefix;                  ///< /local/domain/<domid>
+    detail::out_queue out;               ///< replies and events, freed as they are sent
+    std::size_t queued_replies = 0;      ///< replies in `out` not sent in full
+    std::size_t queued_events = 0;       ///< events in `out` not sent in full
+    std::size_t queued_event_bytes = 0;  ///< their wire bytes
     std::uint64_t dropped_events = 0;
     std::uint32_t index = 0;
     bool listed = false;  ///< in writable_
     std::vector<conn_watch> watches;
     std::unordered_map<std::uint32_t, std::unique_ptr<transaction>> txs;
-    std::size_t tx_bytes = 0;  ///< sum of txs' bytes (limit: transaction_bytes)
+    std::size_t tx_bytes = 0;     ///< sum of txs' bytes (limit: transaction_bytes)
     std::size_t watch_bytes = 0;  ///< sum of watch_cost() over watches (limit: watch_bytes)
   };
   /// One operation in progress: who, in which transaction, on which canonical path.
@@ -818,8 +816,10 @@ class store {
   /// Stores (or, with nullopt, removes) a node, in the transaction or globally.
   result<void, errc> put(op& o, std::string_view path, std::optional<detail::node> n) {
     if (!o.tx) {
-      if (n) set_global(path, std::move(*n));
-      else erase_global(path);
+      if (n)
+        set_global(path, std::move(*n));
+      else
+        erase_global(path);
       return {};
     }
     auto* e = touch(o, path);
@@ -877,9 +877,7 @@ class store {
     auto t = targets_.find(c.domid);
     return t != targets_.end() && t->second == domid;
   }
-  bool is_owner(const connection& c, const detail::node& n) const {
-    return c.privileged || owns(c, n.perms[0].domid);
-  }
+  bool is_owner(const connection& c, const detail::node& n) const { return c.privileged || owns(c, n.perms[0].domid); }
   bool can(const connection& c, const detail::node& n, access want) const {
     if (is_owner(c, n)) return true;
     access a = n.perms[0].acc;
@@ -919,8 +917,7 @@ class store {
     return it == special_perms_.end() ? std::vector<perm>{perm{access::none, 0}} : it->second;
   }
 
-  result<void, errc> check_owner_quota(op& o, std::uint32_t new_owner, std::uint32_t old_owner,
-                                       std::size_t count) {
+  result<void, errc> check_owner_quota(op& o, std::uint32_t new_owner, std::uint32_t old_owner, std::size_t count) {
     if (o.conn->privileged || new_owner == old_owner) return {};
     std::ptrdiff_t have = 0;
     if (auto it = owned_.find(new_owner); it != owned_.end()) have = it->second;
@@ -966,8 +963,7 @@ class store {
     if (!o.conn->privileged) perms[0].domid = static_cast<std::uint16_t>(o.conn->domid);
     if (auto q = check_owner_quota(o, perms[0].domid, ~std::uint32_t{0}, missing.size()); !q)
       return unexpected{q.error()};
-    if (o.tx && !o.conn->privileged &&
-        o.tx->nodes.size() + missing.size() > limits_.transaction_nodes)
+    if (o.tx && !o.conn->privileged && o.tx->nodes.size() + missing.size() > limits_.transaction_nodes)
       return unexpected{errc::enospc};
     detail::node parent_copy = *top;
     parent_copy.children.append(detail::basename_of(missing.back()));
@@ -1079,8 +1075,7 @@ class store {
     append_message(c, msg_type::watch_event, 0, 0, {path, detail::with_nul(""), token, detail::with_nul("")});
   }
 
-  void unindex_watch(const std::string& path, std::uint32_t index, std::uint32_t generation,
-                     std::string_view token) {
+  void unindex_watch(const std::string& path, std::uint32_t index, std::uint32_t generation, std::string_view token) {
     auto it = watch_index_.find(path);
     if (it == watch_index_.end()) return;
     auto& v = it->second;
@@ -1107,7 +1102,7 @@ class store {
   // ---- Replies ----------------------------------------------------------------------
 
   void append_message(connection& c, msg_type t, std::uint32_t req_id, std::uint32_t tx_id,
-                             std::initializer_list<std::string_view> parts) {
+                      std::initializer_list<std::string_view> parts) {
     std::size_t len = 0;
     for (auto p : parts) len += p.size();
     char h[header_size];

@@ -30,7 +30,9 @@ class client_store {
 
   xenstore::client& client() noexcept { return c_; }
 
-  result<std::string, store_error> read(store_tx tx, std::string_view path) { return wrap(c_.read(path, xenstore::tx{tx})); }
+  result<std::string, store_error> read(store_tx tx, std::string_view path) {
+    return wrap(c_.read(path, xenstore::tx{tx}));
+  }
   result<void, store_error> write(store_tx tx, std::string_view path, std::string_view value) {
     return wrap(c_.write(path, value, xenstore::tx{tx}));
   }
@@ -43,7 +45,9 @@ class client_store {
     if (!t) return unexpected{store_error{for_driver(t.error())}};
     return store_tx{t->id};
   }
-  result<void, store_error> transaction_end(store_tx tx, bool commit) { return wrap(c_.transaction_end(xenstore::tx{tx}, commit)); }
+  result<void, store_error> transaction_end(store_tx tx, bool commit) {
+    return wrap(c_.transaction_end(xenstore::tx{tx}, commit));
+  }
   result<void, store_error> watch(std::string_view path, std::string_view token) {
     auto w = c_.watch(path);
     if (!w) return unexpected{store_error{for_driver(w.error())}};

@@ -94,12 +94,16 @@ class xs_transport_box final : public xs_transport_iface {
   void interrupt() noexcept override { t_.interrupt(); }
   void rearm() noexcept override { t_.rearm(); }
   bool can_reconnect() noexcept override {
-    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect_supported();
-    else return false;
+    if constexpr (xenstore::reconnectable_transport<T>)
+      return t_.reconnect_supported();
+    else
+      return false;
   }
   xenstore::status reconnect() override {
-    if constexpr (xenstore::reconnectable_transport<T>) return t_.reconnect();
-    else return unexpected{xenstore::error{xenstore::errc::unsupported}};
+    if constexpr (xenstore::reconnectable_transport<T>)
+      return t_.reconnect();
+    else
+      return unexpected{xenstore::error{xenstore::errc::unsupported}};
   }
 
  private:
@@ -150,7 +154,9 @@ struct xs_watch_state {
   xenstore::error end_error{};
 
   xs_watch_state(std::string p, std::string t, std::size_t cap)
-      : path{std::move(p)}, token{std::move(t)}, capacity{cap < 1 ? 1 : cap},
+      : path{std::move(p)},
+        token{std::move(t)},
+        capacity{cap < 1 ? 1 : cap},
         efd{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)} {}
   xs_watch_state(const xs_watch_state&) = delete;
   xs_watch_state& operator=(const xs_watch_state&) = delete;
@@ -264,14 +270,15 @@ class xs_conn {
   ~xs_conn() { shutdown(); }
 
   /// Starts the reader thread (not done by the fuzz harness, which feeds bytes itself).
-  void start() { reader_ = std::thread([this] { read_loop(); }); }
+  void start() {
+    reader_ = std::thread([this] { read_loop(); });
+  }
 
   /// Sends one request and waits for its reply payload (already checked for its type).
   /// With a reply timeout, the whole request (waiting to send, sending, waiting for the
   /// reply) ends by one deadline; past it the connection is latched broken.
   result<std::string, xenstore::error> request(xs_type type, xenstore::tx tx,
-                                        std::initializer_list<std::string_view> parts,
-                                        bool raw_last = false) {
+                                               std::initializer_list<std::string_view> parts, bool raw_last = false) {
     auto frame = xs_encode(type, 0, tx.id, parts, raw_last);
     if (!frame) return unexpected{frame.error()};
     xs_pending p;
@@ -343,21 +350,18 @@ class xs_conn {
   }
 
   /// Creates a watch queue with a fresh token and routes events for it (no request sent).
-  result<std::shared_ptr<xs_watch_state>, xenstore::error> new_watch(std::string_view path,
-                                                              std::size_t capacity) {
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> new_watch(std::string_view path, std::size_t capacity) {
     std::lock_guard l{mu_};
     if (closed_) return unexpected{xenstore::error{xenstore::errc::closed}};
     if (broken_) return unexpected{fault_};
     // Tokens are ours alone, so an event's token names exactly one queue.
-    auto w = std::make_shared<xs_watch_state>(std::string(path),
-                                              "xb" + std::to_string(++next_token_), capacity);
+    auto w = std::make_shared<xs_watch_state>(std::string(path), "xb" + std::to_string(++next_token_), capacity);
     if (w->efd < 0) return unexpected{xenstore::error{xenstore::errc::enomem, xenstore::fault::io_error, errno}};
     watches_.emplace(w->token, w);
     return w;
   }
 
-  result<std::shared_ptr<xs_watch_state>, xenstore::error> add_watch(std::string_view path,
-                                                              std::size_t capacity) {
+  result<std::shared_ptr<xs_watch_state>, xenstore::error> add_watch(std::string_view path, std::size_t capacity) {
     // Routed before XS_WATCH is sent: the first event may overtake our wait for the reply.
     auto made = new_watch(path, capacity);
     if (!made) return unexpected{made.error()};
@@ -529,8 +533,10 @@ class xs_conn {
     xs_put_u32(frame.data() + 4, *id);
     // Failures fail p too, through pending_, and wait() reports them.
     auto n = t_->send_until(frame, deadline);
-    if (!n) latch(n.error());
-    else if (*n < frame.size()) latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
+    if (!n)
+      latch(n.error());
+    else if (*n < frame.size())
+      latch(xenstore::error{xenstore::errc::broken, xenstore::fault::send_timeout});
     return {};
   }
 
@@ -758,7 +764,8 @@ class watch {
 
   /// The next event, waiting up to `timeout` (negative: forever). Fails with timeout, or
   /// with the connection's error once the watch ended and its queue is empty.
-  result<xenstore::watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{-1}) {
+  result<xenstore::watch_event, xenstore::error> next(std::chrono::milliseconds timeout = std::chrono::milliseconds{
+                                                          -1}) {
     if (!state_) return unexpected{xenstore::error{xenstore::errc::closed}};
     auto& s = *state_;
     for (;;) {

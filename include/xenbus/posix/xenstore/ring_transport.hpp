@@ -32,9 +32,12 @@ namespace xenstore {
 /// ack() consumes pending signals.
 template <class E>
 concept ring_event_channel = std::movable<E> && requires(E& e) {
-  { e.notify() } noexcept;
-  { e.fd() } noexcept -> std::same_as<int>;
-  { e.ack() } noexcept;
+  { e.notify() }
+  noexcept;
+  { e.fd() }
+  noexcept->std::same_as<int>;
+  { e.ack() }
+  noexcept;
 };
 
 /// An event channel between two threads or processes of one machine: one eventfd per
@@ -219,7 +222,8 @@ class ring_transport {
     }
     // Returns once an event arrived after `seen` was read, on interrupt, or at `deadline`
     // (max(): none; a deadline already past returns timed_out unless an event is there).
-    woken wait(std::uint64_t seen, xenstore::transport_clock::time_point deadline = xenstore::transport_clock::time_point::max()) {
+    woken wait(std::uint64_t seen,
+               xenstore::transport_clock::time_point deadline = xenstore::transport_clock::time_point::max()) {
       const bool bounded = deadline != xenstore::transport_clock::time_point::max();
       std::unique_lock l{m};
       for (;;) {
@@ -227,8 +231,10 @@ class ring_transport {
         if (seq != seen) return woken::event;
         if (bounded && xenstore::transport_clock::now() >= deadline) return woken::timed_out;
         if (!polling) break;
-        if (bounded) cv.wait_until(l, deadline);
-        else cv.wait(l);
+        if (bounded)
+          cv.wait_until(l, deadline);
+        else
+          cv.wait(l);
       }
       polling = true;
       l.unlock();
@@ -269,14 +275,16 @@ class ring_transport {
     }
   };
 
-  ring_transport(xenstore_ring_guest g, E e)
-      : s_{std::make_unique<shared>(std::move(g), std::move(e))} {}
+  ring_transport(xenstore_ring_guest g, E e) : s_{std::make_unique<shared>(std::move(g), std::move(e))} {}
 
   static xenstore::error fault_of(ring_error e) noexcept {
     switch (e) {
-      case ring_error::peer_error: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_error};
-      case ring_error::not_supported: return xenstore::error{xenstore::errc::unsupported};
-      default: return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_index};
+      case ring_error::peer_error:
+        return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_error};
+      case ring_error::not_supported:
+        return xenstore::error{xenstore::errc::unsupported};
+      default:
+        return xenstore::error{xenstore::errc::broken, xenstore::fault::ring_index};
     }
   }
 

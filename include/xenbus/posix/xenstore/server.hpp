@@ -34,11 +34,11 @@ namespace xenstore {
 struct server_stats {
   std::uint64_t accepted = 0;
   std::uint64_t disconnected = 0;
-  std::uint64_t broken_streams = 0;     ///< clients dropped for breaking the framing
-  std::uint64_t partial_disconnects = 0;///< clients gone in the middle of a message
-  std::uint64_t refused = 0;            ///< connections closed at once: limit reached or no descriptor
-  std::uint64_t accept_pauses = 0;      ///< times accepting paused, out of descriptors and reserve
-  std::size_t peak_held_bytes = 0;      ///< most output one connection held (store::held_bytes)
+  std::uint64_t broken_streams = 0;       ///< clients dropped for breaking the framing
+  std::uint64_t partial_disconnects = 0;  ///< clients gone in the middle of a message
+  std::uint64_t refused = 0;              ///< connections closed at once: limit reached or no descriptor
+  std::uint64_t accept_pauses = 0;        ///< times accepting paused, out of descriptors and reserve
+  std::size_t peak_held_bytes = 0;        ///< most output one connection held (store::held_bytes)
 };
 
 /// Serves one store on a unix socket. Every client of the socket is privileged (domain 0),
@@ -102,10 +102,10 @@ class server {
       int timeout = spinning ? 0 : -1;
       if (accept_paused_) {
         const auto now = std::chrono::steady_clock::now();
-        if (now >= resume_accept_) resume_accepting();
+        if (now >= resume_accept_)
+          resume_accepting();
         else if (!spinning)
-          timeout = static_cast<int>(
-              std::chrono::ceil<std::chrono::milliseconds>(resume_accept_ - now).count());
+          timeout = static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(resume_accept_ - now).count());
       }
       const int n = ::epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout);
       if (n < 0) {
@@ -127,8 +127,10 @@ class server {
         }
         client* c = find(tag);
         if (!c) continue;  // closed earlier in this batch
-        if (what & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(*c);
-        else if (what & EPOLLOUT) flush(*c);
+        if (what & (EPOLLIN | EPOLLHUP | EPOLLERR))
+          on_readable(*c);
+        else if (what & EPOLLOUT)
+          flush(*c);
       }
       flush_writable();
     }
@@ -164,8 +166,8 @@ class server {
     /// Bytes read but not yet fed (while the store is not accepting). Bound: one read (16
     /// KiB): reading is armed only while the store accepts, and then `in` is empty.
     std::string in;
-    bool want_out = false;   ///< EPOLLOUT armed
-    bool reading = true;     ///< EPOLLIN armed
+    bool want_out = false;  ///< EPOLLOUT armed
+    bool reading = true;    ///< EPOLLIN armed
   };
 
   client* find(std::uint64_t tag) {
@@ -398,10 +400,10 @@ class server {
   static constexpr std::chrono::milliseconds accept_pause{100};
   std::size_t max_connections_ = default_max_connections;
   std::function<void(std::string_view)> log_;
-  int reserve_fd_ = -1;        ///< spare descriptor for out_of_descriptors()
-  bool fd_shortage_ = false;   ///< logged running out of descriptors, not accepted since
-  bool at_limit_ = false;      ///< logged reaching max_connections_, not below it since
-  bool accept_paused_ = false; ///< listen socket out of epoll until resume_accept_
+  int reserve_fd_ = -1;         ///< spare descriptor for out_of_descriptors()
+  bool fd_shortage_ = false;    ///< logged running out of descriptors, not accepted since
+  bool at_limit_ = false;       ///< logged reaching max_connections_, not below it since
+  bool accept_paused_ = false;  ///< listen socket out of epoll until resume_accept_
   std::chrono::steady_clock::time_point resume_accept_{};
 };
 
@@ -425,7 +427,10 @@ class server_thread {
     }
     thread_ = std::thread([this] { (void)server_->run(stop_fd_); });
   }
-  ~server_thread() { stop(); if (stop_fd_ >= 0) ::close(stop_fd_); }
+  ~server_thread() {
+    stop();
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+  }
   server_thread(const server_thread&) = delete;
   server_thread& operator=(const server_thread&) = delete;
 

@@ -45,8 +45,10 @@ template <class T>
 concept transport = requires(T& t, std::span<const char> out, std::span<char> in) {
   { t.send(out) } -> std::same_as<xenstore::status>;
   { t.receive(in) } -> std::same_as<xenstore::io_result>;
-  { t.interrupt() } noexcept;
-  { t.rearm() } noexcept;
+  { t.interrupt() }
+  noexcept;
+  { t.rearm() }
+  noexcept;
 };
 
 /// The clock of the client's deadlines.
@@ -57,10 +59,10 @@ using transport_clock = std::chrono::steady_clock;
 ///   returns how many it wrote: all, or fewer once the deadline passed (a deadline already
 ///   past writes what fits at once, without waiting). Fails on error or interrupt().
 template <class T>
-concept deadline_transport =
-    xenstore::transport<T> && requires(T& t, std::span<const char> out, xenstore::transport_clock::time_point d) {
-      { t.send_until(out, d) } -> std::same_as<xenstore::io_result>;
-    };
+concept deadline_transport = xenstore::transport<T> &&
+    requires(T& t, std::span<const char> out, xenstore::transport_clock::time_point d) {
+  { t.send_until(out, d) } -> std::same_as<xenstore::io_result>;
+};
 
 /// A transport that can re-establish its connection (the xenstore ring can, when the
 /// server offers it): reconnect_supported() says whether reconnect() may work right now.
@@ -149,8 +151,8 @@ class fd_transport {
     std::size_t done = 0;
     while (done < out.size()) {
       const auto rest = out.subspan(done);
-      const ssize_t n = socket_ ? ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL)
-                                : ::write(fd_, rest.data(), rest.size());
+      const ssize_t n =
+          socket_ ? ::send(fd_, rest.data(), rest.size(), MSG_NOSIGNAL) : ::write(fd_, rest.data(), rest.size());
       if (n > 0) {
         done += static_cast<std::size_t>(n);
         continue;
@@ -195,10 +197,11 @@ class fd_transport {
   int native_handle() const noexcept { return fd_; }
 
  private:
-  fd_transport(int fd, int stop, bool is_socket) noexcept
-      : fd_{fd}, stop_{stop}, socket_{is_socket} {}
+  fd_transport(int fd, int stop, bool is_socket) noexcept : fd_{fd}, stop_{stop}, socket_{is_socket} {}
 
-  static xenstore::error sys_error(int e) noexcept { return xenstore::error{xenstore::errc::broken, xenstore::fault::io_error, e}; }
+  static xenstore::error sys_error(int e) noexcept {
+    return xenstore::error{xenstore::errc::broken, xenstore::fault::io_error, e};
+  }
 
   enum class ready : std::uint8_t { yes, interrupted, timed_out };
 
@@ -220,7 +223,7 @@ class fd_transport {
       if (r < 0) return unexpected{sys_error(errno)};
       if (p[1].revents & POLLIN) return ready::interrupted;
       if (r == 0) continue;  // the loop head decides whether the deadline passed
-      return ready::yes;  // ready, or POLLHUP/POLLERR which the next read/write reports
+      return ready::yes;     // ready, or POLLHUP/POLLERR which the next read/write reports
     }
   }
 

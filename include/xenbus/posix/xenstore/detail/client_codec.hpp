@@ -1,4 +1,5 @@
-// [posix] The client's side of the xenstore wire on top of wire.hpp: request encoding and the stricter per-type reply checks.
+// [posix] The client's side of the xenstore wire on top of wire.hpp: request encoding and the stricter per-type reply
+// checks.
 #pragma once
 
 #include <xenbus/result.hpp>
@@ -40,8 +41,8 @@ constexpr bool xs_valid_path(std::string_view p, bool allow_special = false) noe
 constexpr bool xs_valid_node_name(std::string_view n) noexcept {
   if (n.empty() || n.size() > xenstore::abs_path_max) return false;
   for (char c : n) {
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    c == '-' || c == '_' || c == '@';
+    const bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '@';
     if (!ok) return false;
   }
   return true;
@@ -66,8 +67,7 @@ constexpr bool xs_valid_event_path(std::string_view p) noexcept {
 
 /// An XS_WATCH_EVENT payload: exactly "path\0token\0" with a valid path (the token is ours
 /// to match; any text without NUL).
-constexpr bool xs_parse_event(std::string_view payload, std::string_view& path,
-                              std::string_view& token) noexcept {
+constexpr bool xs_parse_event(std::string_view payload, std::string_view& path, std::string_view& token) noexcept {
   std::string_view a[2];
   if (!xenstore::split_exact(payload, a) || !xs_valid_event_path(a[0])) return false;
   path = a[0];
@@ -77,10 +77,9 @@ constexpr bool xs_parse_event(std::string_view payload, std::string_view& path,
 
 /// Builds a request: header then the parts, each followed by a NUL except a raw last part
 /// (WRITE's value). Fails with bad_request when the payload exceeds 4096 bytes.
-inline result<std::string, xenstore::error> xs_encode(xs_type type, std::uint32_t req_id,
-                                               std::uint32_t tx_id,
-                                               std::initializer_list<std::string_view> parts,
-                                               bool raw_last = false) {
+inline result<std::string, xenstore::error> xs_encode(xs_type type, std::uint32_t req_id, std::uint32_t tx_id,
+                                                      std::initializer_list<std::string_view> parts,
+                                                      bool raw_last = false) {
   std::size_t len = 0;
   std::size_t i = 0;
   for (auto p : parts) len += p.size() + ((raw_last && ++i == parts.size()) ? 0 : 1);
@@ -122,8 +121,13 @@ constexpr bool xs_reply_payload_ok(xs_type type, std::string_view p) noexcept {
   switch (type) {
     case xs_type::read:
       return true;  // node data: any bytes
-    case xs_type::write: case xs_type::mkdir: case xs_type::rm: case xs_type::set_perms:
-    case xs_type::watch: case xs_type::unwatch: case xs_type::transaction_end:
+    case xs_type::write:
+    case xs_type::mkdir:
+    case xs_type::rm:
+    case xs_type::set_perms:
+    case xs_type::watch:
+    case xs_type::unwatch:
+    case xs_type::transaction_end:
     case xs_type::reset_watches:
       return p == std::string_view("OK\0", 3);
     case xs_type::directory: {
@@ -190,10 +194,14 @@ constexpr xs_dir_part xs_split_dir_part(std::string_view p) noexcept {
 /// Maps wire.hpp's refusal of a server message to the client's fault.
 constexpr xenstore::fault xs_fault_of(xenstore::reply_error e) noexcept {
   switch (e) {
-    case xenstore::reply_error::unknown_type: return xenstore::fault::bad_type;
-    case xenstore::reply_error::bad_error_text: return xenstore::fault::bad_error_name;
-    case xenstore::reply_error::bad_watch_event: return xenstore::fault::malformed_event;
-    case xenstore::reply_error::missing_nul: return xenstore::fault::malformed_payload;
+    case xenstore::reply_error::unknown_type:
+      return xenstore::fault::bad_type;
+    case xenstore::reply_error::bad_error_text:
+      return xenstore::fault::bad_error_name;
+    case xenstore::reply_error::bad_watch_event:
+      return xenstore::fault::malformed_event;
+    case xenstore::reply_error::missing_nul:
+      return xenstore::fault::malformed_payload;
   }
   return xenstore::fault::malformed_payload;
 }
