@@ -212,6 +212,15 @@ class xenstore_ring_server {
     if (!(features_ & xenstore_feature_reconnection)) return false;
     // Acquire: pairs with the guest's release store of connection = 1.
     if (detail::load(x_->connection, std::memory_order_acquire) != xenstore_reconnect) return false;
+    reset();
+    return true;
+  }
+
+  /// Starts the connection over on the server's initiative (C xenstored does this at every
+  /// XS_INTRODUCE): both queues emptied (indices 0), the error cleared, our latched state
+  /// dropped, and a reconnection the guest asked for, if any, completed. Signal the event
+  /// channel afterwards.
+  void reset() noexcept {
     // Relaxed: published together by the release store of connection below.
     detail::store(x_->req_cons, 0, std::memory_order_relaxed);
     detail::store(x_->req_prod, 0, std::memory_order_relaxed);
@@ -220,9 +229,10 @@ class xenstore_ring_server {
     if (features_ & xenstore_feature_error) detail::store(x_->error, xenstore_error_none, std::memory_order_relaxed);
     restart();
     // Release: the reset above is visible before connection = 0; pairs with the guest's
-    // acquire load in reconnected().
-    detail::store(x_->connection, xenstore_connected, std::memory_order_release);
-    return true;
+    // acquire load in reconnected(). (Only the server writes 0 here; without the
+    // reconnection feature the field means nothing to the guest.)
+    if (features_ & xenstore_feature_reconnection)
+      detail::store(x_->connection, xenstore_connected, std::memory_order_release);
   }
 
   /// Stops the connection for a protocol error found above the ring (e.g. a payload over

@@ -137,21 +137,18 @@ class dispatcher {
         return send_reply(c, h, {p});
       }
       case msg_type::introduce:
-        return ack(c, h, s_.introduce(id, r.domid));
+        return ack(c, h, s_.introduce(id, r.domid, r.mfn, r.domid2));
       case msg_type::release:
         return ack(c, h, s_.release(id, r.domid));
-      case msg_type::is_domain_introduced:
-        return send_reply(c, h, {s_.is_domain_introduced(r.domid) ? detail::with_nul("T") : detail::with_nul("F")});
+      case msg_type::is_domain_introduced: {
+        auto v = s_.is_domain_introduced(id, r.domid);
+        if (!v) return send_error(c, h, v.error());
+        return send_reply(c, h, {*v ? detail::with_nul("T") : detail::with_nul("F")});
+      }
       case msg_type::resume:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!s_.is_domain_introduced(r.domid)) return send_error(c, h, errc::enoent);
-        return send_ok(c, h);
+        return ack(c, h, s_.resume(id, r.domid));
       case msg_type::set_target:
-        if (!c.privileged) return send_error(c, h, errc::eacces);
-        if (!s_.is_domain_introduced(r.domid) || !s_.is_domain_introduced(r.domid2))
-          return send_error(c, h, errc::enoent);
-        s_.targets_[r.domid] = r.domid2;
-        return send_ok(c, h);
+        return ack(c, h, s_.set_target(id, r.domid, r.domid2));
       case msg_type::control:
         return control(c, h, r.list);
       case msg_type::watch_event:

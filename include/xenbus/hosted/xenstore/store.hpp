@@ -5,11 +5,13 @@
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/wire.hpp>
 
+#include <algorithm>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -278,6 +280,41 @@ class out_queue {
 };
 
 }  // namespace detail
+
+/// Domain ids from here up are reserved (DOMID_FIRST_RESERVED): never a guest.
+inline constexpr std::uint32_t domid_first_reserved = 0x7ff0;
+/// DOMID_SELF: "the caller's own domain" where a request takes a domid.
+inline constexpr std::uint32_t domid_self = 0x7ff0;
+
+/// What becomes of the nodes a domain owned once it is gone.
+enum class orphan_policy : std::uint8_t {
+  to_dom0,  ///< dom0 owns them from then on (C xenstored's --keep-orphans)
+  remove,   ///< they are removed with their subtrees (C xenstored's default since Xen 4.17)
+};
+
+/// What store::domain_gone() did.
+struct orphan_report {
+  std::size_t handed = 0;       ///< nodes handed to dom0
+  std::size_t removed = 0;      ///< nodes removed (orphan_policy::remove, subtrees included)
+  std::size_t acl_entries = 0;  ///< permission entries naming the domain, dropped
+};
+
+/// Carries out the domain requests for a store served on a hypervisor: maps a guest's ring
+/// and binds its event channel at XS_INTRODUCE, closes its connection at XS_RELEASE,
+/// clears its shutdown at XS_RESUME, and reports back through store::domain_introduced()
+/// and store::domain_gone(). The store has checked the caller's privilege and the domid.
+class domain_hooks {
+ public:
+  virtual result<void, errc> introduce(std::uint32_t domid, std::uint64_t mfn, std::uint32_t port) = 0;
+  virtual result<void, errc> release(std::uint32_t domid) = 0;
+  virtual result<void, errc> resume(std::uint32_t domid) = 0;
+
+ protected:
+  domain_hooks() = default;
+  domain_hooks(const domain_hooks&) = default;
+  domain_hooks& operator=(const domain_hooks&) = default;
+  ~domain_hooks() = default;
+};
 
 /// The store. Single-threaded: one event loop (or one test) drives it. Requests come in
 /// as wire messages (handle) or typed calls; replies and watch events are queued as wire
@@ -624,29 +661,135 @@ class store {
     return {};
   }
 
-  /// XS_INTRODUCE without a hypervisor: records the domain as introduced and fires
-  /// @introduceDomain. No ring is mapped (a transport adds the connection itself).
-  result<void, errc> introduce(conn_id id, std::uint32_t domid) {
+  // ---- Domains ----------------------------------------------------------------------
+
+  /// XS_INTRODUCE: `port` is the guest's event channel, `mfn` its ring frame. With
+  /// domain hooks (a server on a hypervisor) the hooks map the ring and bind the port, then
+  /// call domain_introduced(); without, the domain is only recorded (a server with no
+  /// hypervisor: tests, toolstack development). Privileged callers only.
+  result<void, errc> introduce(conn_id id, std::uint32_t domid, std::uint64_t mfn = 0, std::uint32_t port = 1) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
     if (!c->privileged) return unexpected{errc::eacces};
-    if (domid == 0) return unexpected{errc::einval};
-    if (introduced_.insert(domid).second) fire_special(introduce_domain_path);
+    if (domid == 0 || domid >= domid_first_reserved || port == 0) return unexpected{errc::einval};
+    if (hooks_) return hooks_->introduce(domid, mfn, port);
+    domain_introduced(domid);
     return {};
   }
 
+  /// XS_RELEASE: the toolstack is done with the domain. Its connection ends (the hooks
+  /// close it), the nodes it owned are handed on (see set_orphans) and @releaseDomain fires.
   result<void, errc> release(conn_id id, std::uint32_t domid) {
     auto* c = lookup(id);
     if (!c) return unexpected{errc::einval};
     if (!c->privileged) return unexpected{errc::eacces};
     if (domid == 0) return unexpected{errc::einval};
-    if (!introduced_.erase(domid)) return unexpected{errc::enoent};
-    targets_.erase(domid);
-    fire_special(release_domain_path);
+    if (!introduced_.count(domid)) return unexpected{errc::enoent};
+    if (hooks_) return hooks_->release(domid);
+    domain_gone(domid);
+    fire_release_domain();
     return {};
   }
 
+  /// XS_RESUME: the domain runs again after a shutdown (suspend); its next shutdown fires
+  /// @releaseDomain again.
+  result<void, errc> resume(conn_id id, std::uint32_t domid) {
+    auto* c = lookup(id);
+    if (!c) return unexpected{errc::einval};
+    if (!c->privileged) return unexpected{errc::eacces};
+    if (domid == 0) return unexpected{errc::einval};
+    if (!introduced_.count(domid)) return unexpected{errc::enoent};
+    if (hooks_) return hooks_->resume(domid);
+    return {};
+  }
+
+  /// XS_SET_TARGET: `domid` (a device-model stub domain) may act as its `target`'s owner.
+  result<void, errc> set_target(conn_id id, std::uint32_t domid, std::uint32_t target) {
+    auto* c = lookup(id);
+    if (!c) return unexpected{errc::einval};
+    if (!c->privileged) return unexpected{errc::eacces};
+    if (!introduced_.count(domid) || !introduced_.count(target)) return unexpected{errc::enoent};
+    targets_[domid] = target;
+    return {};
+  }
+
+  /// XS_IS_DOMAIN_INTRODUCED (privileged callers only, as in C xenstored). DOMID_SELF
+  /// is always introduced.
+  result<bool, errc> is_domain_introduced(conn_id id, std::uint32_t domid) const {
+    const auto* c = lookup(id);
+    if (!c) return unexpected{errc::einval};
+    if (!c->privileged) return unexpected{errc::eacces};
+    return domid == domid_self || introduced_.count(domid) != 0;
+  }
   bool is_domain_introduced(std::uint32_t domid) const { return introduced_.count(domid) != 0; }
+
+  /// Who carries out INTRODUCE, RELEASE and RESUME (nullptr: nobody, the store only records
+  /// them). The hooks must outlive the store or be removed first.
+  void set_domain_hooks(domain_hooks* h) noexcept { hooks_ = h; }
+
+  /// What happens to the nodes a departed domain owned (default: handed to dom0).
+  void set_orphans(orphan_policy p) noexcept { orphans_ = p; }
+  orphan_policy orphans() const noexcept { return orphans_; }
+
+  /// For the hooks: the domain is served now. Records it and, the first time, fires
+  /// @introduceDomain. Returns whether it was new.
+  bool domain_introduced(std::uint32_t domid) {
+    if (!introduced_.insert(domid).second) return false;
+    fire_special(introduce_domain_path);
+    return true;
+  }
+
+  /// For the hooks, once the domain's connection is gone (released, or found dying or
+  /// dead): forgets it. Nodes it owned go to dom0 or are removed (set_orphans), its node
+  /// quota count drops to zero, and every permission entry naming it is dropped, so that a
+  /// later domain with the same id inherits no access (XSA-419). Fires no @releaseDomain:
+  /// the caller does, once per batch (fire_release_domain()). Work: one pass over all nodes.
+  orphan_report domain_gone(std::uint32_t domid) {
+    orphan_report rep;
+    introduced_.erase(domid);
+    targets_.erase(domid);
+    for (auto it = targets_.begin(); it != targets_.end();)
+      it = it->second == domid ? targets_.erase(it) : std::next(it);
+    std::vector<std::string> owned_paths;
+    std::vector<std::pair<std::string, detail::node>> rewrites;
+    for (const auto& [path, n] : nodes_) {
+      const bool owner = n.perms[0].domid == domid && path != "/";
+      bool named = false;
+      for (std::size_t i = 1; i < n.perms.size(); ++i) named = named || n.perms[i].domid == domid;
+      if (owner && orphans_ == orphan_policy::remove) {
+        owned_paths.push_back(path);
+        continue;
+      }
+      if (!owner && !named) continue;
+      detail::node copy = n;
+      if (owner) {
+        copy.perms[0].domid = 0;
+        ++rep.handed;
+      }
+      rep.acl_entries += drop_acl_entries(copy.perms, domid);
+      rewrites.emplace_back(path, std::move(copy));
+    }
+    for (auto& [path, n] : rewrites) set_global(path, std::move(n));
+    // Removal, parents first: a subtree removed whole takes its owned descendants with it.
+    std::sort(owned_paths.begin(), owned_paths.end());
+    for (const auto& p : owned_paths) rep.removed += remove_global_subtree(p);
+    for (auto& [path, perms] : special_perms_) {
+      if (perms[0].domid == domid) perms[0].domid = 0;
+      rep.acl_entries += drop_acl_entries(perms, domid);
+    }
+    if (auto o = owned_.find(domid); o != owned_.end() && o->second == 0) owned_.erase(o);
+    return rep;
+  }
+
+  /// Fires @releaseDomain: a domain went away or shut down (watchers then look at every
+  /// domain's state, as the event names none).
+  void fire_release_domain() { fire_special(release_domain_path); }
+
+  /// Nodes `domid` owns now (the node quota's count).
+  std::size_t owned_nodes(std::uint32_t domid) const noexcept {
+    const auto it = owned_.find(domid);
+    return it == owned_.end() || it->second < 0 ? 0 : static_cast<std::size_t>(it->second);
+  }
 
   // ---- Inspection (for tests and embedding) -------------------------------------------
 
@@ -680,6 +823,12 @@ class store {
     return true;
   }
   bool exists(std::string_view abs_path) const { return nodes_.find(abs_path) != nodes_.end(); }
+  /// The permissions of a node (owner first), or nullopt when it does not exist.
+  std::optional<std::vector<perm>> perms_of(std::string_view abs_path) const {
+    auto it = nodes_.find(abs_path);
+    if (it == nodes_.end()) return std::nullopt;
+    return it->second.perms;
+  }
 
  private:
   friend class dispatcher;  // the wire side: replies go into a connection's output
@@ -860,6 +1009,39 @@ class store {
     --owned_[it->second.perms[0].domid];
     nodes_.erase(it);
   }
+  /// Drops every entry after the owner's that names `domid`; returns how many.
+  static std::size_t drop_acl_entries(std::vector<perm>& perms, std::uint32_t domid) {
+    const auto before = perms.size();
+    perms.erase(std::remove_if(perms.begin() + 1, perms.end(), [domid](const perm& p) { return p.domid == domid; }),
+                perms.end());
+    return before - perms.size();
+  }
+  /// Removes `path` and everything below it from the committed tree, no questions asked
+  /// (the store's own cleanup), firing watches as XS_RM does. Returns the nodes removed.
+  std::size_t remove_global_subtree(const std::string& path) {
+    auto top = nodes_.find(path);
+    if (top == nodes_.end() || path == "/") return 0;
+    std::vector<std::pair<std::string, std::vector<perm>>> doomed;
+    doomed.emplace_back(path, top->second.perms);
+    for (std::size_t i = 0; i < doomed.size(); ++i) {
+      auto it = nodes_.find(doomed[i].first);
+      if (it == nodes_.end()) continue;
+      doomed[i].second = it->second.perms;
+      for (auto name : string_list{it->second.children})
+        doomed.emplace_back(detail::join(doomed[i].first, name), std::vector<perm>{});
+    }
+    auto parent = nodes_.find(detail::parent_of(path));
+    if (parent != nodes_.end()) {
+      detail::node copy = parent->second;
+      detail::remove_child(copy.children, detail::basename_of(path));
+      set_global(parent->first, std::move(copy));
+    }
+    for (const auto& d : doomed) erase_global(d.first);
+    op o{conn_id{}, nullptr, nullptr, {}, false};
+    for (std::size_t i = 0; i < doomed.size(); ++i) fire_now(o, doomed[i].first, i != 0, doomed[i].second);
+    return doomed.size();
+  }
+
   void create_global(std::string_view path) {
     auto parent = nodes_.find(detail::parent_of(path));
     detail::node n;
@@ -1130,6 +1312,8 @@ class store {
   std::unordered_map<std::string, std::vector<perm>, detail::string_hash, std::equal_to<>> special_perms_;
   std::unordered_set<std::uint32_t> introduced_;
   std::unordered_map<std::uint32_t, std::uint32_t> targets_;
+  domain_hooks* hooks_ = nullptr;
+  orphan_policy orphans_ = orphan_policy::to_dom0;
 };
 
 }  // namespace xenstore

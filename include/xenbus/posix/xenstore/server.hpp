@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -39,6 +40,29 @@ struct server_stats {
   std::uint64_t refused = 0;              ///< connections closed at once: limit reached or no descriptor
   std::uint64_t accept_pauses = 0;        ///< times accepting paused, out of descriptors and reserve
   std::size_t peak_held_bytes = 0;        ///< most output one connection held (store::held_bytes)
+};
+
+/// Connections a server's loop serves besides its socket clients: xenstore::ring_service
+/// (the domains' rings). The loop polls the source's descriptors and tells it when the
+/// store queued output for a connection that is not a socket client. All calls come from
+/// the loop's thread.
+class connection_source {
+ public:
+  /// Descriptors to poll for reading: fills `out`, returns how many (at most out.size()).
+  virtual std::size_t fds(std::span<int> out) const = 0;
+  /// `fd`, one of fds(), is readable.
+  virtual void readable(int fd) = 0;
+  /// The store queued output for `id`: true if the connection is this source's (it sends).
+  virtual bool flush(conn_id id) = 0;
+  /// Work left from a bounded step: the loop calls run() before it sleeps again.
+  virtual bool busy() const noexcept = 0;
+  virtual void run() = 0;
+
+ protected:
+  connection_source() = default;
+  connection_source(const connection_source&) = default;
+  connection_source& operator=(const connection_source&) = default;
+  ~connection_source() = default;
 };
 
 /// Serves one store on a unix socket. Every client of the socket is privileged (domain 0),
@@ -68,7 +92,7 @@ class server {
     addr.sun_family = AF_UNIX;
     if (path.empty() || path.size() >= sizeof addr.sun_path) return unexpected{ENAMETOOLONG};
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) return unexpected{errno};
     listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (listen_fd_ < 0) return unexpected{errno};
@@ -98,7 +122,8 @@ class server {
     // request of a busy client then finds the loop awake (no wakeup on the server side).
     auto last_activity = std::chrono::steady_clock::now() - spin_;
     for (;;) {
-      const bool spinning = spin_.count() > 0 && std::chrono::steady_clock::now() - last_activity < spin_;
+      const bool spinning = (spin_.count() > 0 && std::chrono::steady_clock::now() - last_activity < spin_) ||
+                            sources_busy();
       int timeout = spinning ? 0 : -1;
       if (accept_paused_) {
         const auto now = std::chrono::steady_clock::now();
@@ -112,7 +137,10 @@ class server {
         if (errno == EINTR) continue;
         return unexpected{errno};
       }
-      if (n == 0) continue;
+      if (n == 0) {
+        run_sources();
+        continue;
+      }
       if (spin_.count() > 0) last_activity = std::chrono::steady_clock::now();
       for (int i = 0; i < n; ++i) {
         const auto tag = events[static_cast<std::size_t>(i)].data.u64;
@@ -125,6 +153,10 @@ class server {
           accept_all();
           continue;
         }
+        if (is_source_tag(tag)) {
+          on_source(tag);
+          continue;
+        }
         client* c = find(tag);
         if (!c) continue;  // closed earlier in this batch
         if (what & (EPOLLIN | EPOLLHUP | EPOLLERR))
@@ -132,8 +164,26 @@ class server {
         else if (what & EPOLLOUT)
           flush(*c);
       }
-      flush_writable();
+      run_sources();
     }
+  }
+
+  /// Serves `src`'s connections in the same loop (before run(); `src` must outlive the
+  /// server or its loop). At most 16 sources, each with at most 4 descriptors.
+  result<void, int> add_source(connection_source& src) {
+    if (sources_.size() >= max_sources) return unexpected{EMFILE};
+    if (epoll_fd_ < 0) epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) return unexpected{errno};
+    int fds[4];
+    const std::size_t n = src.fds(fds);
+    for (std::size_t i = 0; i < n && i < 4; ++i) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.u64 = source_tag(sources_.size(), i);
+      if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fds[i], &ev) != 0) return unexpected{errno};
+    }
+    sources_.push_back(&src);
+    return {};
   }
 
   /// Busy-poll for this long after each burst of activity before sleeping in epoll_wait
@@ -157,6 +207,36 @@ class server {
  private:
   static constexpr std::uint64_t listen_tag = ~std::uint64_t{0};
   static constexpr std::uint64_t stop_tag = ~std::uint64_t{0} - 1;
+  // Sources' descriptors: 64 tags below stop_tag (client tags have a sequence number in the
+  // high half that would need 2^32 - 1 connections to get there).
+  static constexpr std::size_t max_sources = 16;
+  static constexpr std::uint64_t source_tag_base = stop_tag - 1 - 4 * max_sources;
+  static constexpr std::uint64_t source_tag(std::size_t source, std::size_t fd) noexcept {
+    return source_tag_base + 4 * source + fd;
+  }
+  static constexpr bool is_source_tag(std::uint64_t tag) noexcept {
+    return tag >= source_tag_base && tag < source_tag_base + 4 * max_sources;
+  }
+
+  void on_source(std::uint64_t tag) {
+    const auto k = static_cast<std::size_t>(tag - source_tag_base);
+    if (k / 4 >= sources_.size()) return;
+    connection_source* src = sources_[k / 4];
+    int fds[4];
+    const std::size_t n = src->fds(fds);
+    if (k % 4 < n) src->readable(fds[k % 4]);
+  }
+  bool sources_busy() const noexcept {
+    for (auto* s : sources_)
+      if (s->busy()) return true;
+    return false;
+  }
+  /// Lets the sources finish bounded work, then sends what the store queued everywhere.
+  void run_sources() {
+    for (auto* s : sources_)
+      if (s->busy()) s->run();
+    flush_writable();
+  }
 
   struct client {
     int fd = -1;
@@ -379,9 +459,13 @@ class server {
       store_.take_writable(writable_);
       if (writable_.empty()) return;
       for (auto id : writable_) {
-        if (id.index >= by_conn_.size()) continue;
-        client* c = by_conn_[id.index];
-        if (c && c->id == id) flush(*c);
+        client* c = id.index < by_conn_.size() ? by_conn_[id.index] : nullptr;
+        if (c && c->id == id) {
+          flush(*c);
+          continue;
+        }
+        for (auto* s : sources_)
+          if (s->flush(id)) break;
       }
     }
   }
@@ -393,6 +477,7 @@ class server {
   std::vector<std::unique_ptr<client>> clients_;
   std::vector<client*> by_conn_;
   std::vector<conn_id> writable_;
+  std::vector<connection_source*> sources_;
   std::uint64_t tag_seq_ = 0;
   std::size_t live_ = 0;
   server_stats stats_;

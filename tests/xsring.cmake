@@ -1,0 +1,15 @@
+# xenbus-xenstored as dom0's xenstored (issue 13): rings served beside the socket, in-process on a
+# simulated machine; the Xen adapters' layout facts; the daemon's launch conventions.
+
+# One guest ring and the store, no threads: hostile indices and framing.
+xenbus_add_test(xenbus-xsring-tests LABELS xenstore SOURCES xsring_connection_test.cpp)
+
+# The ring service in a server's loop, guests on a posix::machine, libxenstore as the
+# toolstack (also under ThreadSanitizer: label threads).
+xenbus_add_test(xenbus-xsring-service-tests LABELS xenstore threads SOURCES xsring_service_test.cpp)
+target_link_libraries(xenbus-xsring-service-tests PRIVATE xenstore Threads::Threads)
+
+# The Xen adapters of <xenbus/xen/xenstored.hpp>: the fields read from xc_domaininfo_t checked
+# against <xenctrl.h> (compiled as C), and off Xen every open fails cleanly.
+xenbus_add_test(xenbus-xsring-xen-tests LABELS device SOURCES xsring_xen_test.cpp xsring_xenctrl_layout.c)
+target_link_libraries(xenbus-xsring-xen-tests PRIVATE xenctrl xenforeignmemory xengnttab xenevtchn)
