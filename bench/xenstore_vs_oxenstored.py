@@ -50,7 +50,7 @@ def main():
     launcher = os.path.join(here, "..", "tests", "reference", "xenstored.sh")
     tmp = tempfile.mkdtemp(prefix="xenbus-bench-")
     ours_sock = os.path.join(tmp, "xenbus.sock")
-    ours = subprocess.Popen([args.server, "--socket", ours_sock])
+    ours = subprocess.Popen([args.server, "--no-fork", "--socket", ours_sock])
     oxdir = os.path.join(tmp, "ox")
     started = subprocess.run(["bash", launcher, "start", "oxenstored", oxdir], capture_output=True, text=True)
     if started.returncode != 0:

@@ -128,7 +128,7 @@ for prog in $programs; do
     die "$name has no man page in section $section"
 done
 # The daemon itself: serves a private socket, writes its pid file, stops cleanly on SIGTERM.
-xenbus-xenstored --socket "$work/xenstored.sock" --pid-file "$work/xenstored.pid" &
+xenbus-xenstored --no-fork --socket "$work/xenstored.sock" --pid-file "$work/xenstored.pid" &
 daemon=$!
 for _ in $(seq 100); do [ -s "$work/xenstored.pid" ] && break; sleep 0.05; done
 [ -S "$work/xenstored.sock" ] || { kill "$daemon" 2>/dev/null; die "xenbus-xenstored did not listen"; }

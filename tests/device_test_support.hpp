@@ -93,9 +93,13 @@ struct socket_env {
     socket = dir + "/socket";
     std::string bin = XENBUS_XENSTORED_BINARY;
     std::string limit = "privileged_watches=" + std::to_string(privileged_watches);
-    char* argv[] = {bin.data(),    const_cast<char*>("--socket"),
-                    socket.data(), privileged_watches ? const_cast<char*>("--limit") : nullptr,
-                    limit.data(),  nullptr};
+    char* argv[] = {bin.data(),
+                    const_cast<char*>("--no-fork"),
+                    const_cast<char*>("--socket"),
+                    socket.data(),
+                    privileged_watches ? const_cast<char*>("--limit") : nullptr,
+                    limit.data(),
+                    nullptr};
     if (::posix_spawn(&server, bin.c_str(), nullptr, nullptr, argv, environ) != 0) server = -1;
     // The socket file appears at bind(), before listen(): wait until a connect succeeds.
     for (int i = 0; i < 1000 && server > 0 && !accepts(); ++i)

@@ -438,7 +438,7 @@ class Servers:
                 raise RuntimeError(f"{ref} did not start: {r.stderr.strip()}")
             self.socks[ref] = r.stdout.strip()
         sock = os.path.join(self.tmp, "ours.sock")
-        self.ours = subprocess.Popen([self.ours_exe, "--socket", sock])
+        self.ours = subprocess.Popen([self.ours_exe, "--no-fork", "--socket", sock])
         if not wait_socket(sock):
             raise RuntimeError("xenbus-xenstored did not come up")
         self.socks["ours"] = sock

@@ -7,7 +7,7 @@ server=${1:?server binary}
 mode=${2:?mode}
 dir=$(mktemp -d /tmp/xenbus-interop.XXXXXX)
 sock=$dir/socket
-"$server" --socket "$sock" --pid-file "$dir/pid" &
+"$server" --no-fork --socket "$sock" --pid-file "$dir/pid" &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$dir"; }
 trap cleanup EXIT

@@ -34,7 +34,7 @@ case $mode in
     export XENSTORED_PATH=$sock
     ;;
   ours)
-    "$server" --socket "$dir/socket" --pid-file "$dir/pid" &
+    "$server" --no-fork --socket "$dir/socket" --pid-file "$dir/pid" &
     pid=$!
     for _ in $(seq 200); do [ -f "$dir/pid" ] && break; sleep 0.02; done
     export XENSTORED_PATH=$dir/socket

@@ -97,7 +97,7 @@ struct xenstored_process {
   xenstored_process() {
     REQUIRE(::mkdir(dir.c_str(), 0700) == 0);
     const std::string pidfile = dir + "/pid";
-    std::vector<std::string> args = {XSCLIENT_XENSTORED, "--socket", socket, "--pid-file", pidfile};
+    std::vector<std::string> args = {XSCLIENT_XENSTORED, "--no-fork", "--socket", socket, "--pid-file", pidfile};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);

@@ -13,3 +13,15 @@ target_link_libraries(xenbus-xsring-service-tests PRIVATE xenstore Threads::Thre
 # against <xenctrl.h> (compiled as C), and off Xen every open fails cleanly.
 xenbus_add_test(xenbus-xsring-xen-tests LABELS device SOURCES xsring_xen_test.cpp xsring_xenctrl_layout.c)
 target_link_libraries(xenbus-xsring-xen-tests PRIVATE xenctrl xenforeignmemory xengnttab xenevtchn)
+
+# The daemon's launch conventions: forks once ready (exit 0) or fails in the parent (exit 1),
+# --pid-file, the socket path libxenstore opens, --no-fork, --log-file.
+if(XENBUS_BUILD_TOOLS)
+  find_program(XENBUS_XENSTORE_READ xenstore-read)
+  if(XENBUS_XENSTORE_READ)
+    add_test(NAME "xenbus-xenstored daemon: fork, pid file, socket path, failures"
+      COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/xsring_daemon.sh $<TARGET_FILE:xenbus-xenstored>)
+    set_tests_properties("xenbus-xenstored daemon: fork, pid file, socket path, failures" PROPERTIES
+      LABELS xenstore-interop TIMEOUT 60)
+  endif()
+endif()
