@@ -503,8 +503,8 @@ int main(int argc, char** argv) {
         auto l = [](const char* name, std::size_t v) {
           return std::string{"--limit="} + name + "=" + std::to_string(v);
         };
-        std::vector<std::string> args{server_prog, "--no-fork", "--socket", socket_path, "--max-connections",
-                                      std::to_string(max_connections)};
+        std::vector<std::string> args{server_prog, "--no-fork",         "--socket",
+                                      socket_path, "--max-connections", std::to_string(max_connections)};
         for (const auto& s : {l("privileged_outstanding_bytes", lim.privileged_outstanding_bytes),
                               l("queued_event_bytes", lim.queued_event_bytes),
                               l("privileged_queued_events", lim.privileged_queued_events),

@@ -121,8 +121,7 @@ TEST_CASE("a guest's requests are answered through its ring, messages larger tha
   page p;
   auto c = serve(s, p, 0, true, false);
   guest g{p};
-  CHECK(p.load(p.x()->server_features) ==
-        (xenbus::xenstore_feature_reconnection | xenbus::xenstore_feature_error));
+  CHECK(p.load(p.x()->server_features) == (xenbus::xenstore_feature_reconnection | xenbus::xenstore_feature_error));
   CHECK(ask(g, *c, T::read, "/nope\0"sv).payload == "ENOENT\0"sv);
   const std::string big(3000, 'x');
   for (int i = 0; i < 5; ++i) {  // 5 x ~3 KiB each way: the 1 KiB rings wrap several times
@@ -177,9 +176,7 @@ TEST_CASE("a guest that breaks its ring is stopped; another guest's connection c
   SUBCASE("request producer index more than a ring ahead") {
     bad_page.store(x->req_prod, bad_page.load(x->req_cons) + 5000);
   }
-  SUBCASE("request producer index behind the consumer") {
-    bad_page.store(x->req_prod, bad_page.load(x->req_cons) - 1);
-  }
+  SUBCASE("request producer index behind the consumer") { bad_page.store(x->req_prod, bad_page.load(x->req_cons) - 1); }
   SUBCASE("response consumer index ahead of what was produced") {
     REQUIRE(g.put(guest::frame(T::read, "/x\0"sv)) > 0);  // something for the good one meanwhile
     // The consumer index jumps far past the producer; the server notices when it needs
@@ -220,7 +217,10 @@ TEST_CASE("a guest that breaks its ring is stopped; another guest's connection c
   // The other guest is served as before.
   good->pump();
   (void)g.take();
-  CHECK(ask(g, *good, T::write, "/local/domain/2/ok\0"sv "yes"sv).hdr.kind() == T::error);  // no home: EACCES
+  CHECK(ask(g, *good, T::write,
+            "/local/domain/2/ok\0"sv
+            "yes"sv)
+            .hdr.kind() == T::error);  // no home: EACCES
   CHECK(ask(g, *good, T::get_domain_path, "2\0"sv).payload == "/local/domain/2\0"sv);
 }
 
@@ -232,9 +232,10 @@ TEST_CASE("garbage that still frames gets error replies and the connection stays
   CHECK(ask(g, *c, static_cast<T>(999), "junk"sv).payload == "ENOSYS\0"sv);
   CHECK(ask(g, *c, T::read, "no-nul"sv).payload == "EINVAL\0"sv);
   CHECK(ask(g, *c, T::watch_event, "/a\0t\0"sv).payload == "ENOSYS\0"sv);
-  CHECK(ask(g, *c, T::introduce, "4\0"
-                                 "1\0"
-                                 "1\0"sv)
+  CHECK(ask(g, *c, T::introduce,
+            "4\0"
+            "1\0"
+            "1\0"sv)
             .payload == "EACCES\0"sv);
   CHECK(ask(g, *c, T::is_domain_introduced, "0\0"sv).payload == "EACCES\0"sv);
   CHECK(ask(g, *c, T::read, "/../x\0"sv).payload == "EINVAL\0"sv);

@@ -35,7 +35,9 @@ class toolstack {
   ~toolstack() { xs_close(h_); }
   xs_handle* h() { return h_; }
 
-  bool write(const std::string& path, const std::string& v) { return xs_write(h_, XBT_NULL, path.c_str(), v.data(), static_cast<unsigned>(v.size())); }
+  bool write(const std::string& path, const std::string& v) {
+    return xs_write(h_, XBT_NULL, path.c_str(), v.data(), static_cast<unsigned>(v.size()));
+  }
   std::string read(const std::string& path) {
     unsigned len = 0;
     void* v = xs_read(h_, XBT_NULL, path.c_str(), &len);

@@ -248,7 +248,8 @@ struct xen_side {
     if (!m) return "cannot open the grant device: " + std::string{std::strerror(m.error())};
     mapper.emplace(std::move(*m));
     auto i = xenbus::xen::domain_info::open();
-    if (!i) return "cannot watch for dying domains (libxenctrl, VIRQ_DOM_EXC): " + std::string{std::strerror(i.error())};
+    if (!i)
+      return "cannot watch for dying domains (libxenctrl, VIRQ_DOM_EXC): " + std::string{std::strerror(i.error())};
     info.emplace(std::move(*i));
     auto l = xenbus::xen::local_ring::open();
     if (!l) return "cannot map dom0's ring (/proc/xen/xsd_kva, xsd_port): " + std::string{std::strerror(l.error())};
@@ -257,7 +258,8 @@ struct xen_side {
     service->set_log([&log](std::string_view line) { log.line(line, LOG_NOTICE); });
     if (auto r = service->serve_local(0, local->page(), local->port()); !r)
       return "cannot bind dom0's xenstore port " + std::to_string(local->port()) + ": " + std::strerror(r.error());
-    if (auto r = server.add_source(*service); !r) return "cannot poll the event channels: " + std::string{std::strerror(r.error())};
+    if (auto r = server.add_source(*service); !r)
+      return "cannot poll the event channels: " + std::string{std::strerror(r.error())};
     return std::nullopt;
   }
 };
@@ -324,8 +326,8 @@ int main(int argc, char** argv) {
     }
   }
   if (socket_path.empty()) socket_path = default_socket();
-  const bool serve_domains = domains == domains_mode::yes ||
-                             (domains == domains_mode::autodetect && xenbus::xen::local_ring::present());
+  const bool serve_domains =
+      domains == domains_mode::yes || (domains == domains_mode::autodetect && xenbus::xen::local_ring::present());
 
   detach d;
   if (!no_fork)

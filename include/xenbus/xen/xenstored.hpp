@@ -177,8 +177,8 @@ class domain_info {
   /// One hypercall: the first domain from `domid` on; it is `domid` or that one is gone.
   xenstore::domain_status status(domid_t domid) noexcept {
     alignas(8) unsigned char info[xc_domaininfo_bytes] = {};
-    const int n =
-        ::xc_domain_getinfolist(xc_, domid, 1, reinterpret_cast<struct xen_domctl_getdomaininfo*>(static_cast<void*>(info)));
+    const int n = ::xc_domain_getinfolist(xc_, domid, 1,
+                                          reinterpret_cast<struct xen_domctl_getdomaininfo*>(static_cast<void*>(info)));
     if (n < 0) return xenstore::domain_status::running;  // no answer: assume nothing changed
     domid_t got = 0;
     std::uint32_t flags = 0;
@@ -191,8 +191,7 @@ class domain_info {
   }
 
  private:
-  domain_info(xc_interface_core* xc, xenevtchn_handle* ev, evtchn_port port) noexcept
-      : xc_{xc}, ev_{ev}, port_{port} {}
+  domain_info(xc_interface_core* xc, xenevtchn_handle* ev, evtchn_port port) noexcept : xc_{xc}, ev_{ev}, port_{port} {}
   xc_interface_core* xc_;
   xenevtchn_handle* ev_;
   evtchn_port port_;

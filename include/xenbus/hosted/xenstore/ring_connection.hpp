@@ -42,8 +42,8 @@ class ring_connection {
  public:
   /// What one pump() did.
   struct pump_result {
-    bool notify = false;  ///< bytes moved, or the connection reset or stopped: signal the guest
-    bool more = false;    ///< the budget ran out with work left: pump again soon
+    bool notify = false;   ///< bytes moved, or the connection reset or stopped: signal the guest
+    bool more = false;     ///< the budget ran out with work left: pump again soon
     bool stopped = false;  ///< this call stopped the connection (see stop_reason())
   };
 
@@ -53,8 +53,7 @@ class ring_connection {
   /// attach at the indices the page holds (dom0's own ring, which its kernel may already
   /// have written to).
   static result<std::unique_ptr<ring_connection>, ring_error> attach(store& s, std::span<std::byte> page,
-                                                                     std::uint32_t domid, bool privileged,
-                                                                     bool fresh) {
+                                                                     std::uint32_t domid, bool privileged, bool fresh) {
     auto end = xenstore_ring_server::attach(page);
     if (!end) return unexpected{end.error()};
     if (fresh) end->reset();

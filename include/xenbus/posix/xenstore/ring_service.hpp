@@ -54,20 +54,20 @@ concept ring_page_mapper = requires(M& m, domid_t domid, std::uint64_t mfn) {
 template <class I>
 concept domain_info_source = requires(I& i, const I& ci, domid_t domid) {
   { ci.fd() } -> std::same_as<int>;
-  { i.ack() };
+  {i.ack()};
   { i.status(domid) } -> std::same_as<domain_status>;
 };
 
 /// Counters of a ring service (read from the loop's thread, or after it stopped).
 struct ring_service_stats {
-  std::uint64_t introduced = 0;   ///< domains introduced (first time)
+  std::uint64_t introduced = 0;    ///< domains introduced (first time)
   std::uint64_t reintroduced = 0;  ///< XS_INTRODUCE of a domain already served: ring reset
-  std::uint64_t released = 0;     ///< XS_RELEASE
-  std::uint64_t died = 0;         ///< found dying or gone after VIRQ_DOM_EXC
-  std::uint64_t shutdowns = 0;    ///< found shut down (each fires @releaseDomain)
-  std::uint64_t stopped = 0;      ///< connections stopped for breaking the ring or framing
-  std::uint64_t events = 0;       ///< event-channel notifications taken
-  std::uint64_t spurious = 0;     ///< notifications on a port no domain has
+  std::uint64_t released = 0;      ///< XS_RELEASE
+  std::uint64_t died = 0;          ///< found dying or gone after VIRQ_DOM_EXC
+  std::uint64_t shutdowns = 0;     ///< found shut down (each fires @releaseDomain)
+  std::uint64_t stopped = 0;       ///< connections stopped for breaking the ring or framing
+  std::uint64_t events = 0;        ///< event-channel notifications taken
+  std::uint64_t spurious = 0;      ///< notifications on a port no domain has
 };
 
 /// The domains' side of xenstored, served in a server's loop (server::add_source) beside
@@ -290,10 +290,10 @@ class ring_service final : public connection_source, public domain_hooks {
     evtchn_port port = 0;  ///< our end of its event channel
     bool local = false;    ///< a ring the domain allocated itself (dom0's kernel): never dropped
     bool shutdown = false;
-    bool busy = false;     ///< in busy_
+    bool busy = false;                             ///< in busy_
     std::optional<typename Mapper::mapping> page;  ///< a guest's mapped page (not for local rings)
-    std::unique_ptr<ring_connection> conn;          ///< declared after page: destroyed first
-    conn_id last_id{};                              ///< what by_conn_ knows it by
+    std::unique_ptr<ring_connection> conn;         ///< declared after page: destroyed first
+    conn_id last_id{};                             ///< what by_conn_ knows it by
   };
 
   domain* find(std::uint32_t domid) {
@@ -398,9 +398,9 @@ class ring_service final : public connection_source, public domain_hooks {
   Evtchn& evtchn_;
   Info& info_;
   std::unordered_map<std::uint32_t, std::unique_ptr<domain>> domains_;
-  std::unordered_map<evtchn_port, std::uint32_t> ports_;     ///< our port -> domid
+  std::unordered_map<evtchn_port, std::uint32_t> ports_;      ///< our port -> domid
   std::unordered_map<std::uint32_t, std::uint32_t> by_conn_;  ///< store connection index -> domid
-  std::vector<std::uint32_t> busy_;                          ///< domids with work left
+  std::vector<std::uint32_t> busy_;                           ///< domids with work left
   ring_service_stats stats_;
   std::function<void(std::string_view)> log_;
 };

@@ -122,8 +122,8 @@ class server {
     // request of a busy client then finds the loop awake (no wakeup on the server side).
     auto last_activity = std::chrono::steady_clock::now() - spin_;
     for (;;) {
-      const bool spinning = (spin_.count() > 0 && std::chrono::steady_clock::now() - last_activity < spin_) ||
-                            sources_busy();
+      const bool spinning =
+          (spin_.count() > 0 && std::chrono::steady_clock::now() - last_activity < spin_) || sources_busy();
       int timeout = spinning ? 0 : -1;
       if (accept_paused_) {
         const auto now = std::chrono::steady_clock::now();
