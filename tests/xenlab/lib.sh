@@ -25,12 +25,16 @@ seconds_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a
 domu_console() { echo "/var/log/xen/console/guest-$(xl domname "$1" 2>/dev/null).log"; }
 
 # domu_create NAME [xl config line...]: prints the domid once the domU's agent is ready.
+# XENLAB_DOMU_TYPE=pvh makes a PVH guest (default pv), XENLAB_DOMU_MEM its memory in MiB (128).
 domu_create() {
   name=$1; shift
   cfg=/tmp/$name.cfg
   {
     echo "name = \"$name\""
-    echo 'type = "pv"'
+    echo "type = \"${XENLAB_DOMU_TYPE:-pv}\""
+    # PVH under TCG: QEMU's emulated SVM has no NRIP-save, so Xen cannot step over an
+    # intercepted RDTSCP; with a native TSC mode RDTSC(P) is not intercepted.
+    [ "${XENLAB_DOMU_TYPE:-pv}" = pvh ] && echo 'tsc_mode = "native"'
     echo 'kernel = "/xenlab/domu/vmlinux"'
     echo 'ramdisk = "/xenlab/domu/initrd.cpio"'
     echo 'extra = "console=hvc0 loglevel=4 clocksource=xen"'
