@@ -162,15 +162,15 @@ int ring_front(const options& o) {
   if (!xs->write(no_tx, h + "/ring-ref", ref_text) || !xs->write(no_tx, h + "/event-channel", std::to_string(*port)) ||
       !xs->write(no_tx, h + "/frontend", "ready"))
     give_up("ring-front", "cannot publish the session under " + h);
-  XENLAB_INFO("ring-front: %zu pages granted to d%u (refs %s), port %u offered; waiting for the backend",
-              session_pages, o.backend, ref_text.c_str(), *port);
+  XENLAB_INFO("ring-front: %zu pages granted to d%u (refs %s), port %u offered; waiting for the backend", session_pages,
+              o.backend, ref_text.c_str(), *port);
   auto connected = await_node(*xs, h + "/backend", [](std::string_view v) { return !v.empty(); });
   if (!connected || *connected != "connected")
     give_up("ring-front", "the backend did not connect: " + (connected ? *connected : describe(connected.error())));
 
   evtchn_link chan(ev, *port);
-  const bool ok = front_session(chan, bytes_of(pages->data(), pages->size()),
-                                make_plan(o.loads, o.streams, o.rounds), o.session);
+  const bool ok =
+      front_session(chan, bytes_of(pages->data(), pages->size()), make_plan(o.loads, o.streams, o.rounds), o.session);
   auto closed = await_value(*xs, h + "/backend", "closed");
   if (!closed) XENLAB_FAIL("ring-front the backend did not unmap the session: %s", describe(closed.error()).c_str());
   (void)xs->write(no_tx, h + "/frontend", "done");
@@ -195,8 +195,8 @@ int ring_back(const options& o) {
   if (!ref_text || !port_text) give_up("ring-back", "reading the session under " + h);
   const auto words = split(*ref_text, ' ');
   if (words.size() != session_pages)
-    give_up("ring-back", "ring-ref has " + std::to_string(words.size()) + " references, want " +
-                             std::to_string(session_pages));
+    give_up("ring-back",
+            "ring-ref has " + std::to_string(words.size()) + " references, want " + std::to_string(session_pages));
   std::array<xenbus::grant_ref, session_pages> refs{};
   for (std::size_t i = 0; i < session_pages; ++i)
     refs[i] = static_cast<xenbus::grant_ref>(number(words[i], 0xffffffffu, "ring-ref"));
@@ -264,8 +264,8 @@ int posix_rings(const options& o) {
   offered.set_value(off);
   connected.get_future().wait();
   evtchn_link chan(*ev, *port);
-  const bool front_ok = front_session(chan, bytes_of(pages->data(), pages->size()),
-                                      make_plan(o.loads, o.streams, o.rounds), o.session);
+  const bool front_ok =
+      front_session(chan, bytes_of(pages->data(), pages->size()), make_plan(o.loads, o.streams, o.rounds), o.session);
   back.join();
   return front_ok && back_ok && failures().load(std::memory_order_relaxed) == 0 ? 0 : 1;
 }

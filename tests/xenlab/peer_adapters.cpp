@@ -195,7 +195,8 @@ void access_checks(xen::xs_store& xs, const std::string& private_node) {
              "write under /local/domain/0");
   fails_with(xs.mkdir(no_tx, "/xenlab-intruder"), store_errc::eacces, "xs.eacces-mkdir", "mkdir at the root");
   auto name = xs.read(no_tx, "/local/domain/0/name");
-  XENLAB_INFO("domU read of /local/domain/0/name: %s", name ? ("\"" + *name + "\"").c_str() : describe(name.error()).c_str());
+  XENLAB_INFO("domU read of /local/domain/0/name: %s",
+              name ? ("\"" + *name + "\"").c_str() : describe(name.error()).c_str());
 }
 
 // The node dom0 creates for the domU's EACCES read (created at the root: only dom0 may read it).
@@ -226,13 +227,15 @@ int adapters_domu(domid_t backend) {
 
   // Event channels.
   auto port = ev.bind_unbound(backend);
-  if (!check(bool(port), "evtchn.bind-unbound",
-             port ? "port " + std::to_string(*port) + " offered to d" + std::to_string(backend) : describe(port.error())))
+  if (!check(
+          bool(port), "evtchn.bind-unbound",
+          port ? "port " + std::to_string(*port) + " offered to d" + std::to_string(backend) : describe(port.error())))
     return 1;
   must(xs.write(no_tx, h + "/port", std::to_string(*port)), "adapters-domu", h + "/port");
   progress("port");
   evtchn_link chan(ev, *port);
-  check(chan.wait_for(link::idle_limit_ns), "evtchn.domu-notified", "dom0's notification arrived on port " + std::to_string(*port));
+  check(chan.wait_for(link::idle_limit_ns), "evtchn.domu-notified",
+        "dom0's notification arrived on port " + std::to_string(*port));
   auto back = ev.notify(*port);
   check(bool(back), "evtchn.domu-notifies", back ? "notified dom0 back" : describe(back.error()));
   await_dom0("unbound");
@@ -291,9 +294,8 @@ int adapters_dom0(domid_t domu) {
 
   // Event channels.
   await_domu("port");
-  const auto remote =
-      static_cast<xenbus::evtchn_port>(parse_or_give_up(must(xs.read(no_tx, h + "/port"), "adapters-dom0", h + "/port"),
-                                                        0xffffffffu, "adapters-dom0"));
+  const auto remote = static_cast<xenbus::evtchn_port>(
+      parse_or_give_up(must(xs.read(no_tx, h + "/port"), "adapters-dom0", h + "/port"), 0xffffffffu, "adapters-dom0"));
   auto local = ev.bind_interdomain(domu, remote);
   if (!check(bool(local), "evtchn.bind-interdomain",
              local ? "d" + std::to_string(domu) + " port " + std::to_string(remote) + " -> local port " +
@@ -307,7 +309,8 @@ int adapters_dom0(domid_t domu) {
   XENLAB_INFO("bind_interdomain left local port %u pending: %s", *local, raised ? "yes (taken)" : "no");
   auto sent = ev.notify(*local);
   check(bool(sent), "evtchn.dom0-notifies", sent ? "notified the domU" : describe(sent.error()));
-  check(chan.wait_for(link::idle_limit_ns), "evtchn.dom0-notified", "the domU's notification arrived on port " + std::to_string(*local));
+  check(chan.wait_for(link::idle_limit_ns), "evtchn.dom0-notified",
+        "the domU's notification arrived on port " + std::to_string(*local));
   auto un = ev.unbind(*local);
   check(bool(un), "evtchn.dom0-unbind", un ? "port " + std::to_string(*local) : describe(un.error()));
   progress("unbound");
@@ -319,9 +322,9 @@ int adapters_dom0(domid_t domu) {
   {
     const std::array<xenbus::grant_ref, 1> refs{ref};
     auto m = gt->map(domu, refs, true);
-    if (!check(bool(m), "grant.dom0-map",
-               m ? "d" + std::to_string(domu) + " ref " + std::to_string(ref) + " mapped writable"
-                 : describe(m.error())))
+    if (!check(
+            bool(m), "grant.dom0-map",
+            m ? "d" + std::to_string(domu) + " ref " + std::to_string(ref) + " mapped writable" : describe(m.error())))
       return 1;
     auto* p = static_cast<unsigned char*>(m->data());
     check(has_pattern(p), "grant.dom0-reads-pattern", std::to_string(pattern_bytes) + " bytes as the domU wrote them");

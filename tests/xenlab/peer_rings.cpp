@@ -102,7 +102,8 @@ void timed(double seconds, std::uint64_t chunk, front_counts& c, Chunk&& one_chu
     }
     c.requests += chunk;
   } while (steady::now() < until);
-  c.elapsed_ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
+  c.elapsed_ns =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now() - t0).count());
 }
 
 // Ours: initialises the ring, lets `publish` start the backend, then runs.
@@ -173,9 +174,8 @@ back_counts back_c(std::span<std::byte> ring, const run_spec& s, const int* stop
 
 // Slots of the ring a run uses (RING_SIZE), for the frontend's `outstanding`.
 std::uint32_t slots_of(payload p, unsigned order) {
-  return with_payload(p, [order]<class P>(P) {
-    return xenbus::ring_size_for_order<typename P::request, typename P::response>(order);
-  });
+  return with_payload(
+      p, [order]<class P>(P) { return xenbus::ring_size_for_order<typename P::request, typename P::response>(order); });
 }
 
 // The longest moderated sleep bound or poll budget a frontend may ask for.
@@ -196,8 +196,12 @@ bool valid_spec(const run_spec& s) {
 struct tally {
   run_spec spec;
   std::uint64_t runs = 0, requests = 0, elapsed_ns = 0, front_kicks = 0, back_kicks = 0, waits = 0, timeouts = 0;
-  double per_s() const { return elapsed_ns ? static_cast<double>(requests) * 1e9 / static_cast<double>(elapsed_ns) : 0; }
-  double per_req(std::uint64_t n) const { return requests ? static_cast<double>(n) / static_cast<double>(requests) : 0; }
+  double per_s() const {
+    return elapsed_ns ? static_cast<double>(requests) * 1e9 / static_cast<double>(elapsed_ns) : 0;
+  }
+  double per_req(std::uint64_t n) const {
+    return requests ? static_cast<double>(n) / static_cast<double>(requests) : 0;
+  }
 };
 
 std::size_t request_bytes(payload p) { return xp_request_size(to_c(p)); }
@@ -228,9 +232,9 @@ void print_figures(const std::vector<std::string>& order, const std::map<std::st
     if (t.spec.how == mode::stream) {
       base = "ratio.stream." + std::string(payload_name(t.spec.carried)) + ".order" + std::to_string(t.spec.order);
     } else {
-      const char* pol = t.spec.how == mode::notify_standard ? "default"
+      const char* pol = t.spec.how == mode::notify_standard    ? "default"
                         : t.spec.how == mode::notify_moderated ? "moderated"
-                                                                : "polled";
+                                                               : "polled";
       base = "ratio.notify.out" + std::to_string(t.spec.outstanding) + "." + pol + "_vs_c";
     }
     if (c->second.per_s() > 0) figure(base + ".requests_per_s", t.per_s() / c->second.per_s(), "x");
@@ -246,9 +250,9 @@ std::string run_name(const run_spec& s) {
   const char* who = s.implementation == impl::c ? "c" : "ours";
   if (s.how == mode::stream)
     return std::string("stream.") + who + "." + payload_name(s.carried) + ".order" + std::to_string(s.order);
-  const char* pol = s.how == mode::notify_standard
-                        ? (s.implementation == impl::c ? "standard" : "default")
-                        : s.how == mode::notify_moderated ? "moderated" : "polled";
+  const char* pol = s.how == mode::notify_standard    ? (s.implementation == impl::c ? "standard" : "default")
+                    : s.how == mode::notify_moderated ? "moderated"
+                                                      : "polled";
   return std::string("notify.") + who + "." + pol + ".out" + std::to_string(s.outstanding);
 }
 
@@ -269,8 +273,7 @@ std::vector<run_spec> make_plan(const std::vector<unsigned>& loads, const std::v
   return plan;
 }
 
-bool front_session(link& l, std::span<std::byte> area, const std::vector<run_spec>& plan,
-                   const session_options& opt) {
+bool front_session(link& l, std::span<std::byte> area, const std::vector<run_spec>& plan, const session_options& opt) {
   auto& ctl = *reinterpret_cast<control_page*>(area.data());
   c_links[front_channel] = &l;
   bool ok = true;
@@ -343,14 +346,15 @@ bool back_session(link& l, std::span<std::byte> area) {
     std::uint32_t run;
     // Acquire: pairs with the frontend's release store of run (the fields and the ring).
     while ((run = at(ctl.run).load(std::memory_order_acquire)) == last) l.wait();
-    if (run != last + 1) give_up("ring-back", "the frontend skipped from run " + std::to_string(last) + " to " +
-                                                  std::to_string(run));
+    if (run != last + 1)
+      give_up("ring-back", "the frontend skipped from run " + std::to_string(last) + " to " + std::to_string(run));
     last = run;
     // Relaxed: published by the release store of run, seen above.
     const run_spec s{static_cast<impl>(at(ctl.implementation).load(std::memory_order_relaxed)),
                      static_cast<mode>(at(ctl.how).load(std::memory_order_relaxed)),
                      static_cast<payload>(at(ctl.carried).load(std::memory_order_relaxed)),
-                     at(ctl.order).load(std::memory_order_relaxed), at(ctl.outstanding).load(std::memory_order_relaxed)};
+                     at(ctl.order).load(std::memory_order_relaxed),
+                     at(ctl.outstanding).load(std::memory_order_relaxed)};
     const std::uint64_t bound_ns = at(ctl.sleep_bound_ns).load(std::memory_order_relaxed);
     const std::uint64_t poll_ns = at(ctl.poll_budget_ns).load(std::memory_order_relaxed);
     if (!valid_spec(s) || bound_ns > max_tuning_ns || poll_ns > max_tuning_ns)
@@ -396,11 +400,10 @@ bool back_session(link& l, std::span<std::byte> area) {
     const std::uint64_t bound = 2 * r.requests + 2 * (r.requests / chunk_of(s.how) + 1);
     const bool plausible = stopped && r.requests > 0 && r.elapsed_ns > 0 && r.elapsed_ns < 3'600'000'000'000ULL &&
                            r.front_kicks <= bound && r.waits <= 2 * bound && r.timeouts <= bound;
-    const std::string detail = std::to_string(r.requests) + " requests in " +
-                               std::to_string(static_cast<double>(r.elapsed_ns) / 1e9) + " s, kicks " +
-                               std::to_string(r.front_kicks) + " to the backend and " + std::to_string(r.back_kicks) +
-                               " to the frontend, errors: frontend " + std::to_string(front_errors) + ", backend " +
-                               std::to_string(b.errors);
+    const std::string detail =
+        std::to_string(r.requests) + " requests in " + std::to_string(static_cast<double>(r.elapsed_ns) / 1e9) +
+        " s, kicks " + std::to_string(r.front_kicks) + " to the backend and " + std::to_string(r.back_kicks) +
+        " to the frontend, errors: frontend " + std::to_string(front_errors) + ", backend " + std::to_string(b.errors);
     if (!check(plausible && front_errors == 0 && b.errors == 0, ("ring-run " + name).c_str(), detail)) {
       ok = false;
       continue;

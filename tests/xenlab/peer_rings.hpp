@@ -40,15 +40,14 @@ std::vector<run_spec> make_plan(const std::vector<unsigned>& loads, const std::v
                                 unsigned rounds);
 
 struct session_options {
-  double seconds = 1.5;         // each run lasts about this long
+  double seconds = 1.5;          // each run lasts about this long
   xbench::notify_tuning tuning;  // the moderated sleep bound and the polled budget
 };
 
 /// The frontend's side of a session on `area` (session_pages pages that it granted, or
 /// its own memory in posix-rings): runs `plan`, each run started through the control page
 /// and acknowledged by the backend. Returns false if a run failed.
-bool front_session(link& l, std::span<std::byte> area, const std::vector<run_spec>& plan,
-                   const session_options& opt);
+bool front_session(link& l, std::span<std::byte> area, const std::vector<run_spec>& plan, const session_options& opt);
 
 /// The backend's side: follows the frontend's runs (and its tuning) until it says quit,
 /// prints a FIGURE line for each measure and the ratios ours/C at the end. Returns false

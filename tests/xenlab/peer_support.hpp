@@ -48,7 +48,8 @@ inline std::atomic<int>& failures() {
 }
 #define XENLAB_PASS(...) ::xenlab::say("PASS", __VA_ARGS__)
 #define XENLAB_INFO(...) ::xenlab::say("INFO", __VA_ARGS__)
-#define XENLAB_FAIL(...) (::xenlab::failures().fetch_add(1, std::memory_order_relaxed), ::xenlab::say("FAIL", __VA_ARGS__))
+#define XENLAB_FAIL(...) \
+  (::xenlab::failures().fetch_add(1, std::memory_order_relaxed), ::xenlab::say("FAIL", __VA_ARGS__))
 
 /// Prints PASS or FAIL for `check` with `detail`; returns `ok`.
 inline bool check(bool ok, const char* check, const std::string& detail) {
@@ -123,7 +124,8 @@ xenbus::result<std::string, xenbus::store_error> await_node(S& store, const std:
     auto v = store.read(xenbus::no_tx, path);
     if (v && accept(std::string_view(*v))) return v;
     if (!v && v.error().code != xenbus::store_errc::enoent) return v;
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) return xenbus::unexpected{xenbus::store_error{xenbus::store_errc::timeout}};
     auto ev = store.next_watch_event(static_cast<int>(left.count()));
     if (!ev && ev.error().code != xenbus::store_errc::timeout) return xenbus::unexpected{ev.error()};
@@ -132,8 +134,7 @@ xenbus::result<std::string, xenbus::store_error> await_node(S& store, const std:
 
 /// await_node for one exact value.
 template <xenbus::device_store S>
-xenbus::result<std::string, xenbus::store_error> await_value(S& store, const std::string& path,
-                                                             std::string_view value,
+xenbus::result<std::string, xenbus::store_error> await_value(S& store, const std::string& path, std::string_view value,
                                                              int timeout_ms = step_timeout_ms) {
   return await_node(
       store, path, [value](std::string_view v) { return v == value; }, timeout_ms);
