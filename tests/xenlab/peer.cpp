@@ -21,6 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include <pthread.h>
+#include <sched.h>
+
 namespace {
 
 using namespace xenlab;
@@ -227,6 +230,15 @@ int ring_back(const options& o) {
 
 // ---- The same runs between two threads on the POSIX machine -----------------------------------
 
+// Pins the calling thread to `cpu`, as xenbus-bench pins its two ends (best effort: on one
+// CPU, or where affinity is refused, the threads float and the figures mean less).
+bool pin_to(unsigned cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return std::thread::hardware_concurrency() >= 2 && ::pthread_setaffinity_np(::pthread_self(), sizeof set, &set) == 0;
+}
+
 int posix_rings(const options& o) {
   namespace px = xenbus::posix;
   auto m = px::machine::create({.frames = 64, .domains = 2, .grants_per_domain = 64, .ports_per_domain = 8});
@@ -240,6 +252,7 @@ int posix_rings(const options& o) {
   std::promise<void> connected;
   bool back_ok = false;
   std::thread back([&] {
+    (void)pin_to(1);
     auto ev = px::evtchn_handle::open(*m, back_dom);
     if (!ev) give_up("posix-rings", "backend evtchn: " + describe(ev.error()));
     px::grant_table gt(*m, back_dom);
@@ -252,6 +265,7 @@ int posix_rings(const options& o) {
     evtchn_link chan(*ev, *local);
     back_ok = back_session(chan, bytes_of(map->data(), map->size()));
   });
+  if (!pin_to(0)) XENLAB_INFO("posix-rings: the two ends are not pinned to CPUs 0 and 1: the figures mean less");
   auto ev = px::evtchn_handle::open(*m, front_dom);
   if (!ev) give_up("posix-rings", "frontend evtchn: " + describe(ev.error()));
   px::grant_table gt(*m, front_dom);

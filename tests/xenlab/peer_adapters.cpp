@@ -211,7 +211,9 @@ domid_t own_domid(xen::xs_store& xs, const char* who) {
 // ---- The domU ------------------------------------------------------------------------------------
 
 int adapters_domu(domid_t backend) {
-  auto [ev, xs] = open_adapters("adapters-domu");
+  adapters opened = open_adapters("adapters-domu");
+  auto& ev = opened.ev;
+  auto& xs = opened.xs;
   auto gs = xen::gntshr::open();
   if (!gs) give_up("adapters-domu", "xengntshr_open (/dev/xen/gntalloc) failed");
   const domid_t self = own_domid(xs, "adapters-domu");
@@ -280,7 +282,9 @@ int adapters_domu(domid_t backend) {
 // ---- dom0 ----------------------------------------------------------------------------------------
 
 int adapters_dom0(domid_t domu) {
-  auto [ev, xs] = open_adapters("adapters-dom0");
+  adapters opened = open_adapters("adapters-dom0");
+  auto& ev = opened.ev;
+  auto& xs = opened.xs;
   auto gt = xen::gnttab::open();
   if (!gt) give_up("adapters-dom0", "xengnttab_open (/dev/xen/gntdev) failed");
   must(xs.write(no_tx, dom0_private_node, "dom0 only"), "adapters-dom0", dom0_private_node);

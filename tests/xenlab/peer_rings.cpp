@@ -43,12 +43,12 @@ struct control_page {
   std::uint32_t run;  // frontend: the run it started, 1, 2, ...
   std::uint32_t implementation, how, carried, order, outstanding;
   std::uint64_t sleep_bound_ns, poll_budget_ns;  // frontend: the notify_tuning of both ends
-  std::int32_t stop;   // frontend: 1 once the run's last request is answered (int: the C loops read it)
+  int stop;            // frontend: 1 once the run's last request is answered (int: the C loops read it)
   std::uint32_t done;  // backend: the run whose loop returned
   std::uint64_t requests, elapsed_ns, front_kicks, front_waits, front_timeouts, front_errors;
   std::uint64_t back_kicks, back_waits, back_errors;
 };
-static_assert(sizeof(control_page) <= xenbus::xen_page_size);
+static_assert(sizeof(int) == 4 && sizeof(control_page) <= xenbus::xen_page_size);
 
 template <class T>
 std::atomic_ref<T> at(T& field) {
@@ -64,6 +64,14 @@ xbench::policy to_policy(mode m) {
 }
 
 const char* payload_name(payload p) { return p == payload::blkif ? "blkif" : "netif_tx"; }
+
+// How a notify run's consumers sleep: the C macros' "standard" usage, our "default"
+// (the same contract through our API), "moderated" or "polled".
+const char* consumer_name(const run_spec& s) {
+  if (s.how == mode::notify_moderated) return "moderated";
+  if (s.how == mode::notify_polled) return "polled";
+  return s.implementation == impl::c ? "standard" : "default";
+}
 
 /// Calls f(P{}) with the payload type of `p`.
 template <class F>
@@ -195,7 +203,7 @@ bool valid_spec(const run_spec& s) {
 // Sums of the runs of one measure over the rounds.
 struct tally {
   run_spec spec;
-  std::uint64_t runs = 0, requests = 0, elapsed_ns = 0, front_kicks = 0, back_kicks = 0, waits = 0, timeouts = 0;
+  std::uint64_t requests = 0, elapsed_ns = 0, front_kicks = 0, back_kicks = 0, waits = 0, timeouts = 0;
   double per_s() const {
     return elapsed_ns ? static_cast<double>(requests) * 1e9 / static_cast<double>(elapsed_ns) : 0;
   }
@@ -228,15 +236,10 @@ void print_figures(const std::vector<std::string>& order, const std::map<std::st
     if (c_spec.how != mode::stream) c_spec.how = mode::notify_standard;
     const auto c = tallies.find(run_name(c_spec));
     if (c == tallies.end()) continue;
-    std::string base = name;  // notify.ours.moderated.out32 -> ratio.notify.out32.moderated_vs_c
-    if (t.spec.how == mode::stream) {
-      base = "ratio.stream." + std::string(payload_name(t.spec.carried)) + ".order" + std::to_string(t.spec.order);
-    } else {
-      const char* pol = t.spec.how == mode::notify_standard    ? "default"
-                        : t.spec.how == mode::notify_moderated ? "moderated"
-                                                               : "polled";
-      base = "ratio.notify.out" + std::to_string(t.spec.outstanding) + "." + pol + "_vs_c";
-    }
+    const std::string base =
+        t.spec.how == mode::stream
+            ? "ratio.stream." + std::string(payload_name(t.spec.carried)) + ".order" + std::to_string(t.spec.order)
+            : "ratio.notify.out" + std::to_string(t.spec.outstanding) + "." + consumer_name(t.spec) + "_vs_c";
     if (c->second.per_s() > 0) figure(base + ".requests_per_s", t.per_s() / c->second.per_s(), "x");
     if (t.spec.how == mode::stream) continue;
     const double ck = c->second.per_req(c->second.front_kicks + c->second.back_kicks);
@@ -250,10 +253,7 @@ std::string run_name(const run_spec& s) {
   const char* who = s.implementation == impl::c ? "c" : "ours";
   if (s.how == mode::stream)
     return std::string("stream.") + who + "." + payload_name(s.carried) + ".order" + std::to_string(s.order);
-  const char* pol = s.how == mode::notify_standard    ? (s.implementation == impl::c ? "standard" : "default")
-                    : s.how == mode::notify_moderated ? "moderated"
-                                                      : "polled";
-  return std::string("notify.") + who + "." + pol + ".out" + std::to_string(s.outstanding);
+  return std::string("notify.") + who + "." + consumer_name(s) + ".out" + std::to_string(s.outstanding);
 }
 
 std::vector<run_spec> make_plan(const std::vector<unsigned>& loads, const std::vector<run_spec>& streams,
@@ -338,7 +338,7 @@ bool front_session(link& l, std::span<std::byte> area, const std::vector<run_spe
 bool back_session(link& l, std::span<std::byte> area) {
   auto& ctl = *reinterpret_cast<control_page*>(area.data());
   c_links[back_channel] = &l;
-  const int* stop = reinterpret_cast<const int*>(&ctl.stop);
+  const int* stop = &ctl.stop;
   std::map<std::string, tally> tallies;
   std::vector<std::string> order;  // names in first-run order
   bool ok = true;
@@ -377,7 +377,6 @@ bool back_session(link& l, std::span<std::byte> area) {
     // reads below after it in this function too (pairs with the frontend's release of stop).
     const bool stopped = at(ctl.stop).load(std::memory_order_acquire) == 1;
     tally r{s};
-    r.runs = 1;
     r.requests = at(ctl.requests).load(std::memory_order_relaxed);
     r.elapsed_ns = at(ctl.elapsed_ns).load(std::memory_order_relaxed);
     r.front_kicks = at(ctl.front_kicks).load(std::memory_order_relaxed);
@@ -411,7 +410,6 @@ bool back_session(link& l, std::span<std::byte> area) {
     auto [it, fresh] = tallies.try_emplace(name, tally{s});
     if (fresh) order.push_back(name);
     tally& t = it->second;
-    t.runs += 1;
     t.requests += r.requests;
     t.elapsed_ns += r.elapsed_ns;
     t.front_kicks += r.front_kicks;

@@ -154,8 +154,7 @@ class link {
   virtual void wait() = 0;
   /// Sleeps until a notification comes (true) or `ns` pass (false).
   virtual bool wait_for(long ns) = 0;
-  /// Notifications sent, and wakeups that found no notification, since the start.
-  std::uint64_t kicks_sent = 0;
+  /// Wakeups that found no notification for our port, since the start.
   std::uint64_t spurious_wakeups = 0;
 
   static constexpr long idle_limit_ns = 30'000'000'000L;
@@ -171,7 +170,6 @@ class evtchn_link final : public link {
 
   void kick() override {
     if (auto r = h_.notify(port_); !r) give_up("evtchn-notify", describe(r.error()));
-    ++kicks_sent;
   }
   void wait() override {
     if (!wait_for(idle_limit_ns))
