@@ -140,7 +140,7 @@ std::span<std::byte> bytes_of(void* p, std::size_t n) { return {static_cast<std:
 // The domU publishes the session under its home, H = /local/domain/<domU>/data/xenlab/ring:
 // ring-ref (the session's grant references, space-separated), event-channel, and
 // frontend = "ready"; dom0 answers in H/backend ("connected", then "closed" once it has
-// unmapped), a node the domU creates first.
+// unmapped), a node the domU creates first. The domU removes H at the end.
 std::string ring_home(domid_t d) { return "/local/domain/" + std::to_string(d) + "/data/xenlab/ring"; }
 
 int ring_front(const options& o) {
@@ -176,7 +176,7 @@ int ring_front(const options& o) {
       front_session(chan, bytes_of(pages->data(), pages->size()), make_plan(o.loads, o.streams, o.rounds), o.session);
   auto closed = await_value(*xs, h + "/backend", "closed");
   if (!closed) XENLAB_FAIL("ring-front the backend did not unmap the session: %s", describe(closed.error()).c_str());
-  (void)xs->write(no_tx, h + "/frontend", "done");
+  (void)xs->remove(no_tx, h);  // the session is over: leave the domU's home as it was
   return ok && failures().load(std::memory_order_relaxed) == 0 ? 0 : 1;
 }
 
