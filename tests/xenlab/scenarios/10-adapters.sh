@@ -3,24 +3,6 @@
 # the two (an event channel both ways, a granted page mapped, answered and unshared while still
 # mapped, xenstore round trips and error mapping in both domains).
 
-# relay WHO FILE: the program's "PASS|FAIL name detail", "INFO text" and "FIGURE name value unit"
-# lines (or the same from a domU, as domu_run prefixes them) as the lab's results.
-relay() {
-  while IFS= read -r line; do
-    case $line in "  [dom"*"] "*) line=${line#*] } ;; esac
-    kind=${line%% *} rest=${line#* }
-    name=${rest%% *}
-    detail=${rest#"$name"}
-    case $kind in
-      PASS) pass "$1.$name" "${detail# }" ;;
-      FAIL) fail "$1.$name" "${detail# }" ;;
-      INFO) info "$1: $rest" ;;
-      FIGURE) set -f; set -- "$1" $rest; set +f; figure "$2" "$3" "$4" ;;
-      *) [ -n "$line" ] && echo "    $line" ;;
-    esac
-  done <"$2"
-}
-
 D=$XENLAB_DOMU
 check xen-adapter-tests.dom0 timeout 120 xenbus-xen-adapter-tests
 out=$(domu_run "$D" 120 'xenbus-xen-adapter-tests')

@@ -5,23 +5,6 @@
 # at 1 and 32 requests in flight, then the one-way stream. Every figure comes from QEMU's TCG
 # emulation: absolute rates mean nothing, ratios ours/C within this run do.
 
-# relay WHO FILE: as in 10-adapters.sh (each scenario runs in a shell of its own).
-relay() {
-  while IFS= read -r line; do
-    case $line in "  [dom"*"] "*) line=${line#*] } ;; esac
-    kind=${line%% *} rest=${line#* }
-    name=${rest%% *}
-    detail=${rest#"$name"}
-    case $kind in
-      PASS) pass "$1.$name" "${detail# }" ;;
-      FAIL) fail "$1.$name" "${detail# }" ;;
-      INFO) info "$1: $rest" ;;
-      FIGURE) set -f; set -- "$1" $rest; set +f; figure "$2" "$3" "$4" ;;
-      *) [ -n "$line" ] && echo "    $line" ;;
-    esac
-  done <"$2"
-}
-
 D=$XENLAB_DOMU
 RUN="--seconds 1 --rounds 2 --loads 1,32 --streams blkif:0,netif_tx:0"
 info "ring runs: $RUN (figures under TCG: only the ratios ours/C mean anything)"
