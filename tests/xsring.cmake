@@ -25,3 +25,8 @@ if(XENBUS_BUILD_TOOLS)
       LABELS xenstore-interop TIMEOUT 60)
   endif()
 endif()
+
+# The lab's probes of dom0's xenstored (tests/xenlab/scenarios/7x-xenstored*.sh): the hostile
+# guest program in a domU, the hostile guest kernel's page writes and dom0's timings in dom0.
+xenbus_add_program(xenbus-xsring-lab xsring_lab.cpp)
+target_link_libraries(xenbus-xsring-lab PRIVATE xenctrl xenforeignmemory xengnttab xenevtchn Threads::Threads)
