@@ -89,24 +89,27 @@ for round in 1 2; do
     fi
   done
 done
-# Mean of the rounds per server and test; ratios against ours, and their geometric mean.
+# Mean of the rounds per server and test; ratios against ours, and their geometric mean (busybox
+# awk has no log or exp: a series for each).
 awk '
+  function ln(x,  y, y2, s, t, k) { y = (x - 1) / (x + 1); y2 = y * y; t = y; for (k = 1; k < 400; k += 2) { s += t / k; t *= y2 } return 2 * s }
+  function ex(v,  n, s, t, k) { while (v > 0.5 || v < -0.5) { v /= 2; n++ } s = 1; t = 1; for (k = 1; k < 25; k++) { t *= v / k; s += t } while (n-- > 0) s *= s; return s }
   { sum[$1 " " $2] += $3; cnt[$1 " " $2]++; tests[$2] = 1 }
   END {
     split("ours oxenstored cxenstored", S, " ")
     for (t in tests) {
       for (k = 1; k <= 3; k++) if (cnt[S[k] " " t]) {
-        m[S[k], t] = sum[S[k] " " t] / cnt[S[k] " " t]
-        printf "XENLAB FIGURE test-xenstore-ns.%s.%s %.0f ns\n", S[k], t, m[S[k], t]
+        m[S[k] " " t] = sum[S[k] " " t] / cnt[S[k] " " t]
+        printf "XENLAB FIGURE test-xenstore-ns.%s.%s %.0f ns\n", S[k], t, m[S[k] " " t]
       }
-      for (k = 2; k <= 3; k++) if (m["ours", t] > 0 && m[S[k], t] > 0) {
-        r = m[S[k], t] / m["ours", t]
+      for (k = 2; k <= 3; k++) if (m["ours " t] > 0 && m[S[k] " " t] > 0) {
+        r = m[S[k] " " t] / m["ours " t]
         printf "XENLAB FIGURE test-xenstore-ratio.%s-over-ours.%s %.2f x\n", S[k], t, r
-        lg[S[k]] += log(r); nr[S[k]]++
+        lg[S[k]] += ln(r); nr[S[k]]++
       }
     }
     for (k = 2; k <= 3; k++) if (nr[S[k]])
-      printf "XENLAB FIGURE test-xenstore-ratio.%s-over-ours.geomean %.2f x\n", S[k], exp(lg[S[k]] / nr[S[k]])
+      printf "XENLAB FIGURE test-xenstore-ratio.%s-over-ours.geomean %.2f x\n", S[k], ex(lg[S[k]] / nr[S[k]])
   }' /tmp/tx.all | sort
 n=$(awk '{ print $1 }' /tmp/tx.all | sort -u | wc -l)
 if [ "$n" = 3 ]; then
