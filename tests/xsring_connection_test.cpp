@@ -44,7 +44,7 @@ struct reply {
 /// stands for the server's loop.
 class guest {
  public:
-  explicit guest(page& p) : p_{p} {
+  explicit guest(page& p) {
     auto g = xenbus::xenstore_ring_guest::attach(p.bytes);
     REQUIRE(g.has_value());
     g_ = std::make_unique<xenbus::xenstore_ring_guest>(*g);
@@ -81,7 +81,6 @@ class guest {
   xenbus::xenstore_ring_guest& end() { return *g_; }
 
  private:
-  page& p_;
   std::unique_ptr<xenbus::xenstore_ring_guest> g_;
   std::string in_;
 };

@@ -225,8 +225,7 @@ class sim_host {
   using service = xs::ring_service<grant_mapper, px::evtchn_handle, scripted_domains>;
 
   explicit sim_host(const px::machine& m, xs::limits l = {}, xs::orphan_policy orphans = xs::orphan_policy::to_dom0)
-      : m_{m},
-        gt0_{m, 0},
+      : gt0_{m, 0},
         mapper_{gt0_},
         ev0_{open_ev(m)},
         kernel_ev_{open_ev(m)},
@@ -302,7 +301,6 @@ class sim_host {
     std::byte bytes[4096]{};
   };
 
-  const px::machine& m_;
   px::grant_table gt0_;
   grant_mapper mapper_;
   px::evtchn_handle ev0_;
