@@ -430,3 +430,28 @@ TEST_CASE("a guest that floods watches and never reads grows nothing without bou
   }));
   CHECK(host.call([](auto&, auto& svc) { return svc.stats().stopped == 0; }));
 }
+
+TEST_CASE("XS_SET_TARGET lets a device-model domain act as its target's owner") {
+  auto m = make_machine();
+  sim_host host{m};
+  toolstack ts{host};
+  sim_guest target{m, 5}, stub{m, 6};
+  introduce(ts, target);
+  introduce(ts, stub);
+  auto t = target.connect();
+  t.set_reply_timeout(5000ms);
+  REQUIRE(t.write("data/secret", "s").has_value());
+  auto s = stub.connect();
+  s.set_reply_timeout(5000ms);
+  CHECK(s.read("/local/domain/5/data/secret").error() == xs::errc::eacces);
+  CHECK_FALSE(xs_set_target(ts.h(), 6, 9));  // 9 is not introduced
+  CHECK(errno == ENOENT);
+  REQUIRE(xs_set_target(ts.h(), 6, 5));
+  CHECK(s.read("/local/domain/5/data/secret").value() == "s");
+  REQUIRE(s.write("/local/domain/5/data/from-stub", "x").has_value());
+  CHECK(ts.owner("/local/domain/5/data/from-stub") == "6");
+  // Releasing the target ends the relation with it.
+  REQUIRE(xs_release_domain(ts.h(), 5));
+  CHECK(ts.owner("/local/domain/5/data/secret") == "0");
+  CHECK(s.read("/local/domain/5/data/secret").error() == xs::errc::eacces);
+}
