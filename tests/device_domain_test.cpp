@@ -67,6 +67,7 @@ TEST_CASE_TEMPLATE(
   REQUIRE(r.tk.remove().has_value());
   CHECK(r.pump_until([&] { return !first.active(); }));
   CHECK(missing(r.ts_store, r.addr.backend_dir()));
+  CHECK(missing(r.ts_store, home(back_dom) + "/backend/vtest/" + std::to_string(front_dom)));  // nothing left behind
   CHECK(missing(r.ts_store, home(front_dom)));
   CHECK(first.reason() == close_reason::peer_domain_gone);  // the first cause is kept
 
@@ -143,4 +144,8 @@ TEST_CASE("the toolstack gives each end its directory, so an unprivileged guest'
   REQUIRE(r.tk.remove().has_value());
   CHECK(missing(r.ts_store, r.addr.frontend_dir()));
   CHECK(missing(r.ts_store, r.addr.backend_dir()));
+  // The emptied parents go too; the guest's home and device/ stay.
+  CHECK(missing(r.ts_store, home(front_dom) + "/device/vtest"));
+  CHECK(missing(r.ts_store, home(back_dom) + "/backend/vtest/" + std::to_string(front_dom)));
+  CHECK_FALSE(missing(r.ts_store, home(front_dom) + "/device"));
 }

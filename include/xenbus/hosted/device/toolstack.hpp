@@ -119,8 +119,15 @@ class toolstack {
     if (t.backend() != state::unknown && !t.request(role::backend, state::unknown))
       return unexpected{toolstack_error{toolstack_errc::refused}};
     auto w = in_transaction(*s_, [&](store_tx tx) -> result<void, store_error> {
-      for (const std::string& d : {addr_.frontend_dir(), addr_.backend_dir()})
+      for (const std::string& d : {addr_.frontend_dir(), addr_.backend_dir()}) {
         if (auto r = s_->remove(tx, d); !r && r.error().code != store_errc::enoent) return r;
+        // The directory above it (device/<type>, backend/<type>/<frontend domid>) goes too
+        // once empty, as libxl's path cleanup does, so that devices coming and going for
+        // one domain after another leave nothing behind. A parent that is gone stays gone.
+        const std::string parent = d.substr(0, d.rfind('/'));
+        if (auto kids = s_->directory(tx, parent); kids && kids->empty())
+          if (auto r = s_->remove(tx, parent); !r && r.error().code != store_errc::enoent) return r;
+      }
       return {};
     });
     if (!w) return unexpected{toolstack_error{toolstack_errc::store_failed, w.error().code}};
