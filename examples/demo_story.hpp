@@ -78,9 +78,13 @@ inline void stop_on_sigterm() {
 inline std::string data_dir(domid_t frontend_dom) {
   return "/local/domain/" + std::to_string(frontend_dom) + "/data/xenbus-demo";
 }
-/// A frontend process's result: "<answered> <seconds> <wrong>", or "quiet" once handed over.
+/// A frontend process's result: "<answered> <seconds> <wrong>".
 inline std::string result_path(domid_t frontend_dom, std::string_view who) {
   return data_dir(frontend_dom) + "/result/" + std::string(who);
+}
+/// Written by a handed-over frontend that saw the backend answer its successor and did nothing.
+inline std::string quiet_path(domid_t frontend_dom, std::string_view who) {
+  return data_dir(frontend_dom) + "/quiet/" + std::string(who);
 }
 
 template <device_store S>
@@ -325,7 +329,7 @@ int run_frontend(const role_options& o, S& s, E& ev, G& grants) {
             std::string("sees the backend ") +
                 (b == to_node_text(state::init_wait) ? "answer with InitWait" : "Connected to the new instance") +
                 " and ignores it: handed over, quiet");
-        (void)s.write(no_tx, result, "quiet");
+        (void)s.write(no_tx, quiet_path(o.self, o.who), "quiet");
         reported_quiet = true;
       }
     }
@@ -409,6 +413,7 @@ std::vector<step> run_story(S& s, const device_address& address, L& launch, int 
   };
   const std::string results = data_dir(address.frontend_domid) + "/result";
   (void)s.remove(no_tx, results);  // a previous run's
+  (void)s.remove(no_tx, data_dir(address.frontend_domid) + "/quiet");
   toolstack<S> tk{s, address};
   tk.set_logger([](std::string_view l) { say("toolstack", l); });
   check("device created", tk.create().has_value(), address.frontend_dir());
@@ -469,7 +474,7 @@ std::vector<step> run_story(S& s, const device_address& address, L& launch, int 
   ok = watch_until(result("frontend-2"), 8) && streamed("frontend-2", detail) &&
        watch_until(both(state::connected, state::connected), 5);
   check("handover: new frontend Connected", ok, detail);
-  ok = watch_until([&] { return node(result_path(address.frontend_domid, "frontend-1")).value_or("") == "quiet"; }, 2);
+  ok = watch_until([&] { return node(quiet_path(address.frontend_domid, "frontend-1")).value_or("") == "quiet"; }, 2);
   check("old frontend stayed quiet", ok, "saw the backend answer the new instance, did nothing");
 
   check("unplug: online = 0, backend Closing", tk.unplug().has_value());

@@ -237,7 +237,7 @@ class xen_launcher {
 int run_xen_story(const options& o) {
   auto s = open_store();
   if (!s) return 2;
-  for (const char* sub : {"/result", "/exit", "/launch"}) (void)s->remove(no_tx, data_dir(o.domu) + sub);
+  for (const char* sub : {"/result", "/quiet", "/exit", "/launch"}) (void)s->remove(no_tx, data_dir(o.domu) + sub);
   xen_launcher launch{*s, o};
   std::vector<step> steps = run_story(*s, address_of(o), launch, o.patience);
   return print_summary("xenbus-xen-demo", steps) ? 1 : 0;

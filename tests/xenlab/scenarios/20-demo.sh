@@ -18,7 +18,7 @@ else
   fail xen-demo "exit $rc: $(grep -a '\[FAIL\]' /tmp/xen-demo.out | sed 's/ *\[FAIL\] *//' | tr -s ' ' | tr '\n' ';')"
 fi
 # Requests per second of each frontend in the guest, from its result node: "<answered> <s> <wrong>".
-for who in frontend-1 frontend-2; do
+for who in frontend-1 frontend-2; do  # each keeps its result; the old one reports quiet apart
   r=$(timeout 5 xenstore-read "/local/domain/$D/data/xenbus-demo/result/$who" 2>/dev/null)
   rate=$(echo "$r" | awk 'NF == 3 && $2 > 0 && $3 == 0 { printf "%.0f", $1 / $2 }')
   if [ -n "$rate" ]; then
