@@ -8,12 +8,12 @@ timeout 10 xenstore-rm "/local/domain/$D/data/xenbus-demo" 2>/dev/null
 if ! domu_spawn "$D" "xenbus-xen-demo guest --domid $D --requests 1000000 --lifetime 300"; then
   fail xen-demo-guest "the guest's launcher did not start"
 fi
-t=$(uptime_s)
+t_story=$(uptime_s)
 timeout 300 xenbus-xen-demo story --domu "$D" --patience 20 >/tmp/xen-demo.out 2>&1
 rc=$?
 sed 's/^/    /' /tmp/xen-demo.out
 if [ $rc = 0 ]; then
-  pass xen-demo "$(grep -a '^PASSED' /tmp/xen-demo.out) in $(seconds_since "$t")s"
+  pass xen-demo "$(grep -a '^PASSED' /tmp/xen-demo.out) in $(seconds_since "$t_story")s"
 else
   fail xen-demo "exit $rc: $(grep -a '\[FAIL\]' /tmp/xen-demo.out | sed 's/ *\[FAIL\] *//' | tr -s ' ' | tr '\n' ';')"
 fi
@@ -26,10 +26,10 @@ for who in frontend-1 frontend-2; do  # each keeps its result; the old one repor
   fi
 done
 # The launcher ends when dom0 says so and leaves every frontend's exit status.
-i=0
-while [ "$(timeout 5 xenstore-read "/local/domain/$D/data/xenbus-demo/launcher" 2>/dev/null)" != done ] && [ $i -lt 100 ]; do
+tries=0
+while [ "$(timeout 5 xenstore-read "/local/domain/$D/data/xenbus-demo/launcher" 2>/dev/null)" != done ] && [ $tries -lt 100 ]; do
   sleep 0.2
-  i=$((i + 1))
+  tries=$((tries + 1))
 done
 exits=$(for w in frontend-1 frontend-2; do echo "$w=$(timeout 5 xenstore-read "/local/domain/$D/data/xenbus-demo/exit/$w" 2>/dev/null)"; done | tr '\n' ' ')
 if [ "$(timeout 5 xenstore-read "/local/domain/$D/data/xenbus-demo/launcher" 2>/dev/null)" = done ] &&

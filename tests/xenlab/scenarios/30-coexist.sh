@@ -3,6 +3,7 @@
 # backend (a long-lived xenbus-xen-demo serve in dom0) and frontends in the guest connect and
 # stream, then our toolstack unplugs and removes them. The kernel's vbd and vif stay Connected
 # (state 4 at both ends) throughout, their xenstore nodes do not change, and the disk still reads.
+# (lib.sh's functions set i, d, t, start... as globals: ours have other names.)
 D=$XENLAB_DOMU
 kernel_states() {
   echo "vbd $(xenbus_state "/local/domain/$D/device/vbd/51712/state")/$(xenbus_state "/local/domain/0/backend/vbd/$D/51712/state")" \
@@ -38,19 +39,19 @@ for n in 1 2; do
   domu_spawn "$D" "xenbus-xen-demo frontend --domid $D --devid $n --who coexist-$n --requests 1000000 --lifetime 300" ||
     fail "coexist-frontend-$n" "domu_spawn failed"
 done
-t=$(uptime_s)
-i=0
+t_create=$(uptime_s)
+tries=0
 while [ "$(ours_states)" != "vdemo/1 4/4 vdemo/2 4/4 " ] ||
   ! timeout 5 xenstore-exists "/local/domain/$D/data/xenbus-demo/result/coexist-2" ||
   ! timeout 5 xenstore-exists "/local/domain/$D/data/xenbus-demo/result/coexist-1"; do
-  i=$((i + 1))
-  [ $i -lt 600 ] || break
+  tries=$((tries + 1))
+  [ $tries -lt 600 ] || break
   sleep 0.2
 done
 during=$(kernel_states)
 ours=$(ours_states)
 if [ "$ours" = "vdemo/1 4/4 vdemo/2 4/4 " ]; then
-  pass coexist-ours-connected "${ours}Connected $(seconds_since "$t")s after create"
+  pass coexist-ours-connected "${ours}Connected $(seconds_since "$t_create")s after create"
 else
   fail coexist-ours-connected "$ours"
 fi

@@ -6,7 +6,8 @@
 # /local/domain/<dead>, no error node), and our toolstack removes what is left. Over the cycles the
 # backend's descriptors (/proc/PID/fd) and grant mappings (/dev/xen/gntdev lines of
 # /proc/PID/maps) must not grow. XENLAB_CYCLES (scripts/xenlab.sh --cycles, default 20) cycles;
-# each takes about one domain creation under TCG.
+# each takes about one domain creation under TCG. (lib.sh's functions set i, d, t, start, seq...
+# as globals: this scenario's own variables have other names.)
 cycles=${XENLAB_CYCLES:-20}
 xenbus-xen-demo serve --who backend --lifetime 3600 >/tmp/serve-destroy.out 2>&1 &
 serve=$!
@@ -26,35 +27,35 @@ sleep 1
 fd0=$(fds)
 map0=$(maps)
 info "backend pid $serve: $fd0 descriptors, $map0 gntdev mappings before the first cycle"
-fd_list="" map_list="" conn_list="" times="" ok_cycles=0 bad=""
+fd_list="" map_list="" conn_list="" times="" ok_cycles=0 bad="" stop_cycles=no
 # The lab kills a scenario at its time limit: rather than be cut off mid-cycle without figures,
 # stop when the next cycle would not fit, and say so.
 limit=${XENLAB_SCENARIO_LIMIT:-400}
-start=$(uptime_s)
-i=1
-while [ $i -le "$cycles" ]; do
-  if [ $i -gt 1 ] && ! awk -v e="$(seconds_since "$start")" -v n=$((i - 1)) -v l="$limit" \
+budget_start=$(uptime_s)
+cyc=1
+while [ $cyc -le "$cycles" ]; do
+  if [ $cyc -gt 1 ] && ! awk -v e="$(seconds_since "$budget_start")" -v n=$((cyc - 1)) -v l="$limit" \
     'BEGIN { exit !(e + 1.5 * e / n + 20 < l) }'; then
-    info "stopping before cycle $i: another would not fit in the scenario's ${limit}s ($(seconds_since "$start")s so far)"
+    info "stopping before cycle $cyc: another would not fit in the scenario's ${limit}s ($(seconds_since "$budget_start")s so far)"
     break
   fi
-  t=$(uptime_s)
-  D=$(domu_create "xenbus-destroy-$i")
+  cyc_t=$(uptime_s)
+  D=$(domu_create "xenbus-destroy-$cyc")
   if [ -z "$D" ]; then
-    bad="$bad $i:domu_create"
+    bad="$bad $cyc:domu_create"
     break
   fi
   step=create
   fe=/local/domain/$D/device/vdemo/0
   be=/local/domain/0/backend/vdemo/$D/0
-  connected() { [ "$(xenbus_state $fe/state)$(xenbus_state $be/state)" = 44 ] && timeout 5 xenstore-exists "/local/domain/$D/data/xenbus-demo/result/d$i"; }
+  connected() { [ "$(xenbus_state $fe/state)$(xenbus_state $be/state)" = 44 ] && timeout 5 xenstore-exists "/local/domain/$D/data/xenbus-demo/result/d$cyc"; }
   closed() { [ "$(xenbus_state $be/state)" = 6 ] && [ "$(maps)" = "$map0" ]; }
   if timeout 30 xenbus-xen-demo create --domu "$D" >/tmp/destroy-create.out 2>&1 &&
-    domu_spawn "$D" "xenbus-xen-demo frontend --domid $D --who d$i --requests 20000 --lifetime 900" &&
-    step=connect && wait_for 600 connected; then
+    domu_spawn "$D" "xenbus-xen-demo frontend --domid $D --who d$cyc --requests 20000 --lifetime 900" &&
+    step=connect && wait_for 300 connected; then
     conn="$(fds)/$(maps)"
     step=destroy
-    if domu_destroy "$D" >/dev/null 2>&1 && step=release && wait_for 300 closed; then
+    if domu_destroy "$D" >/dev/null 2>&1 && step=release && wait_for 150 closed; then
       step=dead-home
       if ! timeout 5 xenstore-exists "/local/domain/$D" && ! timeout 5 xenstore-exists "/local/domain/0/error/backend/vdemo/$D"; then
         step=remove
@@ -65,23 +66,25 @@ while [ $i -le "$cycles" ]; do
       fi
     fi
   fi
-  dt=$(seconds_since "$t")
+  dt=$(seconds_since "$cyc_t")
   f=$(fds)
   m=$(maps)
   if [ $step = done ]; then
     ok_cycles=$((ok_cycles + 1))
   else
-    bad="$bad $i:$step"
-    info "cycle $i failed at $step: fe $(xenbus_state $fe/state) be $(xenbus_state $be/state); $(tail -n 2 /tmp/destroy-create.out /tmp/destroy-remove.out 2>/dev/null | tr '\n' ' ')"
-    xl list | grep -q "xenbus-destroy-$i" && domu_destroy "$D" >/dev/null 2>&1
+    bad="$bad $cyc:$step"
+    info "cycle $cyc failed at $step: fe $(xenbus_state $fe/state) be $(xenbus_state $be/state); $(tail -n 2 /tmp/destroy-create.out /tmp/destroy-remove.out 2>/dev/null | tr '\n' ' ')"
+    xl list | grep -q "xenbus-destroy-$cyc " && domu_destroy "$D" >/dev/null 2>&1
+    stop_cycles=yes  # one failure says enough; the rest of the budget is not spent repeating it
   fi
-  info "cycle $i: domid $D, $step, ${dt}s; backend while Connected ${conn:-?} (fds/maps), after $f/$m"
+  info "cycle $cyc: domid $D, $step, ${dt}s; backend while Connected ${conn:-?} (fds/maps), after $f/$m"
   fd_list="$fd_list $f"
   map_list="$map_list $m"
   conn_list="$conn_list ${conn:-?}"
   times="$times $dt"
   conn=""
-  i=$((i + 1))
+  cyc=$((cyc + 1))
+  [ "$stop_cycles" = yes ] && break
 done
 
 if [ "$ok_cycles" = "$cycles" ]; then
@@ -117,6 +120,12 @@ figure destroy-backend-gntdev-maps "$(echo "$map_list" | awk '{ print $NF }')" "
 kill "$serve"
 wait "$serve"
 rc=$?
+gone=$(grep -ac "the peer's domain is gone (" /tmp/serve-destroy.out)
+if [ "$gone" = "$ok_cycles" ] && ! grep -aq 'fatal:' /tmp/serve-destroy.out; then
+  pass destroy-reason "the backend closed for close_reason::peer_domain_gone in each of the $gone cycles, no fatal error"
+else
+  fail destroy-reason "$gone 'domain is gone' for $ok_cycles cycles; $(grep -a 'fatal:' /tmp/serve-destroy.out | head -n 2 | tr '\n' ' ')"
+fi
 grep -a -E 'domain is gone|stops|exits' /tmp/serve-destroy.out | sed 's/^/    /' | tail -n 50
 if [ $rc = 0 ]; then
   pass destroy-backend "one process served every cycle: $(tail -n 1 /tmp/serve-destroy.out | sed 's/^ *[0-9.]* ms *//')"
