@@ -30,7 +30,6 @@ bool missing(S& s, const std::string& path) {
 
 /// In-process, with every domain but dom0 unprivileged: what a guest's kernel sees of xenstore.
 struct guest_inproc_env : inproc_env {
-  static constexpr const char* name = "in-process, unprivileged guests";
   using inproc_env::inproc_env;
   store_type& connect(domid_t d) { return conns.emplace_back(store, d, d == 0); }
 };
