@@ -125,6 +125,16 @@ class backend_pool {
         who_{std::move(who)},
         type_dir_{"/local/domain/" + std::to_string(self) + "/backend/" + std::string(demo_protocol::type)} {}
 
+  ~backend_pool() {
+    devices_.clear();
+    (void)s_.unwatch(type_dir_, token_);
+  }
+  backend_pool(const backend_pool&) = delete;
+  backend_pool& operator=(const backend_pool&) = delete;
+
+  /// At most this many devices at once; the toolstack's further devices wait, unserved.
+  static constexpr std::size_t max_devices = 256;
+
   /// Watches the type's directory; the watch fires once at once, which makes the first scan.
   result<void, store_error> start() { return s_.watch(type_dir_, token_); }
 
@@ -211,6 +221,7 @@ class backend_pool {
   void consider(domid_t fe, unsigned devid) {
     for (const auto& d : devices_)
       if (d->frontend == fe && d->devid == devid) return;
+    if (devices_.size() >= max_devices) return;
     auto st = s_.read(no_tx, type_dir_ + "/" + std::to_string(fe) + "/" + std::to_string(devid) + "/state");
     if (!st || *st != to_node_text(state::initialising)) return;
     auto d = std::make_unique<device>(device{fe, devid, nullptr, 0});
