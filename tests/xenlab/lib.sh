@@ -16,6 +16,24 @@ check() {
   return $rc
 }
 
+# relay WHO FILE: the program's "PASS|FAIL name detail", "INFO text" and "FIGURE name value unit"
+# lines (or the same from a domU, as domu_run prefixes them) as the lab's results.
+relay() {
+  while IFS= read -r line; do
+    case $line in "  [dom"*"] "*) line=${line#*] } ;; esac
+    kind=${line%% *} rest=${line#* }
+    name=${rest%% *}
+    detail=${rest#"$name"}
+    case $kind in
+      PASS) pass "$1.$name" "${detail# }" ;;
+      FAIL) fail "$1.$name" "${detail# }" ;;
+      INFO) info "$1: $rest" ;;
+      FIGURE) set -f; set -- "$1" $rest; set +f; figure "$2" "$3" "$4" ;;
+      *) [ -n "$line" ] && echo "    $line" ;;
+    esac
+  done <"$2"
+}
+
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
 # seconds_since T: seconds (one decimal) since uptime T.
 seconds_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a }'; }
