@@ -80,8 +80,8 @@ target_link_libraries(xenbus-umbrella-tests PRIVATE Threads::Threads)
 find_program(XENBUS_CLANG_FORMAT NAMES clang-format-14 clang-format REQUIRED)
 file(GLOB_RECURSE xenbus_formatted CONFIGURE_DEPENDS
   ${PROJECT_SOURCE_DIR}/include/*.hpp ${PROJECT_SOURCE_DIR}/tests/*.cpp ${PROJECT_SOURCE_DIR}/tests/*.hpp
-  ${PROJECT_SOURCE_DIR}/tests/*.c ${PROJECT_SOURCE_DIR}/tests/*.h ${PROJECT_SOURCE_DIR}/examples/*.cpp
-  ${PROJECT_SOURCE_DIR}/tools/*.cpp ${PROJECT_SOURCE_DIR}/bench/*.cpp ${PROJECT_SOURCE_DIR}/bench/*.hpp
+  ${PROJECT_SOURCE_DIR}/tests/*.c ${PROJECT_SOURCE_DIR}/tests/*.h ${PROJECT_SOURCE_DIR}/examples/*.cpp ${PROJECT_SOURCE_DIR}/examples/*.hpp
+  ${PROJECT_SOURCE_DIR}/tools/*.cpp ${PROJECT_SOURCE_DIR}/tools/*.hpp ${PROJECT_SOURCE_DIR}/bench/*.cpp ${PROJECT_SOURCE_DIR}/bench/*.hpp
   ${PROJECT_SOURCE_DIR}/bench/*.c ${PROJECT_SOURCE_DIR}/bench/*.h ${PROJECT_SOURCE_DIR}/fuzz/*.cpp)
 add_test(NAME xenbus-format COMMAND ${XENBUS_CLANG_FORMAT} --dry-run --Werror ${xenbus_formatted})
 set_tests_properties(xenbus-format PROPERTIES LABELS core)

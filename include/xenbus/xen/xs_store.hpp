@@ -9,6 +9,7 @@
 #include <xenbus/version.hpp>
 
 #include <cstdlib>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -113,6 +114,19 @@ class xs_store {
     std::free(v);
     return out;
   }
+  result<void, store_error> set_perms(store_tx tx, std::string_view path, std::span<const xenstore::perm> perms) {
+    // xenstore::access is the XS_PERM_* bit mask: none 0, read 1, write 2, both 3.
+    static_assert(static_cast<unsigned>(xenstore::access::read) == XS_PERM_READ &&
+                  static_cast<unsigned>(xenstore::access::write) == XS_PERM_WRITE &&
+                  static_cast<unsigned>(xenstore::access::both) == (XS_PERM_READ | XS_PERM_WRITE));
+    std::vector<xs_permissions> v;
+    v.reserve(perms.size());
+    for (const xenstore::perm& p : perms) v.push_back(xs_permissions{p.domid, static_cast<unsigned>(p.acc)});
+    if (v.empty()) return unexpected{store_error{store_errc::einval}};
+    if (!::xs_set_permissions(h_, tx, std::string(path).c_str(), v.data(), static_cast<unsigned>(v.size())))
+      return unexpected{err()};
+    return {};
+  }
   result<store_tx, store_error> transaction_start() {
     const xs_transaction_t t = ::xs_transaction_start(h_);
     if (t == XBT_NULL) return unexpected{err()};
@@ -153,7 +167,7 @@ class xs_store {
   xs_handle* h_;
 };
 
-static_assert(device_store<xs_store>, "xen::xs_store must model xenbus::device_store");
+static_assert(permission_store<xs_store>, "xen::xs_store must model xenbus::permission_store");
 
 }  // namespace xen
 XENBUS_END_NAMESPACE

@@ -103,6 +103,7 @@ enum class close_reason : std::uint8_t {
   handed_over,         ///< a new instance of this end took the device over (kexec)
   own_node_garbage,    ///< someone wrote text that is not a state into this end's node
   device_removed,      ///< the toolstack removed this end's directory
+  peer_domain_gone,    ///< the other end's domain was destroyed (its /local/domain/<id> is gone)
 };
 
 constexpr std::string_view to_string(close_reason r) noexcept {
@@ -135,6 +136,8 @@ constexpr std::string_view to_string(close_reason r) noexcept {
       return "our state node was overwritten with garbage";
     case close_reason::device_removed:
       return "the device was removed";
+    case close_reason::peer_domain_gone:
+      return "the peer's domain is gone";
   }
   return "(invalid)";
 }
@@ -481,8 +484,12 @@ class device_core {
       if (text.error().code != store_errc::enoent) return;  // transient; the next event retries
       // The node is gone: the peer's state is unknown. Report why before the table
       // classifies the jump to Unknown (which no row of a live peer explains).
-      if (m_.own() != state::closed && m_.peer() != state::unknown)
-        fatal(end, close_reason::peer_vanished, peer_dir_ + "/state");
+      if (m_.own() != state::closed && m_.peer() != state::unknown) {
+        if (auto home = peer_home(); !home.empty() && is_gone(home))
+          peer_domain_gone(end, home);
+        else
+          fatal(end, close_reason::peer_vanished, peer_dir_ + "/state");
+      }
       o = m_.observe_peer(state::unknown);
       if (o.kind != change_kind::unchanged) log(describe(o).view());
       return;
@@ -504,6 +511,32 @@ class device_core {
       if (o.owed.contains(d))
         for (const auto& r : End::duties)
           if (r.owed == d) (end.*r.action)();
+  }
+
+  /// The peer's domain home, "/local/domain/<id>", from its directory (empty if the
+  /// directory lies elsewhere).
+  std::string peer_home() const {
+    constexpr std::string_view prefix = "/local/domain/";
+    if (!peer_dir_.starts_with(prefix)) return {};
+    const auto slash = peer_dir_.find('/', prefix.size());
+    return slash == std::string::npos ? std::string{} : peer_dir_.substr(0, slash);
+  }
+  /// Only ENOENT says gone: a home we may not read (EACCES) or a failed read proves nothing.
+  bool is_gone(const std::string& path) {
+    auto r = store_->read(no_tx, path);
+    return !r && r.error().code == store_errc::enoent;
+  }
+
+  /// The peer's domain was destroyed, its home with it. Nothing went wrong with the device,
+  /// so no error node (Linux's backends likewise unregister a device whose peer reads
+  /// Unknown); this end closes in its own directory, and the Closed row releases the
+  /// transport (mappings, event channels). Nothing is written under the dead domain's home.
+  template <class End>
+  void peer_domain_gone(End& end, const std::string& home) {
+    set_reason(close_reason::peer_domain_gone, home);
+    log("the peer's domain is gone (" + home + " no longer exists)");
+    local_close_ = true;
+    if (m_.own() != state::closing && m_.own() != state::closed) move(end, state::closing, End::close_action);
   }
 
   template <class End>

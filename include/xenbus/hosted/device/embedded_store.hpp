@@ -10,6 +10,7 @@
 
 #include <deque>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +47,9 @@ class embedded_store {
     std::vector<std::string> out;
     for (auto name : xenstore::string_list{*d}) out.emplace_back(name);
     return out;
+  }
+  result<void, store_error> set_perms(store_tx tx, std::string_view path, std::span<const xenstore::perm> perms) {
+    return wrap(s_->set_perms(id_, tx, path, std::vector<xenstore::perm>(perms.begin(), perms.end())));
   }
   result<store_tx, store_error> transaction_start() { return wrap(s_->transaction_start(id_)); }
   result<void, store_error> transaction_end(store_tx tx, bool commit) {
@@ -101,6 +105,6 @@ class embedded_store {
   std::deque<watch_event> early_;
 };
 
-static_assert(device_store<embedded_store>, "embedded_store must model xenbus::device_store");
+static_assert(permission_store<embedded_store>, "embedded_store must model xenbus::permission_store");
 
 XENBUS_END_NAMESPACE

@@ -4,9 +4,11 @@
 #include <xenbus/result.hpp>
 #include <xenbus/version.hpp>
 #include <xenbus/xenstore/errors.hpp>
+#include <xenbus/xenstore/wire.hpp>
 
 #include <concepts>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +48,16 @@ concept device_store = requires(S& s, store_tx tx, std::string_view path, std::s
   { s.watch(path, value) } -> std::same_as<result<void, store_error>>;
   { s.unwatch(path, value) } -> std::same_as<result<void, store_error>>;
   { s.next_watch_event(timeout_ms) } -> std::same_as<result<watch_event, store_error>>;
+};
+
+/// A device_store that can also set a node's permissions (XS_SET_PERMS; the owner first,
+/// whose letter is every unlisted domain's access). The toolstack gives each end its own
+/// directory through it, as libxl does; a store without it is one where every party is
+/// privileged (our socket server run by one user, say).
+template <class S>
+concept permission_store = device_store<S> &&
+    requires(S& s, store_tx tx, std::string_view path, std::span<const xenstore::perm> perms) {
+  { s.set_perms(tx, path, perms) } -> std::same_as<result<void, store_error>>;
 };
 
 /// Runs `body(tx)` in a transaction, retrying on EAGAIN up to `attempts` times.

@@ -7,6 +7,7 @@
 #include <xenbus/posix/xenstore/client.hpp>
 
 #include <chrono>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -39,6 +40,9 @@ class client_store {
   result<void, store_error> remove(store_tx tx, std::string_view path) { return wrap(c_.rm(path, xenstore::tx{tx})); }
   result<std::vector<std::string>, store_error> directory(store_tx tx, std::string_view path) {
     return wrap(c_.directory(path, xenstore::tx{tx}));
+  }
+  result<void, store_error> set_perms(store_tx tx, std::string_view path, std::span<const xenstore::perm> perms) {
+    return wrap(c_.set_perms(path, perms, xenstore::tx{tx}));
   }
   result<store_tx, store_error> transaction_start() {
     auto t = c_.transaction_start();
@@ -111,6 +115,6 @@ class client_store {
   std::size_t next_ = 0;
 };
 
-static_assert(device_store<client_store>, "client_store must model xenbus::device_store");
+static_assert(permission_store<client_store>, "client_store must model xenbus::permission_store");
 
 XENBUS_END_NAMESPACE
