@@ -1,5 +1,5 @@
 # xenbus-blkback: the blkif engine against our own frontend over the POSIX machine.
-xenbus_add_test(xenbus-blkback-tests LABELS blkback SOURCES blkback_test.cpp)
+xenbus_add_test(xenbus-blkback-tests LABELS blkback SOURCES blkback_test.cpp blkback_image_test.cpp)
 
 # The program end to end over xenbus-xenstored and a POSIX machine (no Xen needed).
 if(XENBUS_BUILD_TOOLS AND EXISTS ${PROJECT_SOURCE_DIR}/tools/blkback.cmake)
