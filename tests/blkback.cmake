@@ -9,3 +9,6 @@ if(XENBUS_BUILD_TOOLS AND EXISTS ${PROJECT_SOURCE_DIR}/tools/blkback.cmake)
     XENBUS_XENSTORED_BINARY="$<TARGET_FILE:xenbus-xenstored>" XENBUS_BLKBACK_BINARY="$<TARGET_FILE:xenbus-blkback>")
   add_dependencies(xenbus-blkback-program-tests xenbus-xenstored xenbus-blkback)
 endif()
+
+# The device on its own thread against a frontend thread (also under TSan: label threads).
+xenbus_add_test(xenbus-blkback-threads-tests LABELS "blkback;threads" SOURCES blkback_threads_test.cpp)
