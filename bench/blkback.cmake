@@ -6,5 +6,5 @@ target_link_libraries(xenbus-blkback-bench PRIVATE benchmark::benchmark Threads:
 if(XENBUS_BUILD_TESTS)
   # Smoke test: every configuration connects and answers every request OKAY; never a time.
   add_test(NAME xenbus-blkback-bench-smoke COMMAND xenbus-blkback-bench --benchmark_min_time=0.01)
-  set_tests_properties(xenbus-blkback-bench-smoke PROPERTIES LABELS "bench;blkback" TIMEOUT 300 RUN_SERIAL TRUE)
+  set_tests_properties(xenbus-blkback-bench-smoke PROPERTIES LABELS bench TIMEOUT 300 RUN_SERIAL TRUE)
 endif()

@@ -134,9 +134,9 @@ void args(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(bm, read/ram, blkif::op_read, false)->Apply(args);
-BENCHMARK_CAPTURE(bm, write/ram, blkif::op_write, false)->Apply(args);
-BENCHMARK_CAPTURE(bm, read/shm_file, blkif::op_read, true)->Apply(args);
-BENCHMARK_CAPTURE(bm, write/shm_file, blkif::op_write, true)->Apply(args);
+BENCHMARK_CAPTURE(bm, read / ram, blkif::op_read, false)->Apply(args);
+BENCHMARK_CAPTURE(bm, write / ram, blkif::op_write, false)->Apply(args);
+BENCHMARK_CAPTURE(bm, read / shm_file, blkif::op_read, true)->Apply(args);
+BENCHMARK_CAPTURE(bm, write / shm_file, blkif::op_write, true)->Apply(args);
 
 BENCHMARK_MAIN();

@@ -105,9 +105,18 @@ struct program_world {
   }
   void start_blkback(std::vector<std::string> extra = {}) {
     REQUIRE(m.inheritable());
-    std::vector<std::string> args{XENBUS_BLKBACK_BINARY, "--image", image, "--domid", std::to_string(front_dom),
-                                  "--devid", std::to_string(vdev), "--machine-fd", std::to_string(m.fd()),
-                                  "--create", "--pid-file", pid_file};
+    std::vector<std::string> args{XENBUS_BLKBACK_BINARY,
+                                  "--image",
+                                  image,
+                                  "--domid",
+                                  std::to_string(front_dom),
+                                  "--devid",
+                                  std::to_string(vdev),
+                                  "--machine-fd",
+                                  std::to_string(m.fd()),
+                                  "--create",
+                                  "--pid-file",
+                                  pid_file};
     args.insert(args.end(), extra.begin(), extra.end());
     blkback = spawn(args);
     REQUIRE(blkback > 0);
@@ -116,8 +125,12 @@ struct program_world {
     REQUIRE(::access(pid_file.c_str(), F_OK) == 0);
   }
   std::vector<char> file() const {
-    std::ifstream in(image, std::ios::binary);
-    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+    std::vector<char> out(image_bytes + 1);
+    const int fd = ::open(image.c_str(), O_RDONLY | O_CLOEXEC);
+    const ssize_t n = fd >= 0 ? ::pread(fd, out.data(), out.size(), 0) : -1;
+    if (fd >= 0) ::close(fd);
+    out.resize(n > 0 ? static_cast<std::size_t>(n) : 0);
+    return out;
   }
 };
 
@@ -201,8 +214,9 @@ TEST_CASE("xenbus-blkback serves an image file to our frontend and shuts down cl
   std::memcpy(&dr, &d, sizeof d);
   CHECK(roundtrip(fe, fev, dr).status == blkif::rsp_okay);
   std::memset(expect.data() + 2048 * 512, 0, 64 * 512);
-  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_write, id++, image_bytes / 512, {blkif::segment{refs[0], 0, 7}}))
-            .status == blkif::rsp_error);
+  CHECK(
+      roundtrip(fe, fev, rig<>::rw(blkif::op_write, id++, image_bytes / 512, {blkif::segment{refs[0], 0, 7}})).status ==
+      blkif::rsp_error);
   CHECK(w.file() == expect);
 
   // SIGTERM: the program unplugs, our frontend follows to Closed, the directories go away.

@@ -30,9 +30,9 @@ struct ram_image {
   std::vector<std::byte> data, durable;
   blk::image_geometry g;
   unsigned flushes = 0, reads = 0, writes = 0, discards = 0;
-  unsigned out_of_range = 0;        ///< must stay 0
-  bool fail_writes = false;         ///< every write reports EIO (after writing nothing)
-  bool discard_unsupported = false; ///< the geometry offers discard, the call says not supported
+  unsigned out_of_range = 0;         ///< must stay 0
+  bool fail_writes = false;          ///< every write reports EIO (after writing nothing)
+  bool discard_unsupported = false;  ///< the geometry offers discard, the call says not supported
 
   explicit ram_image(std::size_t bytes, bool read_only = false) : data(bytes), durable(bytes) {
     g.bytes = bytes;

@@ -114,8 +114,7 @@ TEST_CASE("the last sector of the image can be read and written; one past it can
   CHECK(r.roundtrip(r.rw(op_write, 1, image_sectors - 8, {r.full(0)})).status == blkif::rsp_okay);
   CHECK(std::memcmp(img.data.data() + image_bytes - 4096, r.page(0), 4096) == 0);
   CHECK(r.roundtrip(r.rw(op_write, 2, image_sectors - 7, {r.full(0)})).status == blkif::rsp_error);
-  CHECK(r.roundtrip(r.rw(op_write, 3, image_sectors - 1, {blkif::segment{r.ref(0), 7, 7}})).status ==
-        blkif::rsp_okay);
+  CHECK(r.roundtrip(r.rw(op_write, 3, image_sectors - 1, {blkif::segment{r.ref(0), 7, 7}})).status == blkif::rsp_okay);
   CHECK(img.out_of_range == 0);
 }
 
@@ -165,10 +164,11 @@ TEST_CASE("discard zeroes the range; an image that refuses answers EOPNOTSUPP") 
   CHECK(d.status == blkif::rsp_okay);
   CHECK(d.operation == blkif::op_discard);
   CHECK(img.data[16 * 512 - 1] == std::byte{0x5a});
-  CHECK(std::all_of(img.data.begin() + 16 * 512, img.data.begin() + 48 * 512, [](std::byte b) { return b == std::byte{0}; }));
+  CHECK(std::all_of(img.data.begin() + 16 * 512, img.data.begin() + 48 * 512,
+                    [](std::byte b) { return b == std::byte{0}; }));
   CHECK(img.data[48 * 512] == std::byte{0x5a});
-  CHECK(discard(2, image_sectors - 4, 8).status == blkif::rsp_error);  // past the end
-  CHECK(discard(3, ~std::uint64_t{0} - 2, 8).status == blkif::rsp_error);  // wraps around
+  CHECK(discard(2, image_sectors - 4, 8).status == blkif::rsp_error);        // past the end
+  CHECK(discard(3, ~std::uint64_t{0} - 2, 8).status == blkif::rsp_error);    // wraps around
   CHECK(discard(4, 0, 8, blkif::discard_secure).status == blkif::rsp_okay);  // secure ignored: not offered
   img.discard_unsupported = true;
   CHECK(discard(5, 0, 8).status == blkif::rsp_eopnotsupp);
@@ -243,12 +243,14 @@ TEST_CASE("indirect requests: 256 segments in one page, more over two pages when
     auto w = r.roundtrip(r.indirect(op_write, 9, 16, data, ind));
     CHECK(w.status == blkif::rsp_okay);
     CHECK(w.operation == op_write);  // blkfront expects the indirect_op back
-    for (unsigned i = 0; i < nseg; ++i) REQUIRE(std::memcmp(img.data.data() + 16 * 512 + i * 4096, r.page(i), 4096) == 0);
+    for (unsigned i = 0; i < nseg; ++i)
+      REQUIRE(std::memcmp(img.data.data() + 16 * 512 + i * 4096, r.page(i), 4096) == 0);
     for (unsigned i = 0; i < nseg; ++i) std::memset(r.page(i), 0, 4096);
     auto rd = r.roundtrip(r.indirect(op_read, 10, 16, data, ind));
     CHECK(rd.status == blkif::rsp_okay);
     CHECK(rd.operation == op_read);
-    for (unsigned i = 0; i < nseg; ++i) REQUIRE(std::memcmp(img.data.data() + 16 * 512 + i * 4096, r.page(i), 4096) == 0);
+    for (unsigned i = 0; i < nseg; ++i)
+      REQUIRE(std::memcmp(img.data.data() + 16 * 512 + i * 4096, r.page(i), 4096) == 0);
   }
   // 600 segments need two indirect pages; the pool reuses pages, which is allowed.
   std::vector<blkif::segment> segs;
@@ -390,7 +392,7 @@ TEST_CASE("hostile ring indices latch the ring broken; the device closes and the
   REQUIRE_MESSAGE(r.up(), r.dump());
   const auto before = img.data;
   auto* page = static_cast<std::uint32_t*>(r.fe->queue_at(0).pages->data());
-  SUBCASE("req_prod more than a ring ahead") { page[0] = 33; }      // req_prod (32 slots)
+  SUBCASE("req_prod more than a ring ahead") { page[0] = 33; }  // req_prod (32 slots)
   SUBCASE("req_prod behind the consumer") { page[0] = 0xfffffff0u; }
   (void)r.fev.notify(r.fe->queue_at(0).port);
   r.run_backend();
@@ -417,8 +419,8 @@ TEST_CASE("persistent grants: pages stay mapped across requests, within the boun
       REQUIRE(std::memcmp(img.data.data() + p * 4096, r.page(p), 4096) == 0);
     }
   const auto s = r.dev->stats();
-  CHECK(s.persistent_maps == 8);        // the bound
-  CHECK(s.persistent_hits == 2 * 8);    // rounds 2 and 3 find them
+  CHECK(s.persistent_maps == 8);      // the bound
+  CHECK(s.persistent_hits == 2 * 8);  // rounds 2 and 3 find them
   // A read-only grant cannot join the cache; it is mapped for its request alone.
   std::array<grant_ref, 1> ro{};
   auto ro_page = r.fgr.share(back_dom, ro, false);

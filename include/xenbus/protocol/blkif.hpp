@@ -154,13 +154,13 @@ constexpr std::int16_t status_of(refusal r) noexcept {
 
 /// What the backend offered and what the image is: the bounds every request is held to.
 struct limits {
-  std::uint64_t capacity_sectors = 0;      ///< image size in 512-byte sectors
-  std::uint32_t align_sectors = 1;         ///< logical sector size / 512 (a power of two)
-  std::uint32_t max_indirect_segments = 0; ///< feature-max-indirect-segments; 0: not offered
+  std::uint64_t capacity_sectors = 0;       ///< image size in 512-byte sectors
+  std::uint32_t align_sectors = 1;          ///< logical sector size / 512 (a power of two)
+  std::uint32_t max_indirect_segments = 0;  ///< feature-max-indirect-segments; 0: not offered
   bool read_only = false;
-  bool flush = false;     ///< feature-flush-cache offered
-  bool barrier = false;   ///< feature-barrier offered
-  bool discard = false;   ///< feature-discard offered
+  bool flush = false;           ///< feature-flush-cache offered
+  bool barrier = false;         ///< feature-barrier offered
+  bool discard = false;         ///< feature-discard offered
   bool discard_secure = false;  ///< discard-secure offered
 };
 
@@ -181,12 +181,12 @@ struct checked_request {
   std::uint8_t operation = 0;  ///< echoed in the response (an indirect request's indirect_op, as blkfront expects)
   action what = action::read;
   bool indirect = false;
-  bool secure = false;           ///< discard: a secure erase was asked for and offered
+  bool secure = false;  ///< discard: a secure erase was asked for and offered
   std::uint16_t nr_segments = 0;
   std::uint8_t nr_indirect_pages = 0;
   std::uint64_t sector = 0;      ///< first sector (512-byte units)
   std::uint64_t nr_sectors = 0;  ///< sectors moved or discarded (indirect: after check_indirect_segments)
-  std::array<segment, max_segments_per_request> seg{};                ///< direct segments
+  std::array<segment, max_segments_per_request> seg{};  ///< direct segments
   std::array<grant_ref, max_indirect_pages_per_request> indirect_grefs{};
 };
 
@@ -282,8 +282,8 @@ inline result<checked_request, refusal> check(const request& r, const limits& l)
       c.indirect = true;
       if (ind.indirect_op != op_read && ind.indirect_op != op_write) return unexpected{refusal::bad_indirect_operation};
       const unsigned n = ind.nr_segments;
-      const unsigned max = l.max_indirect_segments < max_indirect_segments_limit ? l.max_indirect_segments
-                                                                                  : max_indirect_segments_limit;
+      const unsigned max =
+          l.max_indirect_segments < max_indirect_segments_limit ? l.max_indirect_segments : max_indirect_segments_limit;
       if (n == 0 || n > max) return unexpected{refusal::bad_segment_count};
       c.what = ind.indirect_op == op_read ? action::read : action::write;
       if (c.what == action::write && l.read_only) return unexpected{refusal::read_only};
@@ -301,7 +301,7 @@ inline result<checked_request, refusal> check(const request& r, const limits& l)
 /// `segs` (exactly c.nr_segments of them), and sets c.nr_sectors: each segment's
 /// first/last sector, then the whole range and its alignment.
 inline result<void, refusal> check_indirect_segments(checked_request& c, std::span<const segment> segs,
-                                                        const limits& l) noexcept {
+                                                     const limits& l) noexcept {
   if (segs.size() != c.nr_segments) return unexpected{refusal::bad_segment_count};
   std::uint64_t sectors = 0;
   for (const segment& s : segs) {
@@ -322,8 +322,8 @@ XENBUS_END_NAMESPACE
 extern "C" {
 #include <xen/io/blkif.h>
 }
-#define XENBUS_BLKIF_SAME_FIELD(ours, theirs, field)                                           \
-  static_assert(offsetof(::xenbus::blkif::ours, field) == offsetof(struct theirs, field) &&     \
+#define XENBUS_BLKIF_SAME_FIELD(ours, theirs, field)                                                  \
+  static_assert(offsetof(::xenbus::blkif::ours, field) == offsetof(struct theirs, field) &&           \
                     sizeof(::xenbus::blkif::ours::field) == sizeof(((struct theirs*)nullptr)->field), \
                 "xenbus::blkif::" #ours "::" #field " differs from Xen's " #theirs)
 static_assert(sizeof(::xenbus::blkif::request) == sizeof(struct blkif_request));

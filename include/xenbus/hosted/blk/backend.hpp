@@ -118,7 +118,8 @@ class backend_device {
     f.emplace_back("feature-barrier", flag(limits_.barrier));
     if (discard_enabled) {  // Linux writes nothing about discard when the toolstack disabled it
       if (limits_.discard) {
-        f.emplace_back("discard-granularity", to_decimal(g.discard_granularity ? g.discard_granularity : g.sector_size));
+        f.emplace_back("discard-granularity",
+                       to_decimal(g.discard_granularity ? g.discard_granularity : g.sector_size));
         f.emplace_back("discard-alignment", to_decimal(g.discard_alignment));
         f.emplace_back("discard-secure", flag(limits_.discard_secure));
       }
@@ -281,9 +282,10 @@ class backend_device {
         const served s = server.serve(**r);
         if (s.what != outcome::done && logged_ < opts_.logged_failures) {
           ++logged_;
-          log("blkif: " + describe(s) + (logged_ == opts_.logged_failures ? " (further failures are only counted)" : ""));
+          log("blkif: " + describe(s) +
+              (logged_ == opts_.logged_failures ? " (further failures are only counted)" : ""));
         }
-        (void)qu.ring->produce(s.rsp);  // its slot is free: the request was just taken
+        (void)qu.ring->produce(s.rsp);        // its slot is free: the request was just taken
         if (!driver_->push(q)) return false;  // latched; the driver closes
         ++done;
       }

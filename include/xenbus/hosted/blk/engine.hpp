@@ -253,10 +253,10 @@ class request_server {
   domid_t frontend_;
   blkif::limits limits_;
   std::size_t persistent_bound_;
-  std::vector<blkif::segment> segs_;  // this request's segments, private copies
-  std::vector<std::byte*> pages_;     // our address of each segment's page
-  std::vector<io_buffer> bufs_;       // the I/O's buffers, adjacent runs merged
-  std::vector<mapping> maps_;         // this request's own mappings
+  std::vector<blkif::segment> segs_;              // this request's segments, private copies
+  std::vector<std::byte*> pages_;                 // our address of each segment's page
+  std::vector<io_buffer> bufs_;                   // the I/O's buffers, adjacent runs merged
+  std::vector<mapping> maps_;                     // this request's own mappings
   std::unordered_map<grant_ref, mapping> cache_;  // persistent grants, at most persistent_bound_
   queue_stats stats_;
 };

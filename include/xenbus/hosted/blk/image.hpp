@@ -52,15 +52,15 @@ struct image_error {
 
 /// What a block backend tells the frontend about the image (the nodes Linux blkback writes).
 struct image_geometry {
-  std::uint64_t bytes = 0;                    ///< size; a multiple of sector_size
-  std::uint32_t sector_size = 512;            ///< logical block size (`sector-size`)
-  std::uint32_t physical_sector_size = 512;   ///< `physical-sector-size`
+  std::uint64_t bytes = 0;                   ///< size; a multiple of sector_size
+  std::uint32_t sector_size = 512;           ///< logical block size (`sector-size`)
+  std::uint32_t physical_sector_size = 512;  ///< `physical-sector-size`
   bool read_only = false;
-  bool volatile_cache = true;                 ///< writes may sit in a cache until flush(): offer flushes
-  bool discard = false;                       ///< discard() can work
-  bool discard_secure = false;                ///< discard(..., secure = true) erases unrecoverably
-  std::uint32_t discard_granularity = 0;      ///< bytes (`discard-granularity`)
-  std::uint32_t discard_alignment = 0;        ///< bytes (`discard-alignment`)
+  bool volatile_cache = true;             ///< writes may sit in a cache until flush(): offer flushes
+  bool discard = false;                   ///< discard() can work
+  bool discard_secure = false;            ///< discard(..., secure = true) erases unrecoverably
+  std::uint32_t discard_granularity = 0;  ///< bytes (`discard-granularity`)
+  std::uint32_t discard_alignment = 0;    ///< bytes (`discard-alignment`)
 };
 
 /// A block image: reads and writes of whole sectors at byte offsets into caller buffers,

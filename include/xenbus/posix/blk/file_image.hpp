@@ -1,4 +1,5 @@
-// [posix] A block image over a raw image file or a block device: preadv/pwritev, fdatasync, hole punching or BLKDISCARD.
+// [posix] A block image over a raw image file or a block device: preadv/pwritev, fdatasync, hole punching or
+// BLKDISCARD.
 #pragma once
 
 #include <xenbus/hosted/blk/image.hpp>
@@ -94,7 +95,7 @@ class file_image {
   }
 
   result<void, error> probe() noexcept {
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd_, &st) != 0) return unexpected{error{errc::io, errno}};
     if (S_ISBLK(st.st_mode)) {
       device_ = true;
@@ -109,8 +110,8 @@ class file_image {
       g_.physical_sector_size = pbs >= g_.sector_size ? pbs : g_.sector_size;
       g_.bytes = bytes / g_.sector_size * g_.sector_size;
       // What the device's queue says about discard (0 bytes: it has none).
-      const std::string q = "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" +
-                            std::to_string(minor(st.st_rdev)) + "/queue/";
+      const std::string q =
+          "/sys/dev/block/" + std::to_string(major(st.st_rdev)) + ":" + std::to_string(minor(st.st_rdev)) + "/queue/";
       const std::uint64_t max_discard = read_sysfs_number(q + "discard_max_bytes");
       g_.discard = !g_.read_only && max_discard > 0;
       if (g_.discard) {
@@ -128,7 +129,8 @@ class file_image {
       // no data to lose (KEEP_SIZE: the size does not change).
       g_.discard = ::fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, st.st_size, 4096) == 0;
       if (g_.discard)
-        g_.discard_granularity = st.st_blksize > 0 && st.st_blksize <= 0x10000 ? static_cast<std::uint32_t>(st.st_blksize) : 4096;
+        g_.discard_granularity =
+            st.st_blksize > 0 && st.st_blksize <= 0x10000 ? static_cast<std::uint32_t>(st.st_blksize) : 4096;
     }
     return {};
   }
