@@ -20,6 +20,16 @@
 #include "kick.h"
 #include "spin.h"
 
+/* How the notification loops send a kick and sleep until one comes: on the eventfds of
+ * kick.h, unless the includer routes them elsewhere (tests/xenlab/peer_ring_c.c includes
+ * this file with its own XP_KICK and XP_WAIT, on a real event channel between domains). */
+#ifndef XP_KICK
+#define XP_KICK(fd) xb_kick(fd)
+#endif
+#ifndef XP_WAIT
+#define XP_WAIT(fd) xb_wait(fd)
+#endif
+
 #if !defined(__x86_64__)
 #error "xenbus-bench's C peer is written for x86-64 (the barriers of <xenctrl.h> differ elsewhere)"
 #endif

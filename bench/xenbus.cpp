@@ -1,6 +1,7 @@
 // Ours: xenbus::front_ring / back_ring of <xenbus/ring/request_ring.hpp> (and its byte rings) in each measure.
 #include "harness.hpp"
 #include "payloads.hpp"
+#include "xenbus_ends.hpp"
 
 #include <xenbus/ring/console.hpp>
 #include <xenbus/ring/request_ring.hpp>
@@ -20,170 +21,23 @@
 namespace xbench {
 namespace {
 
-template <class P>
-using front_t = xenbus::front_ring<typename P::request, typename P::response>;
-template <class P>
-using back_t = xenbus::back_ring<typename P::request, typename P::response>;
-
 std::span<std::byte> bytes_of(const shared_pages& pages) {
   return {static_cast<std::byte*>(pages.data()), pages.size()};
 }
 
-// The frontend as a driver writes it with our API: produce_n() fills a batch of request
-// slots in place (one capacity check per batch, as the C loop tests RING_FULL), and
-// consume_responses() hands out private copies; ids are checked as the C peer checks them.
+// The backend thread of the round trip and the stream.
 template <class P>
-class frontend {
- public:
-  explicit frontend(const shared_pages& pages) : ring_(init(pages)) {}
-
-  [[nodiscard]] bool failed() const { return errors_ != 0 || ring_.broken().has_value(); }
-  [[nodiscard]] xenbus::ring_idx size() const { return ring_.size(); }
-  [[nodiscard]] std::uint64_t in_flight() const { return seq_ - expected_; }
-
-  /// Fills free slots with requests until `limit` are in flight or `end` is reached.
-  /// Returns how many it produced.
-  std::uint64_t produce_until(std::uint64_t end, std::uint64_t limit) {
-    const std::uint64_t in_flight = seq_ - expected_;
-    if (seq_ == end || in_flight >= limit) return 0;
-    const std::uint64_t want = std::min(end - seq_, limit - in_flight);
-    // produce_n stops at the free slots (full: never here, limit <= size; or broken).
-    std::uint64_t seq = seq_;
-    const xenbus::ring_idx n = ring_.produce_n(static_cast<xenbus::ring_idx>(want),
-                                               [&seq](typename P::request& slot) { P::fill(slot, seq++); });
-    seq_ = seq;
-    return n;
-  }
-
-  void push() {
-    if (!ring_.push()) ++errors_;
-  }
-
-  /// Pushes and says whether the backend asked for a kick.
-  bool push_and_check_notify() {
-    auto r = ring_.push_and_check_notify();
-    if (!r) {
-      ++errors_;
-      return false;
-    }
-    return *r;
-  }
-
-  /// Takes every response there is; returns how many (0 also when broken: see failed()).
-  xenbus::ring_idx consume() {
-    auto n = ring_.consume_responses(ring_.size(), [this](const typename P::response& rsp) {
-      if (!P::id_matches(rsp, expected_)) ++errors_;
-      ++expected_;
-    });
-    if (!n) {
-      ++errors_;
-      return 0;
-    }
-    return *n;
-  }
-
-  /// True if responses are waiting (or the ring broke: consume() will say so).
-  bool pending() {
-    auto n = ring_.unconsumed_responses();
-    return !n || *n != 0;
-  }
-
-  /// The final check before sleeping; true: there is work, do not sleep.
-  bool final_check(xenbus::ring_idx k) {
-    auto r = ring_.final_check(k);
-    if (!r) {
-      ++errors_;
-      return true;  // do not sleep on a broken ring; the loop ends on failed()
-    }
-    return *r;
-  }
-
-  [[nodiscard]] std::uint64_t next_seq() const { return seq_; }
-  [[nodiscard]] std::uint64_t expected() const { return expected_; }
-  /// The ring itself, for the library's wait_for_work().
-  front_t<P>& ring() { return ring_; }
-
- private:
-  static front_t<P> init(const shared_pages& pages) {
-    auto r = front_t<P>::init(bytes_of(pages));
-    if (!r) std::abort();  // our own page: page-aligned and large enough
-    return std::move(r).value();
-  }
-
-  front_t<P> ring_;
-  std::uint64_t seq_ = 0;       // id source of the next request
-  std::uint64_t expected_ = 0;  // seq of the next response
-  std::uint64_t errors_ = 0;
-};
-
-// The backend: echoes each request with respond(), which copies the request once and has
-// the response written in place into its slot, as the C peer's echo loop does with
-// RING_COPY_REQUEST and RING_GET_RESPONSE.
-template <class P>
-class backend {
- public:
-  explicit backend(const shared_pages& pages) : ring_(attach(pages)) {}
-
-  /// Echoes every request there is; returns how many, or -1 once the ring is broken.
-  long echo() {
-    auto n = ring_.respond(ring_.size(),
-                           [](const typename P::request& req, typename P::response& rsp) { P::echo(rsp, req); });
-    return n ? static_cast<long>(*n) : -1;
-  }
-  bool push() { return ring_.push().has_value(); }
-  /// Pushes; true if the frontend asked for a kick.  A broken ring never asks.
-  bool push_and_check_notify() {
-    auto r = ring_.push_and_check_notify();
-    return r && *r;
-  }
-  /// True if requests are waiting (or the ring broke: echo() will say so).
-  bool pending() {
-    auto n = ring_.unconsumed_requests();
-    return !n || *n != 0;
-  }
-  /// True: there is work (or the ring broke: echo() will say so), do not sleep.
-  bool final_check() {
-    auto r = ring_.final_check();
-    return !r || *r;
-  }
-  /// The ring itself, for the library's wait_for_work().
-  back_t<P>& ring() { return ring_; }
-
- private:
-  static back_t<P> attach(const shared_pages& pages) {
-    auto r = back_t<P>::attach(bytes_of(pages));
-    if (!r) std::abort();
-    return std::move(r).value();
-  }
-
-  back_t<P> ring_;
-};
-
-template <class P>
-void back_spin(const shared_pages& pages, const int* stop, std::uint64_t& errors) {
-  backend<P> back(pages);
-  unsigned spins = 0;
-  for (;;) {
-    const long n = back.echo();
-    if (n < 0) {
-      ++errors;
-      return;
-    }
-    if (n > 0) {
-      back.push();
-      continue;
-    }
-    if (xb_should_stop(stop)) return;
-    xb_spin_relax(&spins);
-  }
+void spinning_back(const shared_pages& pages, const int* stop, std::uint64_t& errors) {
+  backend<P> back(bytes_of(pages));
+  if (!back_spin(back, stop)) ++errors;
 }
 
 template <class P>
 void round_trip(benchmark::State& state) {
   shared_pages pages(ring_bytes(0));
-  frontend<P> front(pages);
+  frontend<P> front(bytes_of(pages));
   std::uint64_t back_errors = 0;
-  peer_thread back([&](const int* stop) { back_spin<P>(pages, stop, back_errors); });
+  peer_thread back([&](const int* stop) { spinning_back<P>(pages, stop, back_errors); });
   iteration_clock clock(state);
   for (auto _ : state) {
     clock.start();
@@ -203,18 +57,13 @@ void round_trip(benchmark::State& state) {
 template <class P>
 void stream(benchmark::State& state, unsigned order) {
   shared_pages pages(ring_bytes(order));
-  frontend<P> front(pages);
+  frontend<P> front(bytes_of(pages));
   std::uint64_t back_errors = 0;
-  peer_thread back([&](const int* stop) { back_spin<P>(pages, stop, back_errors); });
+  peer_thread back([&](const int* stop) { spinning_back<P>(pages, stop, back_errors); });
   iteration_clock clock(state);
   for (auto _ : state) {
     clock.start();
-    const std::uint64_t end = front.next_seq() + stream_requests_per_iteration;
-    unsigned spins = 0;
-    while (front.expected() != end && !front.failed()) {
-      if (front.produce_until(end, front.size()) != 0) front.push();
-      if (front.consume() == 0) xb_spin_relax(&spins);
-    }
+    stream_front(front, front.next_seq() + stream_requests_per_iteration);
     clock.stop();
   }
   back.stop();
@@ -228,8 +77,8 @@ void stream(benchmark::State& state, unsigned order) {
 template <class P>
 void stream_one_thread(benchmark::State& state, unsigned order) {
   shared_pages pages(ring_bytes(order));
-  frontend<P> front(pages);
-  backend<P> back(pages);
+  frontend<P> front(bytes_of(pages));
+  backend<P> back(bytes_of(pages));
   iteration_clock clock(state);
   for (auto _ : state) {
     clock.start();
@@ -251,114 +100,46 @@ void stream_one_thread(benchmark::State& state, unsigned order) {
     state.SkipWithError("xenbus rings saw bad ids or indices");
 }
 
-// How the notification-driven ends sleep.
-enum class policy {
-  standard,   // final_check(): wake me at the next response (RING_FINAL_CHECK_FOR_RESPONSES)
-  moderated,  // frontend final_check(k): wake me once every request in flight is
-              // answered, with the wait bounded by moderation_timeout_ns
-  polled,     // the library's wait_for_work(): both ends poll their ring for up to
-              // poll_budget before the final check (the frontend's moderated, with its
-              // sleep bounded): polling spends CPU to save kicks and wakeups
+// The bench's stand-in for one end of an event channel: kicks go out on one eventfd,
+// waits read the other.
+struct eventfd_link {
+  const event_channel& out;
+  const event_channel& in;
+  void kick() { out.kick(); }
+  void wait() { in.wait(); }
+  bool wait_for(long ns) { return in.wait_for(ns); }
 };
-inline constexpr long moderation_timeout_ns = 200'000;
-inline constexpr auto poll_budget = std::chrono::microseconds(25);
 
 template <class P>
 void notify(benchmark::State& state, unsigned outstanding, policy pol) {
   shared_pages pages(ring_bytes(0));
-  frontend<P> front(pages);
+  frontend<P> front(bytes_of(pages));
   event_channel to_back, to_front;
-  std::uint64_t back_errors = 0, back_kicks = 0, back_waits = 0;
+  const notify_tuning tuning;  // 200 us sleep bound, 25 us polls
+  std::uint64_t back_errors = 0;
+  notify_counts back_counts;
   peer_thread back(
       [&](const int* stop) {
-        backend<P> b(pages);
-        for (;;) {
-          const long n = b.echo();
-          if (n < 0) {
-            ++back_errors;
-            return;
-          }
-          if (n > 0) {
-            if (b.push_and_check_notify()) {
-              to_front.kick();
-              ++back_kicks;
-            }
-            continue;
-          }
-          if (pol == policy::polled) {
-            // The library's poll-then-sleep; the stop flag is checked before each sleep.
-            bool stopping = false;
-            const xenbus::wait_policy wp{.poll_budget = poll_budget};
-            auto w = xenbus::wait_for_work(b.ring(), wp, [&](std::optional<std::chrono::nanoseconds>) {
-              if (xb_should_stop(stop)) {
-                stopping = true;
-                return false;
-              }
-              to_back.wait();
-              ++back_waits;
-              return true;
-            });
-            if (stopping) return;
-            (void)w;  // a broken ring: echo() reports it on the next pass
-            continue;
-          }
-          if (b.final_check()) continue;
-          if (xb_should_stop(stop)) return;
-          to_back.wait();
-          ++back_waits;
-        }
+        backend<P> b(bytes_of(pages));
+        eventfd_link link{to_front, to_back};
+        if (!notify_back(b, pol, tuning, link, stop, back_counts)) ++back_errors;
       },
       &to_back);
 
-  std::uint64_t kicks = 0, waits = 0, timeouts = 0;
+  notify_counts counts;
+  eventfd_link link{to_back, to_front};
   iteration_clock clock(state);
   for (auto _ : state) {
     clock.start();
-    const std::uint64_t end = front.next_seq() + notify_requests_per_iteration;
-    while (front.expected() != end && !front.failed()) {
-      if (front.produce_until(end, outstanding) != 0 && front.push_and_check_notify()) {
-        to_back.kick();
-        ++kicks;
-      }
-      if (front.consume() != 0) continue;
-      if (pol == policy::polled) {
-        const xenbus::wait_policy wp{.poll_budget = poll_budget,
-                                     .batch = static_cast<xenbus::ring_idx>(front.in_flight()),
-                                     .sleep_bound = std::chrono::nanoseconds(moderation_timeout_ns)};
-        auto w = xenbus::wait_for_work(front.ring(), wp, [&](std::optional<std::chrono::nanoseconds> bound) {
-          ++waits;
-          if (!bound) {
-            to_front.wait();
-            return true;
-          }
-          return to_front.wait_for(static_cast<long>(bound->count()));
-        });
-        if (w && *w == xenbus::wake::timed_out) ++timeouts;
-        continue;
-      }
-      if (pol == policy::standard) {
-        if (front.final_check(1)) continue;
-        to_front.wait();
-      } else {
-        const auto k = static_cast<xenbus::ring_idx>(front.in_flight());
-        if (front.final_check(k)) continue;
-        // k == 1 is the standard contract: any peer notifies. Beyond that an unmodified
-        // peer may never reach our event, so the sleep is bounded.
-        if (k <= 1)
-          to_front.wait();
-        else if (!to_front.wait_for(moderation_timeout_ns))
-          ++timeouts;
-      }
-      ++waits;
-    }
+    notify_front(front, front.next_seq() + notify_requests_per_iteration, outstanding, pol, tuning, link, counts);
     clock.stop();
   }
   back.stop();
   const double requests = total(state, notify_requests_per_iteration);
   rates(state, "requests", notify_requests_per_iteration, clock);
-  value(state, "kicks_per_request", static_cast<double>(kicks + back_kicks) / requests);
-  value(state, "waits_per_request", static_cast<double>(waits + back_waits) / requests);
-  if (pol != policy::standard) value(state, "timeouts_per_request", static_cast<double>(timeouts) / requests);
+  value(state, "kicks_per_request", static_cast<double>(counts.kicks + back_counts.kicks) / requests);
+  value(state, "waits_per_request", static_cast<double>(counts.waits + back_counts.waits) / requests);
+  if (pol != policy::standard) value(state, "timeouts_per_request", static_cast<double>(counts.timeouts) / requests);
   if (front.failed() || back_errors != 0) state.SkipWithError("xenbus rings saw bad ids or indices");
 }
 

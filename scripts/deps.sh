@@ -8,6 +8,7 @@ pkgs=(
   doctest-dev libbenchmark-dev libboost-dev     # tests, benchmarks, the SPSC reference
   xenstore-utils xen-utils-4.17                 # real xenstore clients, test-xenstore, oxenstored, xenstored
   util-linux                                    # unshare: tests/reference/xenstored.sh runs oxenstored in a private mount namespace
+  qemu-system-x86 cpio xz-utils kmod            # the QEMU Xen lab (scripts/xenlab.sh): emulator, images, module dependencies
   gnuplot-nox python3                           # benchmark plot and tables
   debhelper dpkg-dev pkg-config groff-base      # Debian packages, xenbus.pc, man pages (package-test.sh)
 )

@@ -3,7 +3,7 @@ xenbus_add_test(xenbus-evtchn-tests LABELS device SOURCES evtchn_test.cpp grant_
 
 # The Xen adapters only run on a Xen host; here they must compile, link, and fail cleanly.
 xenbus_add_test(xenbus-xen-adapter-tests LABELS device SOURCES xen_adapters_test.cpp)
-target_link_libraries(xenbus-xen-adapter-tests PRIVATE xenevtchn xengnttab)
+target_link_libraries(xenbus-xen-adapter-tests PRIVATE xenevtchn xengnttab xenstore)
 
 # Every sequence of the standard table, in-process and over xenbus-xenstored (libxenstore).
 # (tools/ is configured after tests/, so name the program by its generator expression.)

@@ -95,6 +95,12 @@ class xs_store {
       return unexpected{err()};
     return {};
   }
+  /// Creates `path` with an empty value (XS_MKDIR; not part of device_store). A node that
+  /// exists already is left as it is, without an error.
+  result<void, store_error> mkdir(store_tx tx, std::string_view path) {
+    if (!::xs_mkdir(h_, tx, std::string(path).c_str())) return unexpected{err()};
+    return {};
+  }
   result<void, store_error> remove(store_tx tx, std::string_view path) {
     if (!::xs_rm(h_, tx, std::string(path).c_str())) return unexpected{err()};
     return {};
