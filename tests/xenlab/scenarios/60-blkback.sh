@@ -17,8 +17,14 @@ BE=/local/domain/0/backend/qdisk/$D/$DEV
 FE=/local/domain/$D/device/vbd/$DEV
 LOG=/tmp/blkback.log
 strip() { sed 's/^  \[dom[0-9]*\] //'; }
-# dd_rate OUTPUT: MB/s from busybox dd's "N bytes (...) copied, S seconds, ..." line.
-dd_rate() { echo "$1" | awk '/copied/ { for (i = 1; i <= NF; i++) if ($i ~ /^seconds/) s = $(i - 1); sub(/,$/, "", s); b = $1 } END { if (s > 0) printf "%.2f", b / s / 1048576; else print "?" }'; }
+# guest_dd 'dd arguments': runs dd in the domU, timed by its /proc/uptime; prints "rc seconds".
+guest_dd() {
+  domu_run "$D" 300 "t0=\$(cut -d' ' -f1 /proc/uptime); dd $1 2>/dev/null; rc=\$?; t1=\$(cut -d' ' -f1 /proc/uptime); echo \"\$rc \$t0 \$t1\"" |
+    strip | tail -n 1 | awk '{ printf "%s %.2f", $1, $3 - $2 }'
+}
+# rate BYTES "rc seconds": MB/s, or "?" when dd failed or took no measurable time.
+rate() { echo "$2" | awk -v b="$1" '$1 == 0 && $2 > 0 { printf "%.2f", b / $2 / 1048576; ok = 1 } END { if (!ok) print "?" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a + 0 > 0 && b + 0 > 0) printf "%.2f", a / b; else print "?" }'; }
 
 rm -f "$IMG" "$LOG"
 dd if=/dev/zero of="$IMG" bs=1M count=0 seek=$MB 2>/dev/null
@@ -43,8 +49,6 @@ stop_blkback() {
   while kill -0 "$BB" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
   wait "$BB"
 }
-# guest_dd 'dd arguments': runs dd in the domU; prints its last line.
-guest_dd() { domu_run "$D" 300 "dd $1 2>&1 | tail -n 1" | strip; }
 
 t=$(uptime_s)
 if start_blkback; then
@@ -69,14 +73,7 @@ else
 fi
 
 # A file system with known checksums, written, synced, unmounted.
-domu_run "$D" 300 'mke2fs /dev/xvdb >/tmp/mkfs.out 2>&1 || { tail -n 3 /tmp/mkfs.out; exit 1; }
-  mkdir -p /mnt/b && mount -t ext2 /dev/xvdb /mnt/b || exit 2
-  cd /mnt/b || exit 3
-  dd if=/dev/urandom of=small bs=1k count=7 2>/dev/null
-  dd if=/dev/urandom of=big bs=1M count=8 2>/dev/null
-  mkdir dir && for i in 1 2 3 4 5; do dd if=/dev/urandom of=dir/f$i bs=4k count=$((i * 3)) 2>/dev/null; done
-  sha256sum small big dir/f1 dir/f2 dir/f3 dir/f4 dir/f5 >/tmp/sums && cp /tmp/sums SUMS
-  cd / && sync && umount /mnt/b && cat /tmp/sums' >/tmp/guest.out
+domu_run "$D" 300 'mke2fs /dev/xvdb >/tmp/mkfs.out 2>&1 || { tail -n 3 /tmp/mkfs.out; exit 1; }; mkdir -p /mnt/b && mount -t ext2 /dev/xvdb /mnt/b && cd /mnt/b || exit 2; dd if=/dev/urandom of=small bs=1k count=7 2>/dev/null; dd if=/dev/urandom of=big bs=1M count=8 2>/dev/null; mkdir dir; for i in 1 2 3 4 5; do dd if=/dev/urandom of=dir/f$i bs=4k count=$((i * 3)) 2>/dev/null; done; sha256sum small big dir/f1 dir/f2 dir/f3 dir/f4 dir/f5 >/tmp/sums && cp /tmp/sums SUMS && cd / && sync && umount /mnt/b && cat /tmp/sums'>/tmp/guest.out
 rc=$?
 strip </tmp/guest.out | grep -E '^[0-9a-f]{64}  ' >/tmp/guest.sums
 if [ $rc = 0 ] && [ "$(wc -l </tmp/guest.sums)" = 7 ]; then
@@ -105,18 +102,21 @@ fi
 
 # A large dd each way, raw, verified by checksum.
 N=24
-gsum=$(domu_run "$D" 300 "dd if=/dev/urandom of=/tmp/pat bs=1M count=$N 2>/dev/null && dd if=/tmp/pat of=/dev/xvdb bs=1M oflag=direct 2>/dev/null || dd if=/tmp/pat of=/dev/xvdb bs=1M conv=fsync 2>/dev/null; sha256sum </tmp/pat; rm -f /tmp/pat" | strip | awk '{ print $1 }')
+# (tee: the domU has too little memory to keep the pattern in a file)
+domu_run "$D" 300 "dd if=/dev/urandom bs=1M count=$N 2>/dev/null | tee /dev/xvdb | sha256sum; sync" >/tmp/guest.out 2>&1
+gsum=$(strip </tmp/guest.out | grep -E '^[0-9a-f]{64} ' | awk '{ print $1 }')
 hsum=$(dd if="$IMG" bs=1M count=$N 2>/dev/null | sha256sum | awk '{ print $1 }')
 if [ -n "$gsum" ] && [ "$gsum" = "$hsum" ]; then
   pass blkback.dd-guest-to-image "$N MiB written by the domU arrive intact in the image"
 else
-  fail blkback.dd-guest-to-image "guest $gsum, image $hsum"
+  fail blkback.dd-guest-to-image "guest '$gsum', image $hsum; $(tail -n 4 /tmp/guest.out | tr '\n' ' ')"
 fi
 dd if=/dev/urandom of=/tmp/pat0 bs=1M count=$N 2>/dev/null
 hsum=$(sha256sum </tmp/pat0 | awk '{ print $1 }')
 dd if=/tmp/pat0 of="$IMG" bs=1M seek=32 conv=notrunc 2>/dev/null
 rm -f /tmp/pat0
-gsum=$(domu_run "$D" 300 "echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/xvdb bs=1M skip=32 count=$N iflag=direct 2>/dev/null | sha256sum || dd if=/dev/xvdb bs=1M skip=32 count=$N 2>/dev/null | sha256sum" | strip | head -n 1 | awk '{ print $1 }')
+domu_run "$D" 300 "echo 3 >/proc/sys/vm/drop_caches; dd if=/dev/xvdb bs=1M skip=32 count=$N iflag=direct 2>/dev/null | sha256sum" >/tmp/guest.out 2>&1
+gsum=$(strip </tmp/guest.out | grep -E '^[0-9a-f]{64} ' | awk '{ print $1 }')
 if [ -n "$gsum" ] && [ "$gsum" = "$hsum" ]; then
   pass blkback.dd-image-to-guest "$N MiB written into the image by dom0 read intact by the domU"
 else
@@ -125,10 +125,10 @@ fi
 
 # Sequential throughput with direct I/O in the guest: ours, then the kernel's blkback.
 T=32
-ours_w=$(dd_rate "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=1M count=$T oflag=direct")")
-ours_r=$(dd_rate "$(guest_dd "if=/dev/xvdb of=/dev/null bs=1M count=$T iflag=direct")")
-ours_w4=$(dd_rate "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=4k count=2048 oflag=direct")")
-ours_r4=$(dd_rate "$(guest_dd "if=/dev/xvdb of=/dev/null bs=4k count=2048 iflag=direct")")
+ours_w=$(rate $((T << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=1M count=$T oflag=direct")")
+ours_r=$(rate $((T << 20)) "$(guest_dd "if=/dev/xvdb of=/dev/null bs=1M count=$T iflag=direct")")
+ours_w4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=4k count=2048 oflag=direct")")
+ours_r4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/xvdb of=/dev/null bs=4k count=2048 iflag=direct")")
 figure blkback.ours.seq-write-1M "$ours_w" MB/s
 figure blkback.ours.seq-read-1M "$ours_r" MB/s
 figure blkback.ours.seq-write-4k "$ours_w4" MB/s
@@ -151,15 +151,14 @@ grep -a 'served ' "$LOG" | tail -n 1 | sed 's/^.*\] /    /'
 # The kernel's blkback on the same image through a loop device, same workload.
 if timeout 120 xl block-attach "$D" "format=raw, vdev=xvdc, access=rw, script=/etc/xen/scripts/xenlab-block, target=$IMG" 2>/tmp/attach.err &&
   domu_run "$D" 60 'i=0; while [ ! -b /dev/xvdc ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done; [ -b /dev/xvdc ]' >/dev/null; then
-  k_w=$(dd_rate "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=1M count=$T oflag=direct")")
-  k_r=$(dd_rate "$(guest_dd "if=/dev/xvdc of=/dev/null bs=1M count=$T iflag=direct")")
-  k_w4=$(dd_rate "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=4k count=2048 oflag=direct")")
-  k_r4=$(dd_rate "$(guest_dd "if=/dev/xvdc of=/dev/null bs=4k count=2048 iflag=direct")")
+  k_w=$(rate $((T << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=1M count=$T oflag=direct")")
+  k_r=$(rate $((T << 20)) "$(guest_dd "if=/dev/xvdc of=/dev/null bs=1M count=$T iflag=direct")")
+  k_w4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=4k count=2048 oflag=direct")")
+  k_r4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/xvdc of=/dev/null bs=4k count=2048 iflag=direct")")
   figure blkback.kernel.seq-write-1M "$k_w" MB/s
   figure blkback.kernel.seq-read-1M "$k_r" MB/s
   figure blkback.kernel.seq-write-4k "$k_w4" MB/s
   figure blkback.kernel.seq-read-4k "$k_r4" MB/s
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "?" }'; }
   figure blkback.ratio.seq-write-1M "$(ratio "$ours_w" "$k_w")" x
   figure blkback.ratio.seq-read-1M "$(ratio "$ours_r" "$k_r")" x
   figure blkback.ratio.seq-write-4k "$(ratio "$ours_w4" "$k_w4")" x
