@@ -482,3 +482,23 @@ TEST_CASE("a new frontend instance (reset by rebind) is served with the data int
 }
 
 }  // namespace
+
+namespace {
+
+TEST_CASE("serve_polling answers what is on the ring without re-arming req_event; serve() re-arms") {
+  blktest::ram_image img{1 << 20};
+  blktest::rig r{img};
+  REQUIRE_MESSAGE(r.up(), r.dump());
+  auto* idx = static_cast<std::uint32_t*>(r.fe->queue_at(0).pages->data());  // req_prod, req_event, ...
+  blktest::fill(r.page(0), 4096, 1);
+  REQUIRE(r.submit(r.rw(xenbus::blkif::op_write, 1, 0, {r.full(0)})));
+  const std::uint32_t event_before = idx[1];
+  CHECK(r.dev->serve_polling() == 1);
+  CHECK(idx[1] == event_before);
+  CHECK(r.responses().size() == 1);
+  CHECK(r.dev->serve_polling() == 0);
+  CHECK_FALSE(r.dev->serve());
+  CHECK(idx[1] == idx[0] + 1);  // the next request will kick us
+}
+
+}  // namespace

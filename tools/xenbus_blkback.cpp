@@ -178,16 +178,17 @@ class toolstack_nodes {
 };
 
 /// The loop: event-channel ports to the device, watch events to the device, a signal to
-/// stop. xs_store offers no descriptor to wait on, so the wait is bounded (20 ms) and the
-/// store is polled after it; a loop that owns the store's descriptor can replace this one.
+/// stop; it sleeps in one poll() on the three descriptors. The device needs nothing else,
+/// so a service's loop that owns these descriptors for many devices can replace this one.
 template <class Device, class E, class S>
 int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_nodes* ts) {
   bool stopping = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
   for (;;) {
-    pollfd fds[2] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}};
-    int wait_ms = dev.pending_work() ? 0 : 20;
-    if (::poll(fds, 2, wait_ms) < 0 && errno != EINTR) {
+    pollfd fds[3] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}, {store.fd(), POLLIN, 0}};
+    // While stopping, look at the frontend's node every 100 ms (nothing of ours watches it).
+    const int wait_ms = dev.pending_work() ? 0 : stopping ? 100 : -1;
+    if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) {
       std::perror("xenbus-blkback: poll");
       return 1;
     }
@@ -219,16 +220,11 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
       // Keep looking at the rings for a while: the next request often comes before a wakeup
       // would. Each request served restarts the spin.
       const auto spin = std::chrono::microseconds(c.spin_us);
-      auto until = std::chrono::steady_clock::now() + spin;
-      for (auto seen = dev.lifetime_stats().requests; std::chrono::steady_clock::now() < until;) {
-        (void)dev.serve();
-        if (const auto now = dev.lifetime_stats().requests; now != seen) {
-          seen = now;
-          until = std::chrono::steady_clock::now() + spin;
-        }
-      }
+      for (auto until = std::chrono::steady_clock::now() + spin; std::chrono::steady_clock::now() < until;)
+        if (dev.serve_polling() > 0) until = std::chrono::steady_clock::now() + spin;
+      (void)dev.serve();  // re-arms req_event: the frontend kicks us once we sleep
     }
-    for (int i = 0; i < 256; ++i) {
+    for (int i = 0; i < 256 && (fds[2].revents & POLLIN); ++i) {
       auto ev = store.next_watch_event(0);
       if (!ev) break;
       dev.handle(*ev);

@@ -12,7 +12,7 @@
 D=$XENLAB_DOMU
 DEV=51728
 IMG=/dev/shm/xenbus-blkback.img
-MB=64
+MB=128
 BE=/local/domain/0/backend/qdisk/$D/$DEV
 FE=/local/domain/$D/device/vbd/$DEV
 LOG=/tmp/blkback.log
@@ -123,16 +123,23 @@ else
   fail blkback.dd-image-to-guest "image $hsum, guest $gsum"
 fi
 
-# Sequential throughput with direct I/O in the guest: ours, then the kernel's blkback.
-T=32
-ours_w=$(rate $((T << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=1M count=$T oflag=direct")")
-ours_r=$(rate $((T << 20)) "$(guest_dd "if=/dev/xvdb of=/dev/null bs=1M count=$T iflag=direct")")
-ours_w4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdb bs=4k count=2048 oflag=direct")")
-ours_r4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/xvdb of=/dev/null bs=4k count=2048 iflag=direct")")
-figure blkback.ours.seq-write-1M "$ours_w" MB/s
-figure blkback.ours.seq-read-1M "$ours_r" MB/s
-figure blkback.ours.seq-write-4k "$ours_w4" MB/s
-figure blkback.ours.seq-read-4k "$ours_r4" MB/s
+# Sequential throughput with direct I/O in the guest, 1 MiB and 4 KiB blocks: ours now, ours
+# again with --spin-us, then the kernel's blkback.
+T=96
+# measure LABEL DEVICE: the four figures blkback.LABEL.*, also left in W R W4 R4.
+measure() {
+  W=$(rate $((T << 20)) "$(guest_dd "if=/dev/zero of=$2 bs=1M count=$T oflag=direct")")
+  R=$(rate $((T << 20)) "$(guest_dd "if=$2 of=/dev/null bs=1M count=$T iflag=direct")")
+  W4=$(rate $((16 << 20)) "$(guest_dd "if=/dev/zero of=$2 bs=4k count=4096 oflag=direct")")
+  R4=$(rate $((16 << 20)) "$(guest_dd "if=$2 of=/dev/null bs=4k count=4096 iflag=direct")")
+  figure "blkback.$1.seq-write-1M" "$W" MB/s
+  figure "blkback.$1.seq-read-1M" "$R" MB/s
+  figure "blkback.$1.seq-write-4k" "$W4" MB/s
+  figure "blkback.$1.seq-read-4k" "$R4" MB/s
+}
+wait_guest_disk() { domu_run "$D" 60 "i=0; while [ ! -b $1 ] && [ \$i -lt 150 ]; do sleep 0.2; i=\$((i + 1)); done; [ -b $1 ]" >/dev/null; }
+measure ours /dev/xvdb
+ours="$W $R $W4 $R4"
 info "xenbus-blkback: $(grep -a 'blkif: serving' "$LOG" | tail -n 1 | sed 's/.*blkif: //')"
 
 # SIGTERM: the program unplugs (online 0, backend Closing), blkfront releases the unmounted disk,
@@ -148,21 +155,32 @@ else
 fi
 grep -a 'served ' "$LOG" | tail -n 1 | sed 's/^.*\] /    /'
 
+# Ours again, polling the ring for 200 us after each burst of work.
+spin=""
+if start_blkback --spin-us 200 && wait_guest_disk /dev/xvdb; then
+  measure ours-spin200 /dev/xvdb
+  spin="$W $R $W4 $R4"
+  stop_blkback || fail blkback.spin-stop "exit $?"
+else
+  fail blkback.spin-start "$(tail -n 3 "$LOG" | tr '\n' ' ')"
+  stop_blkback
+fi
+
 # The kernel's blkback on the same image through a loop device, same workload.
 if timeout 120 xl block-attach "$D" "format=raw, vdev=xvdc, access=rw, script=/etc/xen/scripts/xenlab-block, target=$IMG" 2>/tmp/attach.err &&
-  domu_run "$D" 60 'i=0; while [ ! -b /dev/xvdc ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done; [ -b /dev/xvdc ]' >/dev/null; then
-  k_w=$(rate $((T << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=1M count=$T oflag=direct")")
-  k_r=$(rate $((T << 20)) "$(guest_dd "if=/dev/xvdc of=/dev/null bs=1M count=$T iflag=direct")")
-  k_w4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/zero of=/dev/xvdc bs=4k count=2048 oflag=direct")")
-  k_r4=$(rate $((8 << 20)) "$(guest_dd "if=/dev/xvdc of=/dev/null bs=4k count=2048 iflag=direct")")
-  figure blkback.kernel.seq-write-1M "$k_w" MB/s
-  figure blkback.kernel.seq-read-1M "$k_r" MB/s
-  figure blkback.kernel.seq-write-4k "$k_w4" MB/s
-  figure blkback.kernel.seq-read-4k "$k_r4" MB/s
-  figure blkback.ratio.seq-write-1M "$(ratio "$ours_w" "$k_w")" x
-  figure blkback.ratio.seq-read-1M "$(ratio "$ours_r" "$k_r")" x
-  figure blkback.ratio.seq-write-4k "$(ratio "$ours_w4" "$k_w4")" x
-  figure blkback.ratio.seq-read-4k "$(ratio "$ours_r4" "$k_r4")" x
+  wait_guest_disk /dev/xvdc; then
+  measure kernel /dev/xvdc
+  kernel="$W $R $W4 $R4"
+  # ratios LABEL "w r w4 r4": ours over the kernel's, figure by figure.
+  ratios() {
+    i=0
+    for name in seq-write-1M seq-read-1M seq-write-4k seq-read-4k; do
+      i=$((i + 1))
+      figure "blkback.ratio.$1.$name" "$(ratio "$(echo "$2" | cut -d' ' -f$i)" "$(echo "$kernel" | cut -d' ' -f$i)")" x
+    done
+  }
+  ratios ours "$ours"
+  [ -n "$spin" ] && ratios ours-spin200 "$spin"
   timeout 120 xl block-detach "$D" xvdc >/dev/null 2>&1 || info "xl block-detach xvdc failed"
 else
   info "the kernel's blkback comparison was not run: $(tail -n 2 /tmp/attach.err | tr '\n' ' ')"

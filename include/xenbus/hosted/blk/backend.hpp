@@ -170,12 +170,14 @@ class backend_device {
 
   /// Serves every queue up to the budget; true if some queue still had requests (call again
   /// before sleeping).
-  bool serve() {
-    bool more = false;
-    for (unsigned q = 0; q < servers_.size() && driver_->connected(); ++q) more |= serve_queue(q);
-    sync();
-    more_ = more;
-    return more;
+  bool serve() { return serve_all(true); }
+  /// The same for a loop that polls the rings: serves what is there without asking the
+  /// frontend to notify us (no req_event update), so a frontend that sees us busy need not
+  /// kick. Returns how many requests it served. Call serve() before going to sleep.
+  std::uint64_t serve_polling() {
+    const std::uint64_t before = served_;
+    (void)serve_all(false);
+    return served_ - before;
   }
   /// True if a queue stopped at its budget since the last serve(): work is left.
   bool pending_work() const noexcept { return more_ && !servers_.empty(); }
@@ -269,9 +271,17 @@ class backend_device {
     more_ = false;
   }
 
-  // Serves queue q until it is empty (the final check re-arms req_event) or the budget is
-  // spent; true if requests remain.
-  bool serve_queue(unsigned q) {
+  bool serve_all(bool arm) {
+    bool more = false;
+    for (unsigned q = 0; q < servers_.size() && driver_->connected(); ++q) more |= serve_queue(q, arm);
+    sync();
+    more_ = more;
+    return more;
+  }
+
+  // Serves queue q until it is empty (with `arm`, the final check re-arms req_event) or the
+  // budget is spent; true if requests remain.
+  bool serve_queue(unsigned q, bool arm = true) {
     auto& qu = driver_->queue_at(q);
     request_server<G, I>& server = servers_[q];
     unsigned done = 0;
@@ -288,9 +298,11 @@ class backend_device {
         (void)qu.ring->produce(s.rsp);        // its slot is free: the request was just taken
         if (!driver_->push(q)) return false;  // latched; the driver closes
         ++done;
+        ++served_;
       }
       if (!driver_->connected() || qu.ring->broken()) return false;
       if (done >= opts_.budget) return true;
+      if (!arm) return false;  // a poller looks again soon; it arms before it sleeps
       auto more = qu.ring->final_check(1);
       if (!more) {
         driver_->fatal(close_reason::ring_broken, to_string(more.error()));
@@ -313,6 +325,7 @@ class backend_device {
   std::uint64_t built_at_ = 0;
   bool persistent_ = false;
   bool more_ = false;
+  std::uint64_t served_ = 0;  // requests answered, every connection
   unsigned logged_ = 0;
   queue_stats closed_{};
   device_logger log_;
