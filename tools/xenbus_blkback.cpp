@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -99,6 +100,38 @@ void log_line(std::string_view line) {
   std::fprintf(stderr, "xenbus-blkback: [%5ld.%03ld] %.*s\n", static_cast<long>(ts.tv_sec), ts.tv_nsec / 1000000,
                static_cast<int>(line.size()), line.data());
 }
+
+/// The image, with the time spent in each call counted (reported when the program stops):
+/// it tells the image's share of the time the backend is busy.
+class timed_image {
+ public:
+  explicit timed_image(posix::file_image& img) : img_{&img} {}
+  const blk::image_geometry& geometry() const noexcept { return img_->geometry(); }
+  bool is_device() const noexcept { return img_->is_device(); }
+  auto read(std::uint64_t off, std::span<const blk::io_buffer> b) { return timed([&] { return img_->read(off, b); }); }
+  auto write(std::uint64_t off, std::span<const blk::io_buffer> b) {
+    return timed([&] { return img_->write(off, b); });
+  }
+  auto flush() { return timed([&] { return img_->flush(); }); }
+  auto discard(std::uint64_t off, std::uint64_t len, bool secure) {
+    return timed([&] { return img_->discard(off, len, secure); });
+  }
+  std::chrono::nanoseconds spent() const noexcept { return spent_; }
+
+ private:
+  template <class F>
+  result<void, blk::image_error> timed(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = f();
+    spent_ += std::chrono::steady_clock::now() - t0;
+    return r;
+  }
+  posix::file_image* img_;
+  std::chrono::nanoseconds spent_{0};
+};
+static_assert(blk::block_image<timed_image>);
+
+long ms(std::chrono::nanoseconds d) { return static_cast<long>(d.count() / 1000000); }
 
 /// The toolstack's part, as libxl does it for a disk: both directories in one transaction,
 /// each readable by the other end, the frontend's owned by the guest.
@@ -181,17 +214,21 @@ class toolstack_nodes {
 /// stop; it sleeps in one poll() on the three descriptors. The device needs nothing else,
 /// so a service's loop that owns these descriptors for many devices can replace this one.
 template <class Device, class E, class S>
-int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_nodes* ts) {
+int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_nodes* ts, const timed_image& img) {
   bool stopping = false;
   auto deadline = std::chrono::steady_clock::time_point::max();
+  std::chrono::nanoseconds idle{0};
+  const auto started = std::chrono::steady_clock::now();
   for (;;) {
     pollfd fds[3] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}, {store.fd(), POLLIN, 0}};
     // While stopping, look at the frontend's node every 100 ms (nothing of ours watches it).
     const int wait_ms = dev.pending_work() ? 0 : stopping ? 100 : -1;
+    const auto asleep = std::chrono::steady_clock::now();
     if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) {
       std::perror("xenbus-blkback: poll");
       return 1;
     }
+    idle += std::chrono::steady_clock::now() - asleep;
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si{};
       while (::read(sfd, &si, sizeof si) == sizeof si) {
@@ -209,7 +246,7 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
       }
     }
     bool worked = false;
-    for (int i = 0; i < 256; ++i) {
+    for (int i = 0; i < 256 && (fds[0].revents & POLLIN); ++i) {
       auto p = evtchn.pending();
       if (!p) break;
       worked = true;
@@ -244,7 +281,17 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
         log_line("served " + std::to_string(s.requests) + " requests: " + std::to_string(s.reads) + " reads (" +
                  std::to_string(s.sectors_read) + " sectors), " + std::to_string(s.writes) + " writes (" +
                  std::to_string(s.sectors_written) + " sectors), " + std::to_string(s.flushes) + " flushes, " +
-                 std::to_string(s.discards) + " discards, " + std::to_string(s.refused) + " refused");
+                 std::to_string(s.discards) + " discards, " + std::to_string(s.refused) + " refused; " +
+                 std::to_string(s.persistent_hits) + " persistent-grant hits, " + std::to_string(s.persistent_maps) +
+                 " pages mapped persistently");
+        rusage ru{};
+        ::getrusage(RUSAGE_SELF, &ru);
+        const auto total = std::chrono::steady_clock::now() - started;
+        log_line("time: " + std::to_string(ms(total)) + " ms running, " + std::to_string(ms(total - idle)) +
+                 " ms awake, of which " + std::to_string(ms(img.spent())) + " ms in image calls; CPU user " +
+                 std::to_string(ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000) + " ms, system " +
+                 std::to_string(ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000) + " ms; " +
+                 std::to_string(ru.ru_nvcsw) + " voluntary context switches");
         return 0;
       }
     }
@@ -252,7 +299,8 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
 }
 
 template <class P, class E, class G>
-int serve(const config& c, posix::file_image& img, E& evtchn, G& grants, int sfd) {
+int serve(const config& c, posix::file_image& file, E& evtchn, G& grants, int sfd) {
+  timed_image img{file};
   auto store = xen::xs_store::open();
   if (!store) {
     std::fprintf(stderr, "xenbus-blkback: cannot connect to xenstore\n");
@@ -271,7 +319,7 @@ int serve(const config& c, posix::file_image& img, E& evtchn, G& grants, int sfd
     }
     log_line("created " + addr.backend_dir() + " and " + fe_dir);
   }
-  blk::backend_device<xen::xs_store, E, G, posix::file_image, P> dev{
+  blk::backend_device<xen::xs_store, E, G, timed_image, P> dev{
       *store, evtchn, grants, img, addr.backend_domid, addr.frontend_domid, addr.devid, c.dev};
   dev.set_logger(log_line);
   if (auto s = dev.start(); !s) {
@@ -286,7 +334,7 @@ int serve(const config& c, posix::file_image& img, E& evtchn, G& grants, int sfd
       std::fclose(f);
     }
   }
-  return run(dev, evtchn, *store, sfd, c, ts ? &*ts : nullptr);
+  return run(dev, evtchn, *store, sfd, c, ts ? &*ts : nullptr, img);
 }
 
 template <class P>

@@ -153,7 +153,8 @@ if [ $rc = 0 ] && [ "$gone" = gone ] && ! xenstore-exists "$BE" 2>/dev/null && !
 else
   fail blkback.unplug "exit $rc, xvdb $gone, $(tail -n 3 "$LOG" | tr '\n' ' ')"
 fi
-grep -a 'served ' "$LOG" | tail -n 1 | sed 's/^.*\] /    /'
+info "xenbus-blkback $(grep -a ' served ' "$LOG" | tail -n 1 | sed 's/^.*\] //')"
+info "xenbus-blkback $(grep -a ' time: ' "$LOG" | tail -n 1 | sed 's/^.*\] //')"
 
 # Ours again, polling the ring for 200 us after each burst of work.
 spin=""
@@ -161,6 +162,7 @@ if start_blkback --spin-us 200 && wait_guest_disk /dev/xvdb; then
   measure ours-spin200 /dev/xvdb
   spin="$W $R $W4 $R4"
   stop_blkback || fail blkback.spin-stop "exit $?"
+  info "xenbus-blkback --spin-us 200 $(grep -a ' time: ' "$LOG" | tail -n 1 | sed 's/^.*\] //')"
 else
   fail blkback.spin-start "$(tail -n 3 "$LOG" | tr '\n' ' ')"
   stop_blkback
