@@ -45,6 +45,7 @@ struct config {
   std::string pid_file;
   int machine_fd = -1;  // testing: a POSIX machine instead of Xen's devices
   int spin_us = 0;
+  bool profile = false;  // time the image calls and the loop (off by default: a PV dom0 may read clocks by system call)
   blk::device_options dev{};
 };
 
@@ -72,6 +73,7 @@ int usage(const char* argv0, int rc) {
                "  --no-discard               do not offer discard\n"
                "  --no-flush                 do not offer flush and barrier\n"
                "  --spin-us N                after work, poll the rings N microseconds before sleeping\n"
+               "  --profile                  time the loop and the image calls, reported on exit\n"
                "  --pid-file FILE            write the process id there once the device is set up\n"
                "  --machine-fd FD            (testing) a POSIX machine instead of Xen's devices; the store\n"
                "                             is found as libxenstore finds it ($XENSTORED_PATH)\n"
@@ -105,7 +107,7 @@ void log_line(std::string_view line) {
 /// it tells the image's share of the time the backend is busy.
 class timed_image {
  public:
-  explicit timed_image(posix::file_image& img) : img_{&img} {}
+  timed_image(posix::file_image& img, bool on) : img_{&img}, on_{on} {}
   const blk::image_geometry& geometry() const noexcept { return img_->geometry(); }
   bool is_device() const noexcept { return img_->is_device(); }
   auto read(std::uint64_t off, std::span<const blk::io_buffer> b) { return timed([&] { return img_->read(off, b); }); }
@@ -121,12 +123,14 @@ class timed_image {
  private:
   template <class F>
   result<void, blk::image_error> timed(F&& f) {
+    if (!on_) return f();
     const auto t0 = std::chrono::steady_clock::now();
     auto r = f();
     spent_ += std::chrono::steady_clock::now() - t0;
     return r;
   }
   posix::file_image* img_;
+  bool on_;
   std::chrono::nanoseconds spent_{0};
 };
 static_assert(blk::block_image<timed_image>);
@@ -223,12 +227,12 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
     pollfd fds[3] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}, {store.fd(), POLLIN, 0}};
     // While stopping, look at the frontend's node every 100 ms (nothing of ours watches it).
     const int wait_ms = dev.pending_work() ? 0 : stopping ? 100 : -1;
-    const auto asleep = std::chrono::steady_clock::now();
+    const auto asleep = c.profile ? std::chrono::steady_clock::now() : started;
     if (::poll(fds, 3, wait_ms) < 0 && errno != EINTR) {
       std::perror("xenbus-blkback: poll");
       return 1;
     }
-    idle += std::chrono::steady_clock::now() - asleep;
+    if (c.profile) idle += std::chrono::steady_clock::now() - asleep;
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si{};
       while (::read(sfd, &si, sizeof si) == sizeof si) {
@@ -287,8 +291,10 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
         rusage ru{};
         ::getrusage(RUSAGE_SELF, &ru);
         const auto total = std::chrono::steady_clock::now() - started;
-        log_line("time: " + std::to_string(ms(total)) + " ms running, " + std::to_string(ms(total - idle)) +
-                 " ms awake, of which " + std::to_string(ms(img.spent())) + " ms in image calls; CPU user " +
+        const std::string profile = c.profile ? std::to_string(ms(total - idle)) + " ms awake, of which " +
+                                                    std::to_string(ms(img.spent())) + " ms in image calls; "
+                                              : std::string();
+        log_line("time: " + std::to_string(ms(total)) + " ms running, " + profile + "CPU user " +
                  std::to_string(ru.ru_utime.tv_sec * 1000 + ru.ru_utime.tv_usec / 1000) + " ms, system " +
                  std::to_string(ru.ru_stime.tv_sec * 1000 + ru.ru_stime.tv_usec / 1000) + " ms; " +
                  std::to_string(ru.ru_nvcsw) + " voluntary context switches");
@@ -300,7 +306,7 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
 
 template <class P, class E, class G>
 int serve(const config& c, posix::file_image& file, E& evtchn, G& grants, int sfd) {
-  timed_image img{file};
+  timed_image img{file, c.profile};
   auto store = xen::xs_store::open();
   if (!store) {
     std::fprintf(stderr, "xenbus-blkback: cannot connect to xenstore\n");
@@ -402,6 +408,8 @@ int main(int argc, char** argv) {
     } else if (a == "--spin-us" && has_value) {
       if (!number(argv[++i], 1000000, v)) return usage(argv[0], 2);
       c.spin_us = static_cast<int>(v);
+    } else if (a == "--profile") {
+      c.profile = true;
     } else if (a == "--pid-file" && has_value) {
       c.pid_file = argv[++i];
     } else if (a == "--machine-fd" && has_value) {

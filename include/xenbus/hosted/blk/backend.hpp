@@ -51,6 +51,9 @@ struct device_options {
   std::size_t persistent_grants = 1056;       ///< cached mappings per queue (Linux's max_persistent_grants)
   bool reset_at_once = true;                  ///< see backend_options
   unsigned budget = 64;                       ///< requests one call serves per queue before it returns
+  /// Responses published at once: each push may kick the frontend, so fewer pushes mean
+  /// fewer notifications; the responses of a pass always go out at its end.
+  unsigned push_every = 8;
   unsigned logged_failures = 16;              ///< failed requests logged per connection (the rest are counted)
 };
 
@@ -82,6 +85,7 @@ class backend_device {
     if (opts_.max_indirect_segments > blkif::max_indirect_segments_limit)
       opts_.max_indirect_segments = blkif::max_indirect_segments_limit;
     if (opts_.budget == 0) opts_.budget = 1;
+    if (opts_.push_every == 0) opts_.push_every = 1;
   }
 
   backend_device(const backend_device&) = delete;
@@ -295,11 +299,15 @@ class backend_device {
           log("blkif: " + describe(s) +
               (logged_ == opts_.logged_failures ? " (further failures are only counted)" : ""));
         }
-        (void)qu.ring->produce(s.rsp);        // its slot is free: the request was just taken
-        if (!driver_->push(q)) return false;  // latched; the driver closes
+        (void)qu.ring->produce(s.rsp);  // its slot is free: the request was just taken
         ++done;
         ++served_;
+        if (qu.ring->unpushed() >= opts_.push_every)
+          if (!driver_->push(q)) return false;  // latched; the driver closes
       }
+      // Everything answered goes out (and the frontend is kicked if it asked) before we look
+      // for more or sleep.
+      if (qu.ring->unpushed() > 0 && !driver_->push(q)) return false;
       if (!driver_->connected() || qu.ring->broken()) return false;
       if (done >= opts_.budget) return true;
       if (!arm) return false;  // a poller looks again soon; it arms before it sleeps
