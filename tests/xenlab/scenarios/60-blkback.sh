@@ -100,6 +100,18 @@ else
   fail blkback.remount-verified "$(strip </tmp/guest.out | grep -v ': OK$' | head -n 3 | tr '\n' ' ')"
 fi
 
+# Linux's frontend reset by rebind: xen-blkfront unloaded (every frontend goes Closing, Closed)
+# and loaded again with a 4-page ring and 64 indirect segments; the backend follows the table
+# back to InitWait, serves the new instance, and the files are intact.
+before=$(grep -ac 'blkif: serving' "$LOG")
+if domu_run "$D" 180 'rmmod xen_blkfront && insmod /lib/modules/xenlab/xen-blkfront.ko max_ring_page_order=2 max_indirect_segments=64 || exit 1; i=0; while [ ! -b /dev/xvdb ] && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done; mount -t ext2 /dev/xvdb /mnt/b && cd /mnt/b && sha256sum -c SUMS; rc=$?; cd /; umount /mnt/b; exit $rc' >/tmp/guest.out &&
+  [ "$(grep -ac 'blkif: serving' "$LOG")" -gt "$before" ]; then
+  pass blkback.rebind "a new blkfront instance served ($(grep -a 'blkif: serving' "$LOG" | tail -n 1 | sed 's/.*blkif: serving //')), $(strip </tmp/guest.out | grep -c ': OK$') files OK"
+  grep -a -E 'saw frontend|backend: ' "$LOG" | tail -n 7 | sed 's/^.*\] //' | while IFS= read -r l; do info "blkback: $l"; done
+else
+  fail blkback.rebind "$(strip </tmp/guest.out | tail -n 3 | tr '\n' ' '); $(tail -n 4 "$LOG" | tr '\n' ' ')"
+fi
+
 # A large dd each way, raw, verified by checksum.
 N=24
 # (tee: the domU has too little memory to keep the pattern in a file)
