@@ -139,7 +139,7 @@ say "removing ${pkgs[*]}"
 apt_get purge "${pkgs[@]}" >"$work/apt.log" 2>&1 || { cat "$work/apt.log" >&2; die "apt-get purge failed"; }
 installed=0
 for p in "${pkgs[@]}"; do [ "$(status "$p")" = not-installed ] || die "$p: $(status "$p") after purge"; done
-for f in /usr/share/pkgconfig/xenbus.pc /usr/share/xenbus /usr/include/xenbus /usr/sbin/xenbus-xenstored; do
+for f in /usr/share/pkgconfig/xenbus.pc /usr/share/xenbus /usr/include/xenbus /usr/sbin/xenbus-xenstored /usr/sbin/xenbus-blkback; do
   [ ! -e "$f" ] || die "$f is left after purge"
 done
 say "passed: package build ${build_seconds} s, all steps $((SECONDS - start)) s"

@@ -181,7 +181,7 @@ step "building the domU image"
 R=$IMG/domu-root
 base_root "$R"
 programs "$R"
-modules "$R" xen-blkfront xen-netfront xen-evtchn xen-gntdev xen-gntalloc
+modules "$R" xen-blkfront xen-netfront xen-evtchn xen-gntdev xen-gntalloc ext4 crc32c_generic  # the blkback scenario mounts ext2
 cp "$LAB/domu-init.sh" "$R/init"
 chmod +x "$R/init"
 cpio_of "$R" "$IMG/domu.cpio"  # uncompressed: libxenguest would otherwise unpack it under emulation
@@ -198,7 +198,7 @@ mkdir -p "$R/etc/xen/scripts" "$R/var/lib/xen" "$R/var/lib/xenstored" "$R/var/lo
 for f in xl.conf oxenstored.conf; do [ -f "/etc/xen/$f" ] && cp "/etc/xen/$f" "$R/etc/xen/"; done
 cp "$LAB"/hotplug/* "$R/etc/xen/scripts/"
 chmod +x "$R"/etc/xen/scripts/*
-modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback xen-netback bridge brd loop
+modules "$R" xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-blkback xen-netback bridge brd loop ext4 crc32c_generic
 mkdir -p "$R/xenlab/domu" "$R/xenlab/scenarios"
 cp "$VMLINUX" "$R/xenlab/domu/vmlinux"
 cp "$IMG/domu.cpio" "$R/xenlab/domu/initrd.cpio"

@@ -144,6 +144,9 @@ class xs_store {
     if (!::xs_unwatch(h_, std::string(path).c_str(), std::string(token).c_str())) return unexpected{err()};
     return {};
   }
+  /// Readable while a watch event may be waiting (libxenstore's xs_fileno): poll it beside
+  /// other descriptors, then take the events with next_watch_event(0).
+  int fd() const noexcept { return ::xs_fileno(h_); }
   result<watch_event, store_error> next_watch_event(int timeout_ms) {
     for (;;) {
       char** v = ::xs_check_watch(h_);
