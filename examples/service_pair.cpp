@@ -147,7 +147,8 @@ int main() {
 
   // One loop owns the store's events, the event channels and every deadline.
   posix::event_loop loop;
-  posix::service_runner back_run{loop, back}, front_run{loop, front};
+  posix::service_runner back_run{loop, back};
+  posix::service_runner front_run{loop, front};
   const auto back_ports = posix::attach_evtchn(loop, *bev, back);
   const auto front_ports = posix::attach_evtchn(loop, *fev, front);
 

@@ -132,7 +132,8 @@ class event_loop {
     epoll_event evs[64];
     const int n = ::epoll_wait(ep_, evs, 64, 0);
     for (int i = 0; i < n; ++i) {
-      auto it = fds_.find(evs[i].data.u64);
+      const handle h = evs[i].data.u64;  // a copy: epoll_event is packed on x86-64, its u64 misaligned
+      auto it = fds_.find(h);
       if (it != fds_.end() && !it->second.dead) it->second.fn();  // entries die only in sweep()
     }
     // One pass over the timers due now; one a callback adds for `now` waits for the next turn.

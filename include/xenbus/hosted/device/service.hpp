@@ -677,7 +677,7 @@ class device_service {
     for (unsigned k = 1; k < e.attempts && wait < cfg_.retry_backoff_max; ++k) wait *= 2;
     wait = std::min(wait, cfg_.retry_backoff_max);
     e.ph = phase::waiting;
-    e.due = now + wait;
+    e.due = std::max(now, clock::now()) + wait;  // from the failure, not from the start of process()
     log(e.dir + ": " + what + "; attempt " + to_decimal(e.attempts) + " of " + to_decimal(cfg_.max_attempts) +
         " failed, next in " + to_decimal(static_cast<std::uint64_t>(wait.count())) + " ms");
   }
