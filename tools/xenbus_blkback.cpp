@@ -224,7 +224,7 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
   std::chrono::nanoseconds idle{0};
   const auto started = std::chrono::steady_clock::now();
   for (;;) {
-    pollfd fds[3] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}, {store.fd(), POLLIN, 0}};
+    pollfd fds[3] = {{evtchn.fd(), POLLIN, 0}, {sfd, POLLIN, 0}, {store.watch_fd(), POLLIN, 0}};
     // While stopping, look at the frontend's node every 100 ms (nothing of ours watches it).
     const int wait_ms = dev.pending_work() ? 0 : stopping ? 100 : -1;
     const auto asleep = c.profile ? std::chrono::steady_clock::now() : started;

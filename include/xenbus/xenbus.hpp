@@ -5,9 +5,12 @@
 
 // Hosted (C++ standard library with heap and threads, POSIX sockets, memfd, eventfd).
 #include <xenbus/hosted/device.hpp>
+#include <xenbus/hosted/device/service.hpp>
 #include <xenbus/hosted/ring_wait.hpp>
 #include <xenbus/posix/device/client_store.hpp>
+#include <xenbus/posix/device/service_loop.hpp>
 #include <xenbus/hosted/device/embedded_store.hpp>
+#include <xenbus/posix/event_loop.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/fd_passing.hpp>
 #include <xenbus/posix/grant.hpp>

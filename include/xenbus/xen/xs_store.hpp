@@ -144,14 +144,15 @@ class xs_store {
     if (!::xs_unwatch(h_, std::string(path).c_str(), std::string(token).c_str())) return unexpected{err()};
     return {};
   }
-  /// Readable while a watch event may be waiting (libxenstore's xs_fileno): poll it beside
-  /// other descriptors, then take the events with next_watch_event(0).
-  int fd() const noexcept { return ::xs_fileno(h_); }
+  /// libxenstore's xs_fileno(): readable when watch events are queued. It may stop polling
+  /// readable before every queued event was taken, so drain next_watch_event(0) to timeout.
+  int watch_fd() noexcept { return ::xs_fileno(h_); }
+
   result<watch_event, store_error> next_watch_event(int timeout_ms) {
     for (;;) {
       char** v = ::xs_check_watch(h_);
       if (v) {
-        watch_event ev{v[XS_WATCH_PATH], v[XS_WATCH_TOKEN]};
+        watch_event ev{v[XS_WATCH_PATH], v[XS_WATCH_TOKEN], 0};
         std::free(v);
         return ev;
       }

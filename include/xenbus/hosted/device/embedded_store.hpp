@@ -58,11 +58,17 @@ class embedded_store {
   result<void, store_error> watch(std::string_view path, std::string_view token) {
     auto r = wrap(s_->watch(id_, path, token));
     // XS_WATCH fires once when set; the typed call leaves that to its caller.
-    if (r) early_.push_back(watch_event{std::string(path), std::string(token)});
+    if (r) early_.push_back(watch_event{std::string(path), std::string(token), 0});
     return r;
   }
   result<void, store_error> unwatch(std::string_view path, std::string_view token) {
     return wrap(s_->unwatch(id_, path, token));
+  }
+  /// XS_RESET_WATCHES: the store drops every watch and transaction of this connection;
+  /// registration events not yet taken are dropped too.
+  result<void, store_error> reset_watches() {
+    early_.clear();
+    return wrap(s_->reset_watches(id_));
   }
 
   result<watch_event, store_error> next_watch_event(int /*timeout_ms*/) {
@@ -82,7 +88,7 @@ class embedded_store {
       std::string_view parts[2];
       const bool ok = m.hdr.kind() == xenstore::msg_type::watch_event && xenstore::split_exact(m.payload, parts);
       watch_event ev;
-      if (ok) ev = watch_event{std::string(parts[0]), std::string(parts[1])};
+      if (ok) ev = watch_event{std::string(parts[0]), std::string(parts[1]), 0};
       dec_->next();
       if (ok) return ev;  // anything else on an event-only connection is skipped
     }

@@ -28,6 +28,9 @@ inline constexpr store_tx no_tx = 0;
 struct watch_event {
   std::string path;
   std::string token;
+  /// Events of this watch the store dropped before this one (a full queue): whoever keeps
+  /// state from the watch must read the watched subtree again. 0 where nothing was lost.
+  std::uint64_t lost = 0;
 };
 
 /// What a frontend, backend or toolstack needs from xenstore, on one connection:
@@ -36,6 +39,12 @@ struct watch_event {
 /// that gives up with `timeout` after `timeout_ms` (0: just poll; -1: wait forever).
 /// Watches follow xenstore: one event when registered, spurious events allowed,
 /// several changes may arrive as one event.
+///
+/// Optional members, used where present (device_service, posix::attach):
+/// - `int watch_fd()`: a descriptor that polls readable while next_watch_event(0) may
+///   return an event (client_store, xen::xs_store; the embedded store has none);
+/// - `result<void, store_error> reset_watches()`: XS_RESET_WATCHES, dropping every watch
+///   and transaction this connection holds in the server (client_store, embedded_store).
 template <class S>
 concept device_store = requires(S& s, store_tx tx, std::string_view path, std::string_view value, bool commit,
                                 int timeout_ms) {

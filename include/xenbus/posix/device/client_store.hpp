@@ -14,6 +14,8 @@
 #include <vector>
 
 #include <poll.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 XENBUS_BEGIN_NAMESPACE
 
@@ -22,6 +24,12 @@ XENBUS_BEGIN_NAMESPACE
 class client_store {
  public:
   explicit client_store(xenstore::client c) : c_{std::move(c)} {}
+  client_store(client_store&& o) noexcept
+      : c_{std::move(o.c_)}, watches_{std::move(o.watches_)}, next_{o.next_}, ep_{std::exchange(o.ep_, -1)} {}
+  client_store& operator=(client_store&&) = delete;
+  ~client_store() {
+    if (ep_ >= 0) ::close(ep_);
+  }
   /// Connects to a xenstored socket ($XENSTORED_PATH by default), as libxenstore does.
   static result<client_store, store_error> connect(std::string_view socket_path = {}) {
     auto c = xenstore::client::connect(socket_path);
@@ -55,16 +63,45 @@ class client_store {
   result<void, store_error> watch(std::string_view path, std::string_view token) {
     auto w = c_.watch(path);
     if (!w) return unexpected{store_error{for_driver(w.error())}};
+    if (ep_ >= 0) {
+      epoll_event e{};
+      e.events = EPOLLIN;
+      if (::epoll_ctl(ep_, EPOLL_CTL_ADD, w->fd(), &e) != 0) return unexpected{store_error{store_errc::broken}};
+    }
     watches_.push_back(entry{std::string(token), std::move(*w)});
     return {};
   }
   result<void, store_error> unwatch(std::string_view path, std::string_view token) {
     for (auto it = watches_.begin(); it != watches_.end(); ++it)
       if (it->token == token && it->w.path() == path) {
+        forget(*it);
         watches_.erase(it);  // the watch's destructor sends XS_UNWATCH
         return {};
       }
     return unexpected{store_error{store_errc::enoent}};
+  }
+
+  /// One descriptor for every watch of this store: it polls readable (level-triggered) while
+  /// any watch has an event queued, so an event loop waits on it alone. Created on first
+  /// use (an epoll set of the watches' eventfds); -1 if the kernel refuses one.
+  int watch_fd() {
+    if (ep_ >= 0) return ep_;
+    ep_ = ::epoll_create1(EPOLL_CLOEXEC);
+    if (ep_ < 0) return -1;
+    for (const entry& e : watches_) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      (void)::epoll_ctl(ep_, EPOLL_CTL_ADD, e.w.fd(), &ev);
+    }
+    return ep_;
+  }
+
+  /// XS_RESET_WATCHES: unregisters this store's own watches, then has the server drop every
+  /// watch and transaction left on the connection (a previous kernel's, on a shared ring).
+  result<void, store_error> reset_watches() {
+    for (entry& e : watches_) forget(e);
+    watches_.clear();
+    return wrap(c_.reset_watches());
   }
 
   result<watch_event, store_error> next_watch_event(int timeout_ms) {
@@ -75,7 +112,7 @@ class client_store {
         auto ev = e.w.try_next();
         if (ev) {
           next_ = (next_ + k + 1) % watches_.size();
-          return watch_event{std::move(ev->path), e.token};
+          return watch_event{std::move(ev->path), e.token, ev->lost};
         }
         if (ev.error().code != xenstore::errc::timeout) return unexpected{store_error{for_driver(ev.error())}};
       }
@@ -94,6 +131,9 @@ class client_store {
     std::string token;
     xenstore::watch w;
   };
+  void forget(const entry& e) noexcept {
+    if (ep_ >= 0) (void)::epoll_ctl(ep_, EPOLL_CTL_DEL, e.w.fd(), nullptr);
+  }
   /// The client's error as is, except that a request lost to a ring reconnection (reset)
   /// is reported as EAGAIN: the driver retries it as it retries a conflicting transaction.
   static store_error for_driver(store_error e) noexcept {
@@ -113,6 +153,7 @@ class client_store {
   xenstore::client c_;
   std::vector<entry> watches_;
   std::size_t next_ = 0;
+  int ep_ = -1;  // watch_fd(): the watches' eventfds in one epoll set
 };
 
 static_assert(permission_store<client_store>, "client_store must model xenbus::permission_store");

@@ -970,6 +970,11 @@ class client {
     return xenstore::watch{conn_, std::move(*w)};
   }
 
+  /// XS_RESET_WATCHES: the server drops every watch and transaction of this connection,
+  /// including those a previous user of it left (a kexec'd kernel's, on a shared ring).
+  /// Watches of this client still alive get no further events: destroy them first.
+  xenstore::status reset_watches() { return done(conn_->request(xenbus::detail::xs_type::reset_watches, {}, {""})); }
+
   /// Ring transports: the xenstore-ring.txt reconnection. Outstanding requests fail with
   /// reset, transactions are gone, watches are registered again. Sockets: unsupported.
   xenstore::status reconnect() { return conn_->reconnect(); }
