@@ -79,7 +79,7 @@ struct program_world {
     socket = dir + "/socket";
     image = dir + "/disk.img";
     pid_file = dir + "/blkback.pid";
-    xenstored = spawn({XENBUS_XENSTORED_BINARY, "--socket", socket});
+    xenstored = spawn({XENBUS_XENSTORED_BINARY, "--no-fork", "--socket", socket});
     REQUIRE(xenstored > 0);
     for (int i = 0; i < 1000 && !socket_accepts(socket); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
     REQUIRE(socket_accepts(socket));

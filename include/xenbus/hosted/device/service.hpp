@@ -730,7 +730,11 @@ class device_service {
                           (own == state::initialising && peer == state::init_wait)))
         e.resetting = false;  // Linux's last reset step waits for InitWait
       arm(e, now);
-      if (d.reason() == close_reason::peer_vanished && !domain_exists(other_domid(e))) return other_end_gone(e);
+      // The driver tells a gone domain apart (peer_domain_gone) when it sees the home vanish
+      // itself; when it saw only the device directory go, the domain is checked here.
+      if (d.reason() == close_reason::peer_domain_gone ||
+          (d.reason() == close_reason::peer_vanished && !domain_exists(other_domid(e))))
+        return other_end_gone(e);
     }
     track_connection(e);
     if (!d.active()) dirty_.insert(e.key);  // reconcile decides: removed, created again, or someone else's
