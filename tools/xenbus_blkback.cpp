@@ -110,11 +110,15 @@ class timed_image {
   timed_image(posix::file_image& img, bool on) : img_{&img}, on_{on} {}
   const blk::image_geometry& geometry() const noexcept { return img_->geometry(); }
   bool is_device() const noexcept { return img_->is_device(); }
-  auto read(std::uint64_t off, std::span<const blk::io_buffer> b) { return timed([&] { return img_->read(off, b); }); }
+  auto read(std::uint64_t off, std::span<const blk::io_buffer> b) {
+    return timed([&] { return img_->read(off, b); });
+  }
   auto write(std::uint64_t off, std::span<const blk::io_buffer> b) {
     return timed([&] { return img_->write(off, b); });
   }
-  auto flush() { return timed([&] { return img_->flush(); }); }
+  auto flush() {
+    return timed([&] { return img_->flush(); });
+  }
   auto discard(std::uint64_t off, std::uint64_t len, bool secure) {
     return timed([&] { return img_->discard(off, len, secure); });
   }

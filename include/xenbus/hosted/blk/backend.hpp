@@ -54,7 +54,7 @@ struct device_options {
   /// Responses published at once: each push may kick the frontend, so fewer pushes mean
   /// fewer notifications; the responses of a pass always go out at its end.
   unsigned push_every = 8;
-  unsigned logged_failures = 16;              ///< failed requests logged per connection (the rest are counted)
+  unsigned logged_failures = 16;  ///< failed requests logged per connection (the rest are counted)
 };
 
 /// One blkif device: the library's backend driver for the xenbus handshake, one
