@@ -57,7 +57,7 @@ step() { echo "xenlab [+$(since)s] $*" >&2; }
 die() { echo "XENLAB FAIL setup: $*"; exit 1; }
 
 # ---- 1. what the host must have (scripts/deps.sh installs all of it)
-for tool in qemu-system-x86_64 cpio xz zcat dpkg-deb apt-get ldd flock depmod; do
+for tool in qemu-system-x86_64 cpio xz zcat dpkg-deb apt-get ldd flock depmod strip; do
   command -v "$tool" >/dev/null || die "$tool is missing: run scripts/deps.sh"
 done
 [ -x "$XENBIN/xl" ] || die "$XENBIN/xl is missing: xen-utils-$XENV (run scripts/deps.sh)"
@@ -173,6 +173,10 @@ programs() {
     f=$(find "$BUILD" -path "$BUILD/_deps" -prune -o -type f -name "$t" -perm -u+x -print | head -1)
     [ -n "$f" ] || die "program $t (tests/xenlab/binaries.txt) is not built in $BUILD"
     put_elf "$root" "$f" "/xenlab/bin/$t"
+    # Without debug info (a RelWithDebInfo program is ~10x its code): the domU unpacks its
+    # initramfs into 128 MiB, and a 26 MiB image already failed there ("Initramfs unpacking
+    # failed: write error", then every file the agent writes is lost).
+    strip --strip-debug "$root/xenlab/bin/$t"
   done <"$LAB/binaries.txt"
 }
 cpio_of() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$2"; }

@@ -16,9 +16,11 @@
 #include <xenbus/posix/grant.hpp>
 #include <xenbus/posix/machine.hpp>
 #include <xenbus/posix/xenstore/client.hpp>
+#include <xenbus/posix/xenstore/ring_service.hpp>
 #include <xenbus/posix/xenstore/ring_transport.hpp>
 #include <xenbus/posix/xenstore/server.hpp>
 #include <xenbus/hosted/xenstore/dispatch.hpp>
+#include <xenbus/hosted/xenstore/ring_connection.hpp>
 #include <xenbus/hosted/xenstore/store.hpp>
 #include <xenbus/posix/xenstore/transport.hpp>
 
