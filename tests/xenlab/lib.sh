@@ -40,7 +40,7 @@ seconds_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a
 
 # Every domU boots our image: busybox, the xenstore tools, /xenlab/bin, and an agent (its /init)
 # that runs the commands dom0 writes to <home>/data/xenlab/cmd.
-domu_console() { echo "/var/log/xen/console/guest-$(xl domname "$1" 2>/dev/null).log"; }
+domu_console() { echo "/var/log/xen/console/guest-$(timeout 5 xenstore-read "/local/domain/$1/name" 2>/dev/null).log"; }
 
 # domu_create NAME [xl config line...]: prints the domid once the domU's agent is ready.
 # XENLAB_DOMU_TYPE=pvh makes a PVH guest (default pv), XENLAB_DOMU_MEM its memory in MiB (128).
@@ -66,11 +66,20 @@ domu_create() {
     echo "xl create $name failed: $(tail -n 3 "/tmp/$name.create" | tr '\n' ' ')" >&2
     return 1
   fi
-  d=$(xl domid "$name") || return 1
+  # The domid from the store: `xl domid` right after `xl create` crashed once in CI (a
+  # segmentation fault in xl), and the store is what the rest of the lab reads anyway.
+  d=""
+  for id in $(timeout 10 xenstore-list /local/domain 2>/dev/null); do
+    [ "$(timeout 5 xenstore-read "/local/domain/$id/name" 2>/dev/null)" = "$name" ] && d=$id
+  done
+  if [ -z "$d" ]; then
+    echo "domU $name: no /local/domain/<id>/name says $name after xl create" >&2
+    return 1
+  fi
   i=0
   while [ "$(timeout 5 xenstore-read "/local/domain/$d/data/xenlab/ready" 2>/dev/null)" != 1 ]; do
     i=$((i + 1))
-    if [ $i -gt 600 ] || ! xl domid "$name" >/dev/null 2>&1; then
+    if [ $i -gt 600 ] || [ "$(timeout 5 xenstore-read "/local/domain/$d/name" 2>/dev/null)" != "$name" ]; then
       echo "domU $name ($d): its agent never became ready; console: $(tail -n 5 "$(domu_console "$d")" | tr '\n' ' ')" >&2
       return 1
     fi
