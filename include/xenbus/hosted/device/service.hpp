@@ -89,11 +89,18 @@ struct service_config {
   std::chrono::milliseconds retry_backoff{100};       ///< wait before the 2nd probe; doubled each time
   std::chrono::milliseconds retry_backoff_max{5000};  ///< the longest wait between probes
   /// A frontend's walk through Linux's reset (Closing, Closed, Initialising) waits this long
-  /// for each answer of the backend. Linux xenbus_reset_wait_for_backend: 5 s (5 * HZ) a step.
-  /// A step that times out counts as a failed probe (retried, then given up).
+  /// for each answer of the backend. Linux waits 5 s a step: xenbus_reset_wait_for_backend()
+  /// in drivers/xen/xenbus/xenbus_probe_frontend.c, wait_event_interruptible_timeout(...,
+  /// 5 * HZ), then goes on to the next step. Here a step that times out counts as a failed
+  /// probe (retried, then given up): the table does not let a frontend write Closed while its
+  /// backend is still Connected, as Linux does after the timeout.
   std::chrono::milliseconds reset_step_timeout{5000};
   /// After this end wrote Closing (close(), shutdown(), a fatal error), how long it waits for
-  /// the peer to follow before the driver is dropped. Linux xenbus_dev_shutdown: 5 s (5 * HZ).
+  /// the peer to follow before the driver is dropped. Linux waits 5 s a device at shutdown:
+  /// xenbus_dev_shutdown() in drivers/xen/xenbus/xenbus_probe.c (later
+  /// xenbus_frontend_dev_shutdown() in xenbus_probe_frontend.c), wait_for_completion_timeout(
+  /// ..., 5 * HZ), "timeout closing device". Linux closes devices one after the other; a
+  /// service closes all at once, so the whole shutdown takes one timeout.
   std::chrono::milliseconds close_timeout{5000};
   /// Each step of the connection (this end waiting for the peer to move, before both are
   /// Connected) may last this long; a timeout counts as a failed probe. 0: no deadline, as in
@@ -682,9 +689,12 @@ class device_service {
         " failed, next in " + to_decimal(static_cast<std::uint64_t>(wait.count())) + " ms");
   }
 
-  /// Linux's xenbus_dev_error: "<errno> <what>" in /local/domain/<self>/error/<dir>/error,
-  /// then this end moves to Closing where the table lets it (Linux's probe failure path
-  /// switches to Closed; the table has this end close first), never re-creating the node.
+  /// As Linux's xenbus_dev_error() (xenbus_va_dev_error() in drivers/xen/xenbus/
+  /// xenbus_client.c): the text "<errno> <what>" (its "%i " of -err, then the message) in the
+  /// node `error` under "error/" + the device's path relative to our home, that is
+  /// /local/domain/<self>/error/backend/<type>/<fe>/<devid>/error. Then this end moves to
+  /// Closing where the table lets it (Linux's xenbus_dev_probe() failure path switches to
+  /// Closed; the table has this end close first), never re-creating a removed node.
   void give_up(entry& e, int errnum, const std::string& what) {
     ++stats_.given_up;
     const std::string rel = e.dir.substr(home_.size() + 1);

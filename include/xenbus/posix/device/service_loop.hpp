@@ -108,11 +108,14 @@ bool shut_down(event_loop& loop, Runners&... runners) {
   return (0 + ... + runners.service().stats().close_timeouts) == timeouts_before;
 }
 
-/// How long a guest waits for its frontends at boot (Linux's wait_for_devices).
+/// How long a guest waits for its frontends at boot, as Linux's wait_for_devices() in
+/// drivers/xen/xenbus/xenbus_probe_frontend.c: wait_loop(start, 30, ...) while any device
+/// is connecting, then wait_loop(start, 270, ...) while an essential one is (not device/vkbd
+/// or device/vfb); both count seconds from the same start.
 struct boot_wait {
   /// Every device, keyboards and framebuffers included: Linux waits 30 s.
   std::chrono::milliseconds all{30000};
-  /// Then the essential ones (not vkbd, vfb): Linux waits up to 270 s, counted from the start.
+  /// Then the essential ones: Linux waits until 270 s after the start.
   std::chrono::milliseconds essential{270000};
 };
 
