@@ -6,6 +6,8 @@
 // server on a socket (client_store).
 #include "service_test_support.hpp"
 
+#include <xenbus/xen/xs_store.hpp>
+
 #include <doctest/doctest.h>
 
 #include <cerrno>
@@ -17,6 +19,12 @@
 using namespace svctest;
 
 #define SERVICE_ENVS inproc_env, server_env
+
+// Over libxenstore (a real xenstored; the lab's dom0) the service and its runner must compile
+// whole: watch_fd() is xs_fileno(), and libxenstore has no XS_RESET_WATCHES call.
+template class xenbus::device_service<xenbus::xen::xs_store, echo_back<xenbus::xen::xs_store>>;
+template class xenbus::posix::service_runner<
+    xenbus::device_service<xenbus::xen::xs_store, echo_back<xenbus::xen::xs_store>>>;
 
 namespace {
 
@@ -442,4 +450,25 @@ TEST_CASE_TEMPLATE("service: Linux's boot wait for devices", Env, SERVICE_ENVS) 
     CHECK(took >= 290);
     CHECK(took < 3000);
   }
+}
+
+TEST_CASE_TEMPLATE("service: at most max_devices devices are tracked; more are refused and counted", Env,
+                   SERVICE_ENVS) {
+  world<Env> w;
+  auto cfg = world<Env>::backend_config();
+  cfg.max_devices = 2;
+  w.start_back(cfg);
+  for (unsigned d = 0; d < 3; ++d) w.create(vdev + d);
+  REQUIRE(w.run_until([&] { return w.back->stats().refused >= 1; }));
+  CHECK(w.back->drivers() == 2);
+  CHECK(w.bc.made == 2);
+  // A tracked device going away makes room: the refused one is taken at its next event.
+  unsigned refused = 0, tracked = 0;
+  for (unsigned d = vdev; d < vdev + 3; ++d) (w.back_driver(d) ? tracked : refused) = d;
+  REQUIRE(refused != 0);
+  w.remove(tracked);
+  REQUIRE(w.run_until([&] { return w.back->drivers() == 1; }));
+  w.write(world<Env>::address(refused).backend_dir() + "/state", "1");
+  REQUIRE(w.run_until([&] { return w.back->drivers() == 2; }));
+  CHECK(w.back_driver(refused) != nullptr);
 }
