@@ -110,7 +110,8 @@ struct service_config {
   /// (Linux xenbus_reset_state does it for Connected and Closed devices at boot).
   bool reset_stale = true;
   xs_reset_watches reset_watches = xs_reset_watches::if_offered;
-  /// Devices tracked at once (drivers, retries, parked devices); more are refused and counted.
+  /// Devices tracked at once (drivers, retries, parked devices); more are refused and counted,
+  /// and taken when a tracked device goes away.
   std::size_t max_devices = 4096;
 };
 
@@ -534,6 +535,10 @@ class device_service {
         if (it->second.ph == phase::running) ++stats_.removed;
         drop_driver(it->second);
         devices_.erase(it);
+        if (refused_waiting_) {  // a place is free: look for the devices refused meanwhile
+          refused_waiting_ = false;
+          rescan();
+        }
       }
       return;  // other errors are transient: the next event looks again
     }
@@ -542,6 +547,7 @@ class device_service {
       if (shutting_down_) return;
       if (devices_.size() >= cfg_.max_devices) {
         ++stats_.refused;
+        refused_waiting_ = true;
         log(dir + ": refused, " + to_decimal(cfg_.max_devices) + " devices already tracked");
         return;
       }
@@ -943,6 +949,7 @@ class device_service {
   std::uint64_t changes_ = 0;
   bool watching_ = false, specials_ = false, watches_reset_ = false;
   bool suspended_ = false, shutting_down_ = false, finished_ = false, store_failed_ = false;
+  bool refused_waiting_ = false;  // a device was refused for max_devices since the last rescan
 };
 
 XENBUS_END_NAMESPACE
