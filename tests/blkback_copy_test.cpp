@@ -165,8 +165,9 @@ TEST_CASE("copy mode: a bad grant answers BLKIF_RSP_ERROR, writes nothing and le
     REQUIRE(other_page);
     expect_copy_failure(r, img, r.rw(op_write, 68, 0, {blkif::segment{other[0], 0, 7}}));
   }
-  SUBCASE("a read into a read-only grant, or a never-granted one: the guest's other pages get the data, "
-          "the answer is an error") {
+  SUBCASE(
+      "a read into a read-only grant, or a never-granted one: the guest's other pages get the data, "
+      "the answer is an error") {
     std::array<grant_ref, 1> ro{};
     auto ro_page = r.fgr.share(back_dom, ro, false);
     REQUIRE(ro_page);

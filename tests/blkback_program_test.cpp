@@ -310,7 +310,8 @@ TEST_CASE("xenbus-blkback: a frontend killed mid-I/O loses no acknowledged write
 
 }  // namespace
 
-TEST_CASE("xenbus-blkback --grant-copy: data by grant copy, feature-persistent = 0, a bad grant answered with an error") {
+TEST_CASE(
+    "xenbus-blkback --grant-copy: data by grant copy, feature-persistent = 0, a bad grant answered with an error") {
   program_world w;
   w.start_blkback({"--grant-copy"});
   auto s = xen::xs_store::open();
@@ -344,8 +345,7 @@ TEST_CASE("xenbus-blkback --grant-copy: data by grant copy, feature-persistent =
   CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_write, 3, 0, {blkif::segment{refs[1], 0, 7}, {2000, 0, 7}})).status ==
         blkif::rsp_error);
   CHECK(w.file() == expect);
-  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 4, 0, {blkif::segment{refs[1], 0, 7}})).status ==
-        blkif::rsp_okay);
+  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 4, 0, {blkif::segment{refs[1], 0, 7}})).status == blkif::rsp_okay);
 
   ::kill(w.blkback, SIGTERM);
   CHECK(pump(*s, fe, [&] { return fe.own() == state::closed; }));

@@ -101,7 +101,8 @@ struct grant_copy_op {
 /// The copying side (libxengnttab's xengnttab_grant_copy): does every op in `ops`, each
 /// checked on its own (the references come from the peer) and given its own status; a bad
 /// op never stops the others. An error from the call itself (no grant device, a failed
-/// system call) is also written to the status of every op it may have left undone. Optional: a grant_mapper need not be a grant_copier.
+/// system call) is also written to the status of every op it may have left undone. Optional: a grant_mapper need not be
+/// a grant_copier.
 template <class G>
 concept grant_copier = requires(G& g, std::span<grant_copy_op> ops) {
   { g.copy(ops) } -> std::same_as<result<void, grant_error>>;

@@ -251,7 +251,8 @@ class grant_table {
       return unexpected{grant_error{grant_errc::bad_ref}};
     }
     const off_t at = m_->frame_offset(detail::grant_frame(w)) + op.offset;
-    const ssize_t n = writing ? ::pwrite(m_->fd(), op.local, op.length, at) : ::pread(m_->fd(), op.local, op.length, at);
+    const ssize_t n =
+        writing ? ::pwrite(m_->fd(), op.local, op.length, at) : ::pread(m_->fd(), op.local, op.length, at);
     const int e = errno;
     // Release: our accesses to the page happen before the owner may reuse it.
     maps.fetch_sub(1, std::memory_order_release);

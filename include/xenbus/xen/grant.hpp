@@ -186,7 +186,8 @@ class gntshr {
   xengntshr_handle* h_;
 };
 
-static_assert(grant_mapper<gnttab> && grant_copier<gnttab>, "xen::gnttab must model xenbus::grant_mapper and grant_copier");
+static_assert(grant_mapper<gnttab> && grant_copier<gnttab>,
+              "xen::gnttab must model xenbus::grant_mapper and grant_copier");
 static_assert(grant_sharer<gntshr>, "xen::gntshr must model xenbus::grant_sharer");
 
 }  // namespace xen

@@ -1,4 +1,5 @@
-// [hosted] The blkif engine: one request copy in, its grants mapped or grant-copied, the I/O done on a block_image, one response out.
+// [hosted] The blkif engine: one request copy in, its grants mapped or grant-copied, the I/O done on a block_image, one
+// response out.
 #pragma once
 
 #include <xenbus/grant.hpp>
@@ -204,7 +205,8 @@ class request_server {
       // The bounce buffer holds max_segs pages and each checked segment is at most one page.
       ops_.push_back(grant_copy_op{bounce_.data() + at, frontend_, seg.gref,
                                    static_cast<std::uint16_t>(std::size_t{seg.first_sect} * blkif::sector_bytes),
-                                   static_cast<std::uint16_t>(len), reading ? copy_dir::to_grant : copy_dir::from_grant});
+                                   static_cast<std::uint16_t>(len),
+                                   reading ? copy_dir::to_grant : copy_dir::from_grant});
       at += len;
     }
     const io_buffer buf{bounce_.data(), at};
@@ -241,9 +243,8 @@ class request_server {
       for (unsigned i = 0; i < c.nr_indirect_pages; ++i) {
         const std::size_t first = std::size_t{i} * blkif::segments_per_indirect_page;
         const std::size_t n = std::min<std::size_t>(blkif::segments_per_indirect_page, c.nr_segments - first);
-        ops_.push_back(grant_copy_op{reinterpret_cast<std::byte*>(segs_.data() + first), frontend_,
-                                     c.indirect_grefs[i], 0, static_cast<std::uint16_t>(n * sizeof(blkif::segment)),
-                                     copy_dir::from_grant});
+        ops_.push_back(grant_copy_op{reinterpret_cast<std::byte*>(segs_.data() + first), frontend_, c.indirect_grefs[i],
+                                     0, static_cast<std::uint16_t>(n * sizeof(blkif::segment)), copy_dir::from_grant});
       }
       auto g = grant_copy();
       if (!g) segs_.clear();
