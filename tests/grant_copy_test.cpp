@@ -26,6 +26,12 @@ posix::machine make_machine() {
   return std::move(*m);
 }
 
+/// A machine, the granting domain's table and the copying domain's.
+struct world {
+  posix::machine m = make_machine();
+  posix::grant_table own{m, owner}, back{m, copier};
+};
+
 void fill(std::byte* p, std::size_t n, unsigned seed) {
   for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::byte>((i * 37 + seed * 101) & 0xff);
 }
@@ -36,8 +42,8 @@ grant_copy_op op(std::byte* local, grant_ref ref, std::size_t offset, std::size_
 }
 
 TEST_CASE("grant copy moves exactly the bytes named, both ways, at offsets within the page") {
-  auto m = make_machine();
-  posix::grant_table own{m, owner}, back{m, copier};
+  world w;
+  auto& [m, own, back] = w;
   std::array<grant_ref, 2> refs{};
   auto pages = own.share(copier, refs, true);
   REQUIRE(pages);
@@ -71,8 +77,8 @@ TEST_CASE("grant copy moves exactly the bytes named, both ways, at offsets withi
 }
 
 TEST_CASE("grant copy: each bad op gets its own error, the good ones around it are done") {
-  auto m = make_machine();
-  posix::grant_table own{m, owner}, back{m, copier};
+  world w;
+  auto& [m, own, back] = w;
   std::array<grant_ref, 1> rw{}, ro{}, elsewhere{};
   auto rw_page = own.share(copier, rw, true);
   auto ro_page = own.share(copier, ro, false);
@@ -125,8 +131,8 @@ TEST_CASE("grant copy: each bad op gets its own error, the good ones around it a
 }
 
 TEST_CASE("grant copy of an ended grant is refused") {
-  auto m = make_machine();
-  posix::grant_table own{m, owner}, back{m, copier};
+  world w;
+  auto& [m, own, back] = w;
   std::array<grant_ref, 1> refs{};
   {
     auto pages = own.share(copier, refs, true);
@@ -143,8 +149,8 @@ TEST_CASE("grant copy of an ended grant is refused") {
 }
 
 TEST_CASE("grant copy takes any number of ops in one call") {
-  auto m = make_machine();
-  posix::grant_table own{m, owner}, back{m, copier};
+  world w;
+  auto& [m, own, back] = w;
   std::array<grant_ref, 64> refs{};
   auto pages = own.share(copier, refs, true);
   REQUIRE(pages);
