@@ -66,9 +66,11 @@ class gnttab {
   }
 
   /// The ops through xengnttab_grant_copy (IOCTL_GNTDEV_GRANT_COPY), at most
-  /// max_grant_batch per call. An op whose range leaves the page is refused here: gntdev
-  /// would fail the whole call with EINVAL for it. A failed call gives its errno to every
-  /// op of its batch and of the batches after it (nothing is known about them).
+  /// max_grant_batch per call; the layout is libxengnttab's segment (a virtual address on
+  /// our side, ref/offset/domid on the granted side, GNTCOPY_source_gref or
+  /// GNTCOPY_dest_gref saying which). An op whose range leaves the page is refused here:
+  /// gntdev would fail the whole call with EINVAL for it. A failed call gives its errno to
+  /// every op of its batch and of the batches after it (nothing is known about them).
   result<void, grant_error> copy(std::span<grant_copy_op> ops) noexcept {
     std::array<xengnttab_grant_copy_segment_t, max_grant_batch> segs{};
     std::array<std::size_t, max_grant_batch> which{};
@@ -113,18 +115,15 @@ class gnttab {
   }
 
  private:
-  // The hypervisor's per-op status (GNTST_*) in the library's vocabulary.
+  // The hypervisor's per-op status (GNTST_*) in the library's vocabulary. Xen answers a
+  // copy into a read-only grant with GNTST_general_error, as it answers a grant to another
+  // domain or not in use (grant_table.c, _set_status_v1), so read_only never comes from
+  // here: every refusal but a bad range is bad_ref (bad_gntref, bad_domain, XSM's
+  // permission_denied, bad_page, an eagain gntdev's own retries gave up on).
   static result<void, grant_error> status_of(std::int16_t st) noexcept {
-    switch (st) {
-      case GNTST_okay:
-        return {};
-      case GNTST_permission_denied:  // a read-only grant as the destination
-        return unexpected{grant_error{grant_errc::read_only}};
-      case GNTST_bad_copy_arg:
-        return unexpected{grant_error{grant_errc::bad_range}};
-      default:  // bad_gntref, bad_domain, general_error (not granted to us), bad_page, eagain...
-        return unexpected{grant_error{grant_errc::bad_ref}};
-    }
+    if (st == GNTST_okay) return {};
+    if (st == GNTST_bad_copy_arg) return unexpected{grant_error{grant_errc::bad_range}};
+    return unexpected{grant_error{grant_errc::bad_ref}};
   }
   // Gives the call's error to every op from index `first` on that was (or would have been)
   // passed to gntdev; the ones refused for their range keep bad_range.
