@@ -78,11 +78,11 @@ else
 fi
 
 from=$(($(wc -l <"$LOG") + 1))
-t=$(uptime_s)
+since=$(uptime_s)
 domu_run "$D" 30 "echo vbd-$DEV >/sys/bus/xen/drivers/vbd/unbind" >/dev/null
 now=$(wait_states "$BE" "$FE" 66 20)
 if [ "$now" = 66 ] && ! domu_run "$D" 10 '[ -b /dev/xvde ]' >/dev/null; then
-  pass rebind.unbind-followed "blkfront unbound: it wrote Closed, our backend followed to Closed in $(seconds_since "$t")s and dropped the ring"
+  pass rebind.unbind-followed "blkfront unbound: it wrote Closed, our backend followed to Closed in $(seconds_since "$since")s and dropped the ring"
 else
   fail rebind.unbind-followed "states backend/frontend $now after the unbind"
 fi
@@ -172,10 +172,10 @@ BB=$!
 sleep 1
 show_log "xenbus-blkback, the domU still paused" "$from"
 from=$(($(wc -l <"$LOG") + 1))
-t=$(uptime_s)
+since=$(uptime_s)
 timeout 30 xl unpause "$R"
 if domu_wait_ready "$R" 2>/tmp/ready.err && [ "$(wait_states "$RBE" "$RFE" 44 60)" = 44 ] && guest_disk "$R" /dev/xvda; then
-  pass reset.connected "the PVH domU's blkfront Connected to our backend $(seconds_since "$t")s after unpause"
+  pass reset.connected "the PVH domU's blkfront Connected to our backend $(seconds_since "$since")s after unpause"
 else
   fail reset.connected "$(cat /tmp/ready.err) states $(xenbus_state "$RBE/state")/$(xenbus_state "$RFE/state")"
 fi
