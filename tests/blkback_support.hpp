@@ -4,6 +4,8 @@
 // embedded xenstore, in one process.
 #pragma once
 
+#include "blkif_front.hpp"
+
 #include <xenbus/hosted/blk/backend.hpp>
 #include <xenbus/hosted/device.hpp>
 #include <xenbus/hosted/device/embedded_store.hpp>
@@ -17,6 +19,7 @@
 #include <deque>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace blktest {
@@ -184,14 +187,7 @@ struct rig {
   // ---- requests ------------------------------------------------------------------------
   /// A direct request: one full-page segment per page in `pages`.
   static blkif::request rw(std::uint8_t op, std::uint64_t id, std::uint64_t sector, std::vector<blkif::segment> segs) {
-    blkif::request r{};
-    r.operation = op;
-    r.nr_segments = static_cast<std::uint8_t>(segs.size());
-    r.handle = 0;
-    r.id = id;
-    r.sector_number = sector;
-    for (std::size_t i = 0; i < segs.size() && i < blkif::max_segments_per_request; ++i) r.seg[i] = segs[i];
-    return r;
+    return blkfront::rw(op, id, sector, std::move(segs));
   }
   blkif::segment full(unsigned p) const { return blkif::segment{ref(p), 0, 7}; }
 
@@ -266,9 +262,6 @@ struct rig {
   }
 };
 
-/// Fills `n` bytes at `p` with a pattern that depends on `seed` and the position.
-inline void fill(std::byte* p, std::size_t n, unsigned seed) {
-  for (std::size_t i = 0; i < n; ++i) p[i] = static_cast<std::byte>((i * 131 + seed * 7919 + (i >> 9)) & 0xff);
-}
+using blkfront::fill;
 
 }  // namespace blktest
