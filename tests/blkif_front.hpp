@@ -86,8 +86,7 @@ class client {
   /// Returns the response's status, or why none came (timeout, ring broken, not connected,
   /// a response with another id).
   template <class Wait>
-  outcome io(std::uint8_t op, std::uint64_t sector, unsigned nsect, Wait&& wait,
-                                       int timeout_ms = 30000) {
+  outcome io(std::uint8_t op, std::uint64_t sector, unsigned nsect, Wait&& wait, int timeout_ms = 30000) {
     if (!fe_->connected()) return outcome{std::nullopt, std::string("not connected")};
     if (nsect > max_sectors) return outcome{std::nullopt, std::string("too many sectors for one request")};
     std::vector<blkif::segment> segs;
@@ -104,17 +103,20 @@ class client {
       auto r = fe_->take_response(0);
       if (!r) return outcome{std::nullopt, std::string("ring broken: ") + std::string(to_string(r.error()))};
       if (*r) {
-        if ((*r)->id != req.id) return outcome{std::nullopt, "response id " + std::to_string((*r)->id) + ", wanted " +
-                                                  std::to_string(req.id)};
+        if ((*r)->id != req.id)
+          return outcome{std::nullopt,
+                         "response id " + std::to_string((*r)->id) + ", wanted " + std::to_string(req.id)};
         ++answered_;
         return outcome{(*r)->status, {}};
       }
       auto more = ring.final_check();
       if (!more) return outcome{std::nullopt, std::string("ring broken: ") + std::string(to_string(more.error()))};
       if (*more) continue;
-      if (waited >= timeout_ms) return outcome{std::nullopt, "no response in " + std::to_string(timeout_ms / 1000) + " s"};
-      if (!wait(100)) return outcome{std::nullopt, std::string("gave up waiting (driver ") + std::string(to_string(fe_->own())) +
-                                        ", " + fe_->reason_text() + ")"};
+      if (waited >= timeout_ms)
+        return outcome{std::nullopt, "no response in " + std::to_string(timeout_ms / 1000) + " s"};
+      if (!wait(100))
+        return outcome{std::nullopt, std::string("gave up waiting (driver ") + std::string(to_string(fe_->own())) +
+                                         ", " + fe_->reason_text() + ")"};
       waited += 100;
     }
   }

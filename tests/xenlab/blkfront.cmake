@@ -21,3 +21,7 @@ add_test(NAME xenbus-xenlab-blkfront.off-xen
     "$0" --write 7 >/dev/null 2>&1; [ $? -eq 2 ] || exit 1
   ]=] $<TARGET_FILE:xenbus-xenlab-blkfront>)
 set_tests_properties(xenbus-xenlab-blkfront.off-xen PROPERTIES LABELS device)
+
+# The same handover in one process over the POSIX machine, with the same client
+# (tests/blkif_front.hpp) against blk::backend_device.
+xenbus_add_test(xenbus-blkfront-handover-tests LABELS blkback SOURCES ${CMAKE_CURRENT_LIST_DIR}/../blkfront_handover_test.cpp)

@@ -113,7 +113,9 @@ struct instance {
     return done();
   }
   std::string node(const std::string& path) { return s.read(no_tx, path).value_or("-"); }
-  std::string states() { return "frontend " + node(fe.dir() + "/state") + ", backend " + node(fe.peer_dir() + "/state"); }
+  std::string states() {
+    return "frontend " + node(fe.dir() + "/state") + ", backend " + node(fe.peer_dir() + "/state");
+  }
 };
 
 // ---- instance 1: writes, then idles; loses the device to instance 2 ----------------------------
@@ -186,8 +188,8 @@ int run_writer(const config& c, instance& in, std::uint32_t seed) {
       (void)in.ev.notify(fe.queue_at(0).port);  // whoever is at the other end of our old port
       late_sent = true;
       late_at = now_s();
-      late_detail = "a write of sector " + std::to_string(late) + " put on the old ring " +
-                    secs(late_at - handed_at) + " s after the handover (backend " + b + ", frontend node " + f + ")";
+      late_detail = "a write of sector " + std::to_string(late) + " put on the old ring " + secs(late_at - handed_at) +
+                    " s after the handover (backend " + b + ", frontend node " + f + ")";
       info("instance 1: " + late_detail);
     }
     auto rsp = ring.take_response();  // the ring's own checks; never the driver (it is stopped)
@@ -237,7 +239,8 @@ int run_taker(const config& c, instance& in, std::uint32_t seed) {
   auto wait = [&](int ms) { return in.wait(ms); };
   if (auto r = cl->check_pattern(0, k, seed, wait); r.empty())
     line("PASS", "verify",
-         std::to_string(k) + " sectors instance 1 wrote read back intact (pattern of seed " + std::to_string(seed) + ")");
+         std::to_string(k) + " sectors instance 1 wrote read back intact (pattern of seed " + std::to_string(seed) +
+             ")");
   else
     line("FAIL", "verify", r);
   constexpr std::uint64_t more = 64;
@@ -312,7 +315,7 @@ int main(int argc, char** argv) {
   if (c.pattern) return run_pattern(c);
   if (c.devid < 0) return usage();
 
-  struct sigaction sa{};
+  struct sigaction sa {};
   sa.sa_handler = [](int) { stop_requested = 1; };
   ::sigaction(SIGTERM, &sa, nullptr);  // no SA_RESTART: poll() returns at once
   ::sigaction(SIGINT, &sa, nullptr);
