@@ -68,12 +68,12 @@ else
 fi
 
 # Instance 1: connects, writes K sectors, then idles (its lines go to a file in the domU).
-t=$(uptime_s)
+t0=$(uptime_s)
 domu_spawn "$D" "$BF --write $SEED --sectors $K --late-sector $LATE --pid-file /tmp/bf1.pid >/tmp/bf1.out 2>&1"
 domu_run "$D" 120 'i=0; while ! grep -q -e "^PASS write" -e "^FAIL" /tmp/bf1.out 2>/dev/null && [ $i -lt 500 ]; do sleep 0.2; i=$((i + 1)); done; grep -e "^PASS write" -e "^FAIL" /tmp/bf1.out' >/tmp/bf1.early 2>&1
 now=$(wait_states 44 10)
 if strip </tmp/bf1.early | grep -q "^PASS write" && [ "$now" = 44 ]; then
-  pass handover.instance1-connected "instance 1 Connected and wrote $K sectors in $(seconds_since "$t")s: $(strip </tmp/bf1.early | grep '^PASS write' | cut -d' ' -f3-)"
+  pass handover.instance1-connected "instance 1 Connected and wrote $K sectors in $(seconds_since "$t0")s: $(strip </tmp/bf1.early | grep '^PASS write' | cut -d' ' -f3-)"
 else
   fail handover.instance1-connected "backend/frontend $now; $(strip </tmp/bf1.early | tr '\n' ' '); $(tail -n 3 "$LOG" | tr '\n' ' ')"
 fi
@@ -117,7 +117,7 @@ else
 fi
 
 # SIGTERM: instance 2 left the device Closed; the program removes both directories and exits 0.
-t=$(uptime_s)
+t0=$(uptime_s)
 kill -TERM "$BB" 2>/dev/null
 i=0
 while kill -0 "$BB" 2>/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i + 1)); done
@@ -125,7 +125,7 @@ wait "$BB"
 rc=$?
 BB=""
 if [ $rc = 0 ] && ! xenstore-exists "$BE" 2>/dev/null && ! xenstore-exists "$FE" 2>/dev/null; then
-  pass handover.backend-stop "SIGTERM: both directories removed, exit 0 in $(seconds_since "$t")s"
+  pass handover.backend-stop "SIGTERM: both directories removed, exit 0 in $(seconds_since "$t0")s"
 else
   fail handover.backend-stop "exit $rc; $(tail -n 3 "$LOG" | tr '\n' ' ')"
 fi
