@@ -112,6 +112,14 @@ struct instance {
     }
     return done();
   }
+  /// Waits up to 60 s for the driver to connect; a FAIL line for `check` if it does not.
+  std::optional<double> connect(std::string_view check) {
+    const double t0 = now_s();
+    if (until([&] { return fe.connected() || !fe.active(); }, 60) && fe.connected()) return now_s() - t0;
+    line("FAIL", check,
+         "not Connected in 60 s: " + states() + "; " + (fe.reason_text().empty() ? "running" : fe.reason_text()));
+    return std::nullopt;
+  }
   std::string node(const std::string& path) { return s.read(no_tx, path).value_or("-"); }
   std::string states() {
     return "frontend " + node(fe.dir() + "/state") + ", backend " + node(fe.peer_dir() + "/state");
@@ -123,13 +131,10 @@ struct instance {
 int run_writer(const config& c, instance& in, std::uint32_t seed) {
   front_t& fe = in.fe;
   const auto k = static_cast<std::uint64_t>(c.sectors);
-  const double t0 = now_s();
-  if (!in.until([&] { return fe.connected() || !fe.active(); }, 60)) {
-    line("FAIL", "connect", "not Connected in 60 s: " + in.states() + "; " + fe.reason_text());
-    return 1;
-  }
+  const auto took = in.connect("connect");
+  if (!took) return 1;
   line("PASS", "connect",
-       "instance 1 Connected to backend domain " + std::to_string(fe.backend_domid()) + " in " + secs(now_s() - t0) +
+       "instance 1 Connected to backend domain " + std::to_string(fe.backend_domid()) + " in " + secs(*took) +
            " s, ring-page-order " + std::to_string(fe.ring_page_order()));
   auto cl = client_t::make(fe, in.gs, fe.backend_domid());
   if (!cl) {
@@ -221,12 +226,9 @@ int run_writer(const config& c, instance& in, std::uint32_t seed) {
 int run_taker(const config& c, instance& in, std::uint32_t seed) {
   front_t& fe = in.fe;
   const auto k = static_cast<std::uint64_t>(c.sectors);
-  const double t0 = now_s();
-  if (!in.until([&] { return fe.connected() || !fe.active(); }, 60)) {
-    line("FAIL", "take-over", "not Connected in 60 s: " + in.states() + "; " + fe.reason_text());
-    return 1;
-  }
-  const double took = now_s() - t0;
+  const auto connected = in.connect("take-over");
+  if (!connected) return 1;
+  const double took = *connected;
   line("PASS", "take-over",
        "instance 2 took the device over from the running instance 1 and is Connected after " + secs(took) +
            " s (backend domain " + std::to_string(fe.backend_domid()) + ")");

@@ -142,3 +142,17 @@ domu_destroy() { timeout 60 xl destroy "$1"; }
 
 # xenbus_state PATH: the state node's value, or "-" when absent.
 xenbus_state() { timeout 5 xenstore-read "$1" 2>/dev/null || echo -; }
+
+# wait_states BACKEND_DIR FRONTEND_DIR WANT SECONDS: waits until "<backend><frontend>" (their
+# state nodes) reads WANT, or SECONDS pass; prints the last reading.
+wait_states() {
+  i=0
+  while :; do
+    now=$(xenbus_state "$1/state")$(xenbus_state "$2/state")
+    [ "$now" = "$3" ] && break
+    i=$((i + 1))
+    [ $i -lt $(($4 * 5)) ] || break
+    sleep 0.2
+  done
+  echo "$now"
+}

@@ -22,18 +22,6 @@ FE=/local/domain/$D/device/vbd/$DEV
 LOG=/tmp/blkback-handover.log
 BF="xenbus-xenlab-blkfront --devid $DEV"
 strip() { sed 's/^  \[dom[0-9]*\] //'; }
-# wait_states WANT SECONDS: waits until "<backend><frontend>" reads WANT; prints the last reading.
-wait_states() {
-  i=0
-  while :; do
-    now=$(xenbus_state "$BE/state")$(xenbus_state "$FE/state")
-    [ "$now" = "$1" ] && break
-    i=$((i + 1))
-    [ $i -lt $(($2 * 5)) ] || break
-    sleep 0.2
-  done
-  echo "$now"
-}
 # image_sum FIRST COUNT: sha256 of sectors [FIRST, FIRST + COUNT) of the image.
 image_sum() { dd if="$IMG" bs=512 skip="$1" count="$2" 2>/dev/null | sha256sum | awk '{ print $1 }'; }
 pattern_sum() { xenbus-xenlab-blkfront --pattern "$1" --first "$2" --sectors "$3" | sha256sum | awk '{ print $1 }'; }
@@ -54,7 +42,7 @@ fi
 
 xenbus-blkback --image "$IMG" --domid "$D" --devid $DEV --type qdisk --create >>"$LOG" 2>&1 &
 BB=$!
-now=$(wait_states 21 60)
+now=$(wait_states "$BE" "$FE" 21 60)
 if [ "$now" != 21 ]; then
   fail handover.backend-start "backend/frontend $now; $(tail -n 4 "$LOG" | tr '\n' ' ')"
   finish
@@ -71,7 +59,7 @@ fi
 t0=$(uptime_s)
 domu_spawn "$D" "$BF --write $SEED --sectors $K --late-sector $LATE --pid-file /tmp/bf1.pid >/tmp/bf1.out 2>&1"
 domu_run "$D" 120 'i=0; while ! grep -q -e "^PASS write" -e "^FAIL" /tmp/bf1.out 2>/dev/null && [ $i -lt 500 ]; do sleep 0.2; i=$((i + 1)); done; grep -e "^PASS write" -e "^FAIL" /tmp/bf1.out' >/tmp/bf1.early 2>&1
-now=$(wait_states 44 10)
+now=$(wait_states "$BE" "$FE" 44 10)
 if strip </tmp/bf1.early | grep -q "^PASS write" && [ "$now" = 44 ]; then
   pass handover.instance1-connected "instance 1 Connected and wrote $K sectors in $(seconds_since "$t0")s: $(strip </tmp/bf1.early | grep '^PASS write' | cut -d' ' -f3-)"
 else
