@@ -1,4 +1,4 @@
-# Xenbus-blkback against Linux's xen-blkfront. In dom0 the program serves an image file on
+# xenbus-blkback against Linux's xen-blkfront. In dom0 the program serves an image file on
 # tmpfs to the first domU as xvdb, from backend/qdisk/<domid>/51728: no kernel driver claims
 # qdisk, so the kernel's blkback leaves the device to us (the frontend stays device/vbd/51728).
 # The program plays the toolstack (--create: both directories, libxl's permissions). In the

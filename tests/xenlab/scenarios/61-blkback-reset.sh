@@ -1,4 +1,4 @@
-# Xenbus-blkback through the two resets a real Linux kernel drives.
+# xenbus-blkback through the two resets a real Linux kernel drives.
 #
 # (a) Rebind: in the first domU (PV), xen-blkfront is unbound from a disk we serve and bound
 #     again. Linux's unbind frees the ring and writes Closed (blkfront has no allow_rebind, so
