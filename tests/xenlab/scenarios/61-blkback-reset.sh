@@ -81,8 +81,9 @@ from=$(($(wc -l <"$LOG") + 1))
 since=$(uptime_s)
 domu_run "$D" 30 "echo vbd-$DEV >/sys/bus/xen/drivers/vbd/unbind" >/dev/null
 now=$(wait_states "$BE" "$FE" 66 20)
-if [ "$now" = 66 ] && ! domu_run "$D" 10 '[ -b /dev/xvde ]' >/dev/null; then
-  pass rebind.unbind-followed "blkfront unbound: it wrote Closed, our backend followed to Closed in $(seconds_since "$since")s and dropped the ring"
+if [ "$now" = 66 ] && ! domu_run "$D" 10 '[ -b /dev/xvde ]' >/dev/null &&
+  tail -n +"$from" "$LOG" | grep -aq 'frontend-unbound' && ! tail -n +"$from" "$LOG" | grep -aq 'fatal'; then
+  pass rebind.unbind-followed "blkfront unbound: it wrote Closed (rule frontend-unbound), our backend followed to Closed in $(seconds_since "$since")s and dropped the ring, no error node"
 else
   fail rebind.unbind-followed "states backend/frontend $now after the unbind"
 fi
