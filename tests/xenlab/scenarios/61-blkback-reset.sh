@@ -29,18 +29,6 @@ BE=/local/domain/0/backend/qdisk/$D/$DEV
 FE=/local/domain/$D/device/vbd/$DEV
 LOG=/tmp/blkback-reset.log
 strip() { sed 's/^  \[dom[0-9]*\] //'; }
-# wait_states BE FE WANT SECONDS: waits until "<be><fe>" reads WANT; prints the last reading.
-wait_states() {
-  i=0
-  while :; do
-    now=$(xenbus_state "$1/state")$(xenbus_state "$2/state")
-    [ "$now" = "$3" ] && break
-    i=$((i + 1))
-    [ $i -lt $(($4 * 5)) ] || break
-    sleep 0.2
-  done
-  echo "$now"
-}
 # show_log LABEL FROM: our backend's log from line FROM on, as info lines.
 show_log() { tail -n +"$2" "$LOG" | sed 's/^[^]]*\] //' | while IFS= read -r l; do info "$1: $l"; done; }
 
