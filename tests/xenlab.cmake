@@ -2,7 +2,7 @@
 # tests/xenlab/scenarios against this build's programs, alone on the machine (QEMU's emulation
 # wants both cores). XENBUS_XENLAB turns it on (the dev preset does), as two boots:
 # - xenbus-xenlab: the library on a real hypervisor (00-50), then xenbus-blkback against
-#   Linux's blkfront (60: data, throughput; 61: rebind and xenbus_reset_state), with oxenstored;
+#   Linux's blkfront (60: data, throughput; 61: rebind and xenbus_reset_state; 62: the handover between two of our frontends), with oxenstored;
 # - xenbus-xenlab-xenstored: xenbus-xenstored as dom0's only xenstored, serving the kernel and
 #   every guest (70-99).
 option(XENBUS_XENLAB_XENSTORED "With XENBUS_XENLAB: also boot the lab with xenbus-xenstored as dom0's xenstored" ON)
