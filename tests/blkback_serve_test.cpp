@@ -153,7 +153,9 @@ struct serve_world {
 
   static device_address backend_address(unsigned devid) { return device_address{guest, back_dom, "qdisk", devid}; }
   static std::string backend_dir(unsigned devid) { return backend_address(devid).backend_dir(); }
-  static std::string frontend_dir(unsigned devid) { return device_address{guest, back_dom, "vbd", devid}.frontend_dir(); }
+  static std::string frontend_dir(unsigned devid) {
+    return device_address{guest, back_dom, "vbd", devid}.frontend_dir();
+  }
 
   /// As libxl adds a qdisk: both directories, `params` and `mode`, in one transaction.
   void create(unsigned devid, const std::string& params, const std::string& mode = "w") {
@@ -202,7 +204,9 @@ struct serve_world {
   bool run_until(Pred p, std::chrono::milliseconds limit = 5s) {
     return loop.run_until(p, limit);
   }
-  void run_for(std::chrono::milliseconds t) { (void)loop.run_until([] { return false; }, t); }
+  void run_for(std::chrono::milliseconds t) {
+    (void)loop.run_until([] { return false; }, t);
+  }
 
   std::byte* page(unsigned i) const { return static_cast<std::byte*>(pages->data()) + i * 4096; }
   /// One full-page request of `op` on device `devid` at `sector` through page `pg`, and its status.
@@ -277,8 +281,7 @@ TEST_CASE("blk serve: two devices appear and are served from their params; one v
 
   SUBCASE("one device's directories vanish: its backend goes, the other keeps serving") {
     w.remove(xvdb);
-    REQUIRE_MESSAGE(w.run_until([&] { return w.server->service().drivers() == 1 && !w.back_driver(xvdb); }),
-                    w.dump());
+    REQUIRE_MESSAGE(w.run_until([&] { return w.server->service().drivers() == 1 && !w.back_driver(xvdb); }), w.dump());
     CHECK(w.server->service().stats().removed == 1);
     w.run_for(30ms);
     // Nothing of ours brought the directory back.
