@@ -240,7 +240,7 @@ constexpr unsigned xvdb = 51728, xvdc = 51744, xvdd = 51760;
 
 }  // namespace
 
-TEST_CASE("blk params: a path, raw:PATH or aio:PATH is served; other formats and empty paths are refused") {
+TEST_CASE("blk params: a path, raw:PATH or aio:PATH is served and other formats or empty paths are refused") {
   CHECK(*blk::parse_params("/srv/disk.img") == "/srv/disk.img");
   CHECK(*blk::parse_params("raw:/srv/disk.img") == "/srv/disk.img");
   CHECK(*blk::parse_params("aio:/srv/disk.img") == "/srv/disk.img");
@@ -259,7 +259,7 @@ TEST_CASE("blk params: a path, raw:PATH or aio:PATH is served; other formats and
   CHECK(blk::parse_mode("rw").error() == blk::source_errc::bad_mode);
 }
 
-TEST_CASE("blk serve: two devices appear and are served from their params; one vanishes, the other serves on") {
+TEST_CASE("blk serve: two devices appear and are served from their params and one vanishes while the other serves on") {
   image_dir images;
   const std::string a = images.make("a.img", 1), b = images.make("b.img", 2);
   serve_world w;
@@ -336,6 +336,7 @@ TEST_CASE("blk serve: a device that cannot be served gets its error node after b
     params = a;
     want = "22 probe: mode is neither r nor w";
   }
+  INFO("params " << params);
   const auto t0 = clock_type::now();
   w.create(xvdc, params, params == a ? "rw" : "w");
   REQUIRE_MESSAGE(w.run_until([&] { return w.server->service().stats().given_up == 1; }), w.dump());
