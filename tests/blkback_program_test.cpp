@@ -319,29 +319,7 @@ TEST_CASE("xenbus-blkback --serve: devices the toolstack adds are served from th
             w.pid_file, "--close-timeout-ms", "3000"});
   auto s = xen::xs_store::open();
   REQUIRE(s);
-  // As libxl adds a qdisk: both directories, params and mode, in one transaction.
-  auto add = [&](unsigned devid, const std::string& params) {
-    const std::string fe = device_address{front_dom, back_dom, "vbd", devid}.frontend_dir();
-    const std::string be = device_address{front_dom, back_dom, "qdisk", devid}.backend_dir();
-    return in_transaction(*s, [&](store_tx tx) -> result<void, store_error> {
-      const std::pair<std::string, std::string> nodes[] = {
-          {be + "/frontend", fe},
-          {be + "/frontend-id", std::to_string(front_dom)},
-          {be + "/online", "1"},
-          {be + "/params", params},
-          {be + "/mode", "w"},
-          {be + "/state", "1"},
-          {fe + "/backend", be},
-          {fe + "/backend-id", std::to_string(back_dom)},
-          {fe + "/virtual-device", std::to_string(devid)},
-          {fe + "/state", "1"},
-      };
-      for (const auto& [path, value] : nodes)
-        if (auto r = s->write(tx, path, value); !r) return r;
-      return {};
-    });
-  };
-  REQUIRE(add(vdev, "aio:" + w.image));
+  REQUIRE(add_qdisk(*s, vdev, "aio:" + w.image));
   auto fev = rig<>::open_evtchn(w.m, front_dom);
   grants_t fgr{w.m, front_dom};
   front_t fe{*s, fev, fgr, front_dom, vdev};
@@ -364,7 +342,7 @@ TEST_CASE("xenbus-blkback --serve: devices the toolstack adds are served from th
   CHECK(std::memcmp(in, out, 4096) == 0);
 
   // A qcow2 disk is not ours to serve: after the retries, the reason is in its error node.
-  REQUIRE(add(vdev + 16, "qcow2:" + w.image));
+  REQUIRE(add_qdisk(*s, vdev + 16, "qcow2:" + w.image));
   const std::string err =
       "/local/domain/0/error/backend/qdisk/" + std::to_string(front_dom) + "/" + std::to_string(vdev + 16) + "/error";
   std::string text;

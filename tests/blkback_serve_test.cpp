@@ -159,25 +159,7 @@ struct serve_world {
 
   /// As libxl adds a qdisk: both directories, `params` and `mode`, in one transaction.
   void create(unsigned devid, const std::string& params, const std::string& mode = "w") {
-    const std::string be = backend_dir(devid), fe = frontend_dir(devid);
-    auto w = in_transaction(ts, [&](store_tx tx) -> result<void, store_error> {
-      const std::pair<std::string, std::string> nodes[] = {
-          {be + "/frontend", fe},
-          {be + "/frontend-id", std::to_string(guest)},
-          {be + "/online", "1"},
-          {be + "/params", params},
-          {be + "/mode", mode},
-          {be + "/state", "1"},
-          {fe + "/backend", be},
-          {fe + "/backend-id", std::to_string(back_dom)},
-          {fe + "/virtual-device", std::to_string(devid)},
-          {fe + "/state", "1"},
-      };
-      for (const auto& [path, value] : nodes)
-        if (auto r = ts.write(tx, path, value); !r) return r;
-      return {};
-    });
-    REQUIRE(w.has_value());
+    REQUIRE(add_qdisk(ts, devid, params, mode).has_value());
   }
   /// Both directories removed at once, as a toolstack cleaning up after a crash.
   void remove(unsigned devid) {
