@@ -367,4 +367,23 @@ TEST_CASE("xenbus-blkback --serve: devices the toolstack adds are served from th
   CHECK(w.file() == expect);
 }
 
+TEST_CASE("xenbus-blkback --serve refuses the options of a single device, and they refuse its own") {
+  const std::vector<std::vector<std::string>> refused = {
+      {"--serve", "--image", "/dev/null"},
+      {"--serve", "--domid", "1"},
+      {"--serve", "--devid", "51712"},
+      {"--serve", "--read-only"},
+      {"--serve", "--create"},
+      {"--serve", "--spin-us", "10"},
+      {"--serve", "--profile"},
+      {"--image", "/dev/null", "--domid", "1", "--devid", "51712", "--close-timeout-ms", "100"},
+  };
+  for (auto args : refused) {
+    args.insert(args.begin(), XENBUS_BLKBACK_BINARY);
+    const pid_t pid = spawn(args);
+    REQUIRE(pid > 0);
+    CHECK_MESSAGE(wait_exit(pid, 10) == 2, args[1] << " " << args[2]);
+  }
+}
+
 }  // namespace

@@ -51,7 +51,7 @@ struct config {
   std::string pid_file;
   int machine_fd = -1;  // testing: a POSIX machine instead of Xen's devices
   int spin_us = 0;
-  long close_timeout_ms = 5000;  // --serve: how long SIGTERM waits for the frontends (all at once)
+  long close_timeout_ms = -1;  // --serve: how long SIGTERM waits for the frontends (all at once); -1: 5000
   bool profile = false;  // time the image calls and the loop (off by default: a PV dom0 may read clocks by system call)
   blk::device_options dev{};
 };
@@ -507,7 +507,8 @@ int main(int argc, char** argv) {
     // One device's options make no sense for many: each device's image, domain and mode come from the store.
     if (!c.image.empty() || c.domid >= 0 || c.devid >= 0 || c.read_only || c.create || c.spin_us || c.profile)
       return usage(argv[0], 2);
-  } else if (c.image.empty() || c.domid < 0 || c.devid < 0) {
+    if (c.close_timeout_ms < 0) c.close_timeout_ms = 5000;  // Linux's wait for each device at shutdown
+  } else if (c.image.empty() || c.domid < 0 || c.devid < 0 || c.close_timeout_ms >= 0) {
     return usage(argv[0], 2);
   }
 

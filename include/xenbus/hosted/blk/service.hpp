@@ -14,6 +14,7 @@
 
 #include <cerrno>
 #include <concepts>
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <memory>
