@@ -3,7 +3,9 @@
 // by its event channel as the program's loop is; the benchmark thread is the frontend and
 // keeps `depth` requests in flight. Each iteration is one request answered. The image is
 // in memory (the engine's own cost: checks, grant maps, copies, ring and event channel) or
-// a file in /dev/shm (plus preadv/pwritev through the page cache).
+// a file in /dev/shm (plus preadv/pwritev through the page cache). Each configuration runs
+// with the data pages mapped (without and with persistent grants) and grant-copied through
+// the bounce buffer (copy = 1; no persistent grants then), side by side.
 #include "../tests/blkback_support.hpp"
 
 #include <xenbus/posix/blk/file_image.hpp>
@@ -50,9 +52,10 @@ struct image_holder {
 };
 
 template <class Image>
-void run(benchmark::State& state, Image& img, std::uint8_t op, unsigned segments, unsigned depth, bool persistent) {
+void run(benchmark::State& state, Image& img, std::uint8_t op, unsigned segments, unsigned depth, bool persistent,
+         blk::data_path path) {
   rig<Image> r{img};
-  if (!r.up({.max_indirect_segments = 256}, {}, persistent)) {
+  if (!r.up({.max_indirect_segments = 256, .path = path}, {}, persistent)) {
     state.SkipWithError("the device did not connect");
     return;
   }
@@ -111,6 +114,8 @@ void run(benchmark::State& state, Image& img, std::uint8_t op, unsigned segments
   state.SetBytesProcessed(static_cast<std::int64_t>(done * segments * 4096));
   state.counters["persistent_hits/req"] =
       benchmark::Counter(static_cast<double>(r.dev->stats().persistent_hits) / static_cast<double>(done ? done : 1));
+  state.counters["copies/req"] =
+      benchmark::Counter(static_cast<double>(r.dev->stats().grant_copies) / static_cast<double>(done ? done : 1));
 }
 
 void bm(benchmark::State& state, std::uint8_t op, bool on_file) {
@@ -118,17 +123,21 @@ void bm(benchmark::State& state, std::uint8_t op, bool on_file) {
   const auto segments = static_cast<unsigned>(state.range(0));
   const auto depth = static_cast<unsigned>(state.range(1));
   const bool persistent = state.range(2) != 0;
-  if (h.ram) run(state, *h.ram, op, segments, depth, persistent);
-  if (h.file) run(state, *h.file, op, segments, depth, persistent);
+  const auto path = state.range(3) != 0 ? blk::data_path::copy : blk::data_path::map;
+  if (h.ram) run(state, *h.ram, op, segments, depth, persistent, path);
+  if (h.file) run(state, *h.file, op, segments, depth, persistent, path);
 }
 
 void args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"segs", "depth", "persistent"});
-  for (std::int64_t persistent : {0, 1}) {
-    b->Args({1, 1, persistent});
-    b->Args({1, 32, persistent});
-    b->Args({16, 32, persistent});
-  }
+  b->ArgNames({"segs", "depth", "persistent", "copy"});
+  // Each shape mapped, mapped with persistent grants, then grant-copied: adjacent rows.
+  for (std::int64_t segs : {1, 16, 64})
+    for (std::int64_t depth : {1, 32}) {
+      if (segs > 1 && depth == 1) continue;
+      b->Args({segs, depth, 0, 0});
+      b->Args({segs, depth, 1, 0});
+      b->Args({segs, depth, 0, 1});
+    }
   b->UseRealTime();
 }
 

@@ -387,3 +387,47 @@ TEST_CASE("xenbus-blkback --serve refuses the options of a single device, and th
 }
 
 }  // namespace
+
+TEST_CASE(
+    "xenbus-blkback --grant-copy: data by grant copy, feature-persistent = 0, a bad grant answered with an error") {
+  program_world w;
+  w.start_blkback({"--grant-copy"});
+  auto s = xen::xs_store::open();
+  REQUIRE(s);
+  const std::string fdir = device_address{front_dom, back_dom, "vbd", vdev}.frontend_dir();
+  const std::string bdir = device_address{front_dom, back_dom, "vbd", vdev}.backend_dir();
+  REQUIRE(s->write(no_tx, fdir + "/feature-persistent", "1"));  // asked for, and refused
+  auto fev = rig<>::open_evtchn(w.m, front_dom);
+  grants_t fgr{w.m, front_dom};
+  front_t fe{*s, fev, fgr, front_dom, vdev, frontend_options{}};
+  REQUIRE(fe.start());
+  REQUIRE(pump(*s, fe, [&] { return fe.connected(); }));
+  CHECK(s->read(no_tx, bdir + "/feature-persistent").value_or("") == "0");
+
+  std::array<grant_ref, 11> refs{};
+  auto pages = fgr.share(back_dom, refs, true);
+  REQUIRE(pages);
+  auto page = [&](unsigned i) { return static_cast<std::byte*>(pages->data()) + i * 4096; };
+  for (unsigned i = 0; i < 11; ++i) fill(page(i), 4096, 700 + i);
+  auto expect = w.file();
+  std::vector<blkif::segment> segs;
+  for (unsigned i = 0; i < 11; ++i) segs.push_back(blkif::segment{refs[i], 0, 7});
+  REQUIRE(roundtrip(fe, fev, rig<>::rw(blkif::op_write, 1, 4000, segs)).status == blkif::rsp_okay);
+  for (unsigned i = 0; i < 11; ++i) std::memcpy(expect.data() + 4000 * 512 + i * 4096, page(i), 4096);
+  CHECK(w.file() == expect);
+  std::memset(page(0), 0, 4096);
+  REQUIRE(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 2, 4008, {blkif::segment{refs[0], 0, 7}})).status ==
+          blkif::rsp_okay);
+  CHECK(std::memcmp(page(0), expect.data() + 4008 * 512, 4096) == 0);
+  // A reference never granted, after a good one: an error, and nothing of it in the file.
+  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_write, 3, 0, {blkif::segment{refs[1], 0, 7}, {2000, 0, 7}})).status ==
+        blkif::rsp_error);
+  CHECK(w.file() == expect);
+  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 4, 0, {blkif::segment{refs[1], 0, 7}})).status == blkif::rsp_okay);
+
+  ::kill(w.blkback, SIGTERM);
+  CHECK(pump(*s, fe, [&] { return fe.own() == state::closed; }));
+  CHECK(wait_exit(w.blkback, 10) == 0);
+  w.blkback = -1;
+  CHECK(w.file() == expect);
+}

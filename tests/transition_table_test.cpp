@@ -92,6 +92,7 @@ constexpr std::array expected_rows{
     expected_row{by::frontend, closing, closed, peers(closing, closed, unknown), "frontend-closed"},
     expected_row{by::frontend, connected, closed, peers(closing, closed), "frontend-closes-at-once"},
     expected_row{by::backend, closing, closed, peers(closed, unknown), "backend-closed"},
+    expected_row{by::frontend, connected, closed, peers(connected, reconfiguring, reconfigured), "frontend-unbound"},
     expected_row{by::frontend, closed, initialising, peers(closed), "frontend-resets"},
     expected_row{by::backend, closed, init_wait, peers(initialising), "backend-prepares-for-reconnect"},
     expected_row{by::frontend, connected, initialising, peers(connected), "frontend-hands-over"},

@@ -52,7 +52,7 @@ void barrier(scripted_peer& srv, xenbus::xenstore::client& c) {
 
 }  // namespace
 
-// ---- Names are not paths (issue 9, item 3) ---------------------------------------------------
+// ---- Names are not paths ---------------------------------------------------
 
 TEST_CASE("a DIRECTORY reply lists node names: '@' is legal anywhere in a name") {
   scripted_peer srv;
@@ -101,7 +101,7 @@ TEST_CASE("a relative watch's event path may be longer than a relative path a cl
   }
 }
 
-// ---- DIRECTORY_PART (issue 9, item 4) ----------------------------------------------------------
+// ---- DIRECTORY_PART ----------------------------------------------------------
 
 namespace {
 // Answers one DIRECTORY_PART request after checking its offset.
@@ -198,7 +198,7 @@ TEST_CASE("a listing in parts is bounded: beyond directory_max_bytes it fails wi
   CHECK(c.health().has_value());
 }
 
-// ---- Sending is bounded; destroying a watch never blocks (issue 9, item 7) -------------------
+// ---- Sending is bounded; destroying a watch never blocks -------------------
 
 TEST_CASE("with a reply timeout, a server that stops reading fails the sender instead of hanging") {
   scripted_peer srv;
@@ -310,7 +310,7 @@ TEST_CASE(
   CHECK(c.health().has_value());
 }
 
-// ---- The watch queue's duplicate check (issue 9, item 8) ------------------------------------
+// ---- The watch queue's duplicate check ------------------------------------
 
 TEST_CASE("a watch queue forgets a path once taken: the same path queues again afterwards") {
   scripted_peer srv;

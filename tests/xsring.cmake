@@ -1,4 +1,4 @@
-# xenbus-xenstored as dom0's xenstored (issue 13): rings served beside the socket, in-process on a
+# xenbus-xenstored as dom0's xenstored: rings served beside the socket, in-process on a
 # simulated machine; the Xen adapters' layout facts; the daemon's launch conventions.
 
 # One guest ring and the store, no threads: hostile indices and framing.

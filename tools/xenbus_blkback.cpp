@@ -84,6 +84,8 @@ int usage(const char* argv0, int rc) {
                "                             at most 4096; 0: none)\n"
                "  --persistent-grants N      keep up to N pages mapped per queue for a frontend with\n"
                "                             feature-persistent (default 1056; 0: do not offer it)\n"
+               "  --grant-copy               move the data by grant copy through a bounce buffer instead of\n"
+               "                             mapping the guest's pages (persistent grants are not offered)\n"
                "  --no-discard               do not offer discard\n"
                "  --no-flush                 do not offer flush and barrier\n"
                "  --spin-us N                after work, poll the rings N microseconds before sleeping\n"
@@ -481,6 +483,8 @@ int main(int argc, char** argv) {
       if (!number(argv[++i], 1u << 20, v)) return usage(argv[0], 2);
       c.dev.persistent_grants = static_cast<std::size_t>(v);
       c.dev.offer_persistent = v > 0;
+    } else if (a == "--grant-copy") {
+      c.dev.path = blk::data_path::copy;
     } else if (a == "--no-discard") {
       c.dev.offer_discard = false;
     } else if (a == "--no-flush") {

@@ -1,4 +1,4 @@
-// [freestanding] Grants as concepts: share pages with a domain by reference, map a peer's granted pages.
+// [freestanding] Grants as concepts: share pages with a domain by reference, map or copy a peer's granted pages.
 #pragma once
 
 #include <xenbus/evtchn.hpp>
@@ -25,6 +25,7 @@ enum class grant_errc : std::uint8_t {
   read_only,    ///< a writable mapping of a read-only grant
   bad_count,    ///< zero pages, or more than one call may map
   system,       ///< an OS call failed; see sys_errno
+  bad_range,    ///< a copy's offset + length runs past the end of the granted page
 };
 
 constexpr std::string_view to_string(grant_errc e) noexcept {
@@ -41,6 +42,8 @@ constexpr std::string_view to_string(grant_errc e) noexcept {
       return "bad page count";
     case grant_errc::system:
       return "system call failed";
+    case grant_errc::bad_range:
+      return "copy runs past the granted page";
   }
   return "(invalid)";
 }
@@ -74,6 +77,35 @@ concept grant_mapper = requires(G& g, domid_t owner, std::span<const grant_ref> 
   typename G::mapping;
   requires grant_pages<typename G::mapping>;
   { g.map(owner, refs, writable) } -> std::same_as<result<typename G::mapping, grant_error>>;
+};
+
+/// Which way a grant copy moves the bytes.
+enum class copy_dir : std::uint8_t {
+  from_grant,  ///< the granted page is the source, `local` the destination (a write's data)
+  to_grant,    ///< `local` is the source, the granted page the destination (a read's data)
+};
+
+/// One grant copy (Xen's gnttab_copy with one side in our memory): `length` bytes between
+/// `local` and `offset` in the page domain `domid` granted us under `ref`. `offset + length`
+/// must stay within the page; `local` may cross our pages. The copier sets `status`.
+struct grant_copy_op {
+  std::byte* local;
+  domid_t domid;
+  grant_ref ref;
+  std::uint16_t offset;
+  std::uint16_t length;
+  copy_dir dir;
+  result<void, grant_error> status{};  ///< this op's own outcome, set by copy()
+};
+
+/// The copying side (libxengnttab's xengnttab_grant_copy): does every op in `ops`, each
+/// checked on its own (the references come from the peer) and given its own status; a bad
+/// op never stops the others. An error from the call itself (no grant device, a failed
+/// system call) is also written to the status of every op it may have left undone. Optional: a grant_mapper need not be
+/// a grant_copier.
+template <class G>
+concept grant_copier = requires(G& g, std::span<grant_copy_op> ops) {
+  { g.copy(ops) } -> std::same_as<result<void, grant_error>>;
 };
 
 XENBUS_END_NAMESPACE

@@ -42,6 +42,19 @@ seconds_since() { awk -v a="$1" -v b="$(uptime_s)" 'BEGIN { printf "%.1f", b - a
 # that runs the commands dom0 writes to <home>/data/xenlab/cmd.
 domu_console() { echo "/var/log/xen/console/guest-$(timeout 5 xenstore-read "/local/domain/$1/name" 2>/dev/null).log"; }
 
+# domu_wait_ready D: waits (up to 120 s) for D's agent to say it is ready.
+domu_wait_ready() {
+  i=0
+  while [ "$(timeout 5 xenstore-read "/local/domain/$1/data/xenlab/ready" 2>/dev/null)" != 1 ]; do
+    i=$((i + 1))
+    if [ $i -gt 600 ] || [ -z "$(timeout 5 xenstore-read "/local/domain/$1/name" 2>/dev/null)" ]; then
+      echo "domU $1: its agent never became ready; console: $(tail -n 5 "$(domu_console "$1")" | tr '\n' ' ')" >&2
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
 # domu_create NAME [xl config line...]: prints the domid once the domU's agent is ready.
 # XENLAB_DOMU_TYPE=pvh makes a PVH guest (default pv), XENLAB_DOMU_MEM its memory in MiB (128).
 domu_create() {
@@ -62,7 +75,7 @@ domu_create() {
     echo 'on_crash = "destroy"'
     for line in "$@"; do echo "$line"; done
   } >"$cfg"
-  if ! timeout 150 xl create "$cfg" >"/tmp/$name.create" 2>&1; then
+  if ! timeout 150 xl create ${XENLAB_DOMU_PAUSED:+-p} "$cfg" >"/tmp/$name.create" 2>&1; then
     echo "xl create $name failed: $(tail -n 3 "/tmp/$name.create" | tr '\n' ' ')" >&2
     return 1
   fi
@@ -76,15 +89,9 @@ domu_create() {
     echo "domU $name: no /local/domain/<id>/name says $name after xl create" >&2
     return 1
   fi
-  i=0
-  while [ "$(timeout 5 xenstore-read "/local/domain/$d/data/xenlab/ready" 2>/dev/null)" != 1 ]; do
-    i=$((i + 1))
-    if [ $i -gt 600 ] || [ "$(timeout 5 xenstore-read "/local/domain/$d/name" 2>/dev/null)" != "$name" ]; then
-      echo "domU $name ($d): its agent never became ready; console: $(tail -n 5 "$(domu_console "$d")" | tr '\n' ' ')" >&2
-      return 1
-    fi
-    sleep 0.2
-  done
+  # XENLAB_DOMU_PAUSED=1: created paused (xl create -p), the domid printed at once; the caller
+  # sets up what it needs, then `xl unpause` and domu_wait_ready.
+  [ -n "${XENLAB_DOMU_PAUSED:-}" ] || domu_wait_ready "$d" || return 1
   echo "$d"
 }
 

@@ -1,4 +1,4 @@
-// [posix] Grants between processes: pages of a posix::machine's memfd, shared and mapped by reference.
+// [posix] Grants between processes: pages of a posix::machine's memfd, shared, mapped and copied by reference.
 #pragma once
 
 #include <xenbus/grant.hpp>
@@ -14,6 +14,7 @@
 #include <span>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 XENBUS_BEGIN_NAMESPACE
 namespace posix {
@@ -40,7 +41,8 @@ inline void* map_frames(const machine& m, std::span<const std::uint32_t> frames,
 }  // namespace detail
 
 /// Domain `self`'s view of the machine's grant tables: it shares its own pages with a peer
-/// (`share`, like libxengntshr) and maps pages a peer granted it (`map`, like libxengnttab).
+/// (`share`, like libxengntshr), maps pages a peer granted it (`map`, like libxengnttab) or
+/// copies to and from them (`copy`, like xengnttab_grant_copy).
 class grant_table {
  public:
   grant_table(const machine& m, domid_t self) noexcept : m_{&m}, self_{self} {}
@@ -218,13 +220,52 @@ class grant_table {
     return mapping{m_, owner, n, base, held};
   }
 
+  /// Each op checked as map() checks a reference (granted to us, in use, writable when the
+  /// page is the destination) and its range within the page; a bad op gets its error, the
+  /// others are done. The bytes move by pread/pwrite on the machine's memfd while the
+  /// entry's map count holds the page, as a mapping would. Any number of ops.
+  result<void, grant_error> copy(std::span<grant_copy_op> ops) noexcept {
+    for (auto& op : ops) op.status = copy_one(op);
+    return {};
+  }
+
  private:
+  result<void, grant_error> copy_one(const grant_copy_op& op) noexcept {
+    if (std::size_t{op.offset} + op.length > xen_page_size) return unexpected{grant_error{grant_errc::bad_range}};
+    // The reference and domain come from the peer: checked like map()'s.
+    detail::grant_entry* g = m_->grant(op.domid, op.ref);
+    if (!g) return unexpected{grant_error{grant_errc::bad_ref}};
+    std::atomic_ref<std::uint64_t> word(g->word);
+    // Acquire: pairs with the owner's release in share(); the page contents are visible.
+    const std::uint64_t w = word.load(std::memory_order_acquire);
+    if (!(w & detail::gnt_in_use) || detail::grant_grantee(w) != self_ || detail::grant_frame(w) >= m_->header().frames)
+      return unexpected{grant_error{grant_errc::bad_ref}};
+    const bool writing = op.dir == copy_dir::to_grant;
+    if (writing && !(w & detail::gnt_writable)) return unexpected{grant_error{grant_errc::read_only}};
+    std::atomic_ref<std::uint32_t> maps(g->maps);
+    // Seq_cst with the owner's end of access, as in map(): count ourselves in, then recheck.
+    maps.fetch_add(1, std::memory_order_seq_cst);
+    if (word.load(std::memory_order_seq_cst) != w) {
+      // Relaxed: we never touched the page, so there is nothing to publish.
+      maps.fetch_sub(1, std::memory_order_relaxed);
+      return unexpected{grant_error{grant_errc::bad_ref}};
+    }
+    const off_t at = m_->frame_offset(detail::grant_frame(w)) + op.offset;
+    const ssize_t n =
+        writing ? ::pwrite(m_->fd(), op.local, op.length, at) : ::pread(m_->fd(), op.local, op.length, at);
+    const int e = errno;
+    // Release: our accesses to the page happen before the owner may reuse it.
+    maps.fetch_sub(1, std::memory_order_release);
+    if (n != static_cast<ssize_t>(op.length)) return unexpected{grant_error{grant_errc::system, n < 0 ? e : EIO}};
+    return {};
+  }
+
   const machine* m_;
   domid_t self_;
 };
 
-static_assert(grant_sharer<grant_table> && grant_mapper<grant_table>,
-              "posix::grant_table must model xenbus::grant_sharer and xenbus::grant_mapper");
+static_assert(grant_sharer<grant_table> && grant_mapper<grant_table> && grant_copier<grant_table>,
+              "posix::grant_table must model xenbus::grant_sharer, grant_mapper and grant_copier");
 
 }  // namespace posix
 XENBUS_END_NAMESPACE

@@ -66,6 +66,7 @@ using table = transition_table<
   row<by::frontend,              closing,       closed,        when_peer<closing, closed, unknown>,      "frontend-closed">,                // Linux xenbus_reset_frontend: waits for backend Closing
   row<by::frontend,              connected,     closed,        when_peer<closing, closed>,               "frontend-closes-at-once">,        // Linux blkfront: xenbus_frontend_closed on backend Closing
   row<by::backend,               closing,       closed,        when_peer<closed, unknown>,               "backend-closed">,                 // Linux blkback, QEMU: Closed once the frontend is Closed
+  row<by::frontend,              connected,     closed,        when_peer<connected, reconfiguring, reconfigured>, "frontend-unbound">,    // Linux xenbus_dev_remove: blkfront unbound frees its ring, writes Closed
 
   // Reset and handover of the frontend (kexec, kdump, a bootloader handing over).
   row<by::frontend,              closed,        initialising,  when_peer<closed>,                        "frontend-resets">,                // Linux xenbus_reset_frontend: Closing, Closed, Initialising

@@ -1,4 +1,4 @@
-// [xen] xenbus grant concepts over the real libxengnttab/libxengntshr (link -lxengnttab; Xen host).
+// [xen] xenbus grant concepts over the real libxengnttab/libxengntshr (link -lxengnttab; Xen host): map, copy, share.
 #pragma once
 
 #include <xenbus/grant.hpp>
@@ -65,7 +65,74 @@ class gnttab {
     return mapping{h_, p, n};
   }
 
+  /// The ops through xengnttab_grant_copy (IOCTL_GNTDEV_GRANT_COPY), at most
+  /// max_grant_batch per call; the layout is libxengnttab's segment (a virtual address on
+  /// our side, ref/offset/domid on the granted side, GNTCOPY_source_gref or
+  /// GNTCOPY_dest_gref saying which). An op whose range leaves the page is refused here:
+  /// gntdev would fail the whole call with EINVAL for it. A failed call gives its errno to
+  /// every op of its batch and of the batches after it (nothing is known about them).
+  result<void, grant_error> copy(std::span<grant_copy_op> ops) noexcept {
+    std::array<xengnttab_grant_copy_segment_t, max_grant_batch> segs{};
+    std::array<std::size_t, max_grant_batch> which{};
+    std::size_t n = 0;
+    auto flush = [&]() -> result<void, grant_error> {
+      if (n == 0) return {};
+      errno = 0;
+      if (::xengnttab_grant_copy(h_, static_cast<std::uint32_t>(n), segs.data()) != 0)
+        return unexpected{grant_error{grant_errc::system, errno ? errno : EIO}};
+      for (std::size_t k = 0; k < n; ++k) ops[which[k]].status = status_of(segs[k].status);
+      n = 0;
+      return {};
+    };
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      grant_copy_op& op = ops[i];
+      if (std::size_t{op.offset} + op.length > xen_page_size) {
+        op.status = unexpected{grant_error{grant_errc::bad_range}};
+        continue;
+      }
+      xengnttab_grant_copy_segment_t& s = segs[n];
+      s = {};
+      s.len = op.length;
+      auto& foreign = op.dir == copy_dir::from_grant ? s.source.foreign : s.dest.foreign;
+      foreign.ref = op.ref;
+      foreign.offset = op.offset;
+      foreign.domid = op.domid;
+      if (op.dir == copy_dir::from_grant) {
+        s.dest.virt = op.local;
+        s.flags = GNTCOPY_source_gref;
+      } else {
+        s.source.virt = op.local;
+        s.flags = GNTCOPY_dest_gref;
+      }
+      which[n] = i;
+      if (++n == max_grant_batch) {
+        if (auto f = flush(); !f) return fail_from(ops, which[0], f.error());
+      }
+    }
+    if (n > 0)
+      if (auto f = flush(); !f) return fail_from(ops, which[0], f.error());
+    return {};
+  }
+
  private:
+  // The hypervisor's per-op status (GNTST_*) in the library's vocabulary. Xen answers a
+  // copy into a read-only grant with GNTST_general_error, as it answers a grant to another
+  // domain or not in use (grant_table.c, _set_status_v1), so read_only never comes from
+  // here: every refusal but a bad range is bad_ref (bad_gntref, bad_domain, XSM's
+  // permission_denied, bad_page, an eagain gntdev's own retries gave up on).
+  static result<void, grant_error> status_of(std::int16_t st) noexcept {
+    if (st == GNTST_okay) return {};
+    if (st == GNTST_bad_copy_arg) return unexpected{grant_error{grant_errc::bad_range}};
+    return unexpected{grant_error{grant_errc::bad_ref}};
+  }
+  // Gives the call's error to every op from index `first` on that was (or would have been)
+  // passed to gntdev; the ones refused for their range keep bad_range.
+  static result<void, grant_error> fail_from(std::span<grant_copy_op> ops, std::size_t first, grant_error e) noexcept {
+    for (std::size_t i = first; i < ops.size(); ++i)
+      if (std::size_t{ops[i].offset} + ops[i].length <= xen_page_size) ops[i].status = unexpected{e};
+    return unexpected{e};
+  }
+
   explicit gnttab(xengnttab_handle* h) noexcept : h_{h} {}
   xengnttab_handle* h_;
 };
@@ -118,7 +185,8 @@ class gntshr {
   xengntshr_handle* h_;
 };
 
-static_assert(grant_mapper<gnttab>, "xen::gnttab must model xenbus::grant_mapper");
+static_assert(grant_mapper<gnttab> && grant_copier<gnttab>,
+              "xen::gnttab must model xenbus::grant_mapper and grant_copier");
 static_assert(grant_sharer<gntshr>, "xen::gntshr must model xenbus::grant_sharer");
 
 }  // namespace xen

@@ -1,4 +1,4 @@
-# (a) The Xen adapters (xen/evtchn.hpp, xen/grant.hpp, xen/xs_store.hpp) on the real hypervisor:
+# The Xen adapters (xen/evtchn.hpp, xen/grant.hpp, xen/xs_store.hpp) on the real hypervisor:
 # xenbus-xen-adapter-tests in dom0 and in the first domU, then xenbus-xenlab-peer's checks between
 # the two (an event channel both ways, a granted page mapped, answered and unshared while still
 # mapped, xenstore round trips and error mapping in both domains).

@@ -1,4 +1,4 @@
-# Issue 11 (b): the two-domain demo on a real Xen. Our toolstack and our backend run in dom0 over
+# The two-domain demo on a real Xen. Our toolstack and our backend run in dom0 over
 # the real xenstored, evtchn and gntdev; our frontends run in the first domU over its kernel's
 # /dev/xen/xenbus, gntalloc and evtchn. The story is xenbus-demo's (examples/demo_story.hpp):
 # startup, requests streamed and checked, the seed's handover to a new frontend process while the

@@ -1,4 +1,4 @@
-# Issue 11 (c): our devices beside the kernel's. The first domU has a kernel-blkback disk (xvda)
+# Our devices beside the kernel's. The first domU has a kernel-blkback disk (xvda)
 # and a kernel-netback vif, both Connected. Our toolstack creates two vdemo devices in it, our
 # backend (a long-lived xenbus-xen-demo serve in dom0) and frontends in the guest connect and
 # stream, then our toolstack unplugs and removes them. The kernel's vbd and vif stay Connected

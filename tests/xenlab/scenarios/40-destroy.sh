@@ -1,4 +1,4 @@
-# Issue 11 (d): a frontend domain destroyed while Connected. ONE long-lived backend process in dom0
+# A frontend domain destroyed while Connected. ONE long-lived backend process in dom0
 # (xenbus-xen-demo serve) serves a new minimal domU (no disk, no vif) in every cycle: our
 # toolstack creates device vdemo/0, the guest's frontend connects and streams, then `xl destroy`
 # kills the guest while Connected. The backend must notice (the frontend's home vanishes), release

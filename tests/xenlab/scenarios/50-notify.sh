@@ -1,4 +1,4 @@
-# (e) Notifications over a real interdomain event channel: a frontend in the first domU produces
+# Notifications over a real interdomain event channel: a frontend in the first domU produces
 # requests on a ring in pages it grants, a backend in dom0 maps them and answers. Our rings
 # (default, moderated final_check(k) and polled consumers) and the C macros of <xen/io/ring.h> in
 # their standard usage run in turn in the same session: requests/s and kicks per request each way

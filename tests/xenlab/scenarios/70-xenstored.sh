@@ -1,4 +1,4 @@
-# Issue 13: dom0's xenstored and its guests. The domU's xenstore tools in its own home and
+# Dom0's xenstored and its guests. The domU's xenstore tools in its own home and
 # elsewhere; a hostile guest program (xenbus-xsring-lab in a second domU, through the kernel's
 # /dev/xen/xenbus) against the quotas and other domains' nodes; a paused guest that never reads
 # while watch events pile up for it; a hostile guest kernel's ring indices and oversized message,

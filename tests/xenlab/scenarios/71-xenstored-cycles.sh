@@ -1,4 +1,4 @@
-# Issue 13: XENLAB_CYCLES (--cycles, default 20) create/destroy cycles of a domU with a netback vif:
+# XENLAB_CYCLES (--cycles, default 20) create/destroy cycles of a domU with a netback vif:
 # each reaches Connected, is destroyed and leaves nothing behind in the store; dom0's xenstored's
 # memory (VmRSS) must not grow over the cycles when it is xenbus-xenstored (INFO for Xen's daemons).
 

@@ -1,4 +1,4 @@
-# Issue 13 figures. (1) A domU with a kernel-blkback disk and a kernel-netback vif, from xl create
+# Figures for xenbus-xenstored as dom0's xenstored. (1) A domU with a kernel-blkback disk and a kernel-netback vif, from xl create
 # until both devices are Connected on both ends, three times, with dom0's current xenstored.
 # (2) Xen's test-xenstore -i 100 in dom0 against xenbus-xenstored, oxenstored and C xenstored,
 # each started in turn in this one boot as the init script starts it, two rounds: ratios within

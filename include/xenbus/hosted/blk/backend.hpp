@@ -47,7 +47,7 @@ struct device_options {
   std::uint32_t max_indirect_segments = 256;  ///< feature-max-indirect-segments (Linux: 256); 0 turns indirect off
   bool offer_flush = true;                    ///< feature-flush-cache and feature-barrier (if the image has a cache)
   bool offer_discard = true;                  ///< feature-discard (if the image can, and discard-enable is not 0)
-  bool offer_persistent = true;               ///< feature-persistent
+  bool offer_persistent = true;               ///< feature-persistent (never with data_path::copy: nothing stays mapped)
   std::size_t persistent_grants = 1056;       ///< cached mappings per queue (Linux's max_persistent_grants)
   bool reset_at_once = true;                  ///< see backend_options
   unsigned budget = 64;                       ///< requests one call serves per queue before it returns
@@ -55,6 +55,9 @@ struct device_options {
   /// fewer notifications; the responses of a pass always go out at its end.
   unsigned push_every = 8;
   unsigned logged_failures = 16;  ///< failed requests logged per connection (the rest are counted)
+  /// Map the data pages, or grant-copy through a per-queue bounce buffer (needs a G that
+  /// models grant_copier; otherwise the device maps). See request_server.
+  data_path path = data_path::map;
 };
 
 /// One blkif device: the library's backend driver for the xenbus handshake, one
@@ -86,6 +89,10 @@ class backend_device {
       opts_.max_indirect_segments = blkif::max_indirect_segments_limit;
     if (opts_.budget == 0) opts_.budget = 1;
     if (opts_.push_every == 0) opts_.push_every = 1;
+    if (!grant_copier<G>) opts_.path = data_path::map;
+    // Persistent grants are kept mappings; a device that never maps must not offer them,
+    // or a frontend would grant every page writable and reuse it for nothing.
+    if (opts_.path == data_path::copy) opts_.offer_persistent = false;
   }
 
   backend_device(const backend_device&) = delete;
@@ -194,6 +201,8 @@ class backend_device {
   const blkif::limits& limits() const noexcept { return limits_; }
   /// Whether this connection uses persistent grants (the frontend asked and we offered).
   bool persistent() const noexcept { return persistent_; }
+  /// How the data reaches the guest's pages (map unless copy was asked and G can copy).
+  data_path path() const noexcept { return opts_.path; }
   /// Counters of the current connection, summed over its queues.
   queue_stats stats() const noexcept {
     queue_stats t;
@@ -231,6 +240,7 @@ class backend_device {
     t.io_errors += s.io_errors;
     t.persistent_hits += s.persistent_hits;
     t.persistent_maps += s.persistent_maps;
+    t.grant_copies += s.grant_copies;
   }
   void log(const std::string& line) const {
     if (log_) log_(line);
@@ -256,12 +266,13 @@ class backend_device {
     const std::size_t n = driver_->queues().size();
     servers_.reserve(n);
     for (std::size_t q = 0; q < n; ++q)
-      servers_.emplace_back(*grants_, *image_, frontend_, limits_, persistent_ ? opts_.persistent_grants : 0);
+      servers_.emplace_back(*grants_, *image_, frontend_, limits_, persistent_ ? opts_.persistent_grants : 0,
+                            opts_.path);
     built_at_ = driver_->state_writes();
     logged_ = 0;
     log("blkif: serving " + to_decimal(n) + " queue(s) of " + to_decimal(driver_->queue_at(0).ring->size()) +
         " slots, " + to_decimal(limits_.capacity_sectors) + " sectors" + (limits_.read_only ? " read-only" : "") +
-        (persistent_ ? ", persistent grants" : ""));
+        (persistent_ ? ", persistent grants" : "") + (opts_.path == data_path::copy ? ", grant copy" : ""));
     // Requests may already wait (and a bound port may have fired before we were ready).
     for (unsigned q = 0; q < n && driver_->connected(); ++q) more_ |= serve_queue(q);
   }

@@ -1,4 +1,5 @@
-// [hosted] The blkif engine: one request copy in, its grants mapped, the I/O done on a block_image, one response out.
+// [hosted] The blkif engine: one request copy in, its grants mapped or grant-copied, the I/O done on a block_image, one
+// response out.
 #pragma once
 
 #include <xenbus/grant.hpp>
@@ -15,6 +16,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -24,11 +26,19 @@ namespace blk {
 /// Most grant references one map call is given (both grant adapters map at most 64 at once).
 inline constexpr std::size_t map_batch = 64;
 
+/// How a request's data reaches the guest's pages.
+enum class data_path : std::uint8_t {
+  map,   ///< map the data grants and do the I/O straight through the mappings (persistent grants possible)
+  copy,  ///< do the I/O on a private bounce buffer and grant-copy it to or from the guest's pages
+};
+
+constexpr std::string_view to_string(data_path p) noexcept { return p == data_path::copy ? "grant copy" : "grant map"; }
+
 /// How one request ended, beyond its status: what the log and the counters report.
 enum class outcome : std::uint8_t {
   done,           ///< answered BLKIF_RSP_OKAY
   refused,        ///< failed the checks before any I/O (see the refusal)
-  bad_grant,      ///< a data or indirect page could not be mapped (see the grant error)
+  bad_grant,      ///< a data or indirect page could not be mapped or copied (see the grant error)
   io_failed,      ///< the image reported an error (see the image error)
   not_supported,  ///< the image cannot discard here: BLKIF_RSP_EOPNOTSUPP
 };
@@ -48,6 +58,7 @@ struct queue_stats {
   std::uint64_t sectors_read = 0, sectors_written = 0;
   std::uint64_t refused = 0, bad_grants = 0, io_errors = 0;
   std::uint64_t persistent_hits = 0, persistent_maps = 0;  ///< data pages found in / added to the cache
+  std::uint64_t grant_copies = 0;                          ///< copy ops done (data_path::copy)
 };
 
 /// Serves the requests of one queue of a blkif device: each private copy of a ring slot is
@@ -61,18 +72,40 @@ struct queue_stats {
 /// data and indirect pages stay mapped writable in a cache of at most `persistent_bound`
 /// pages, dropped with the server; a page that does not fit is mapped for the one request.
 ///
+/// With data_path::copy (G must model grant_copier, else the server maps), nothing is
+/// mapped: the indirect pages' segments are grant-copied into the private segment list, a
+/// write's data is grant-copied into a bounce buffer and then written to the image, a read
+/// is read into the bounce buffer and then grant-copied out. Each segment is one copy op
+/// with its own status; any failed op fails the request with BLKIF_RSP_ERROR (for a write,
+/// before anything reaches the image). Persistent grants are a mapping cache, so there are
+/// none in copy mode: the backend must not offer feature-persistent then.
+///
 /// Memory: the segment copy holds at most max_indirect_segments entries, the per-request
 /// mappings at most ceil(segments / map_batch) + 1 objects, the cache `persistent_bound`
 /// mappings; all are sized once in the constructor except the cache, which grows to its bound.
+/// In copy mode the bounce buffer is max(11, max_indirect_segments) pages (1 MiB per queue
+/// with the default 256 indirect segments), allocated once in the constructor.
 template <grant_mapper G, block_image I>
 class request_server {
  public:
   using mapping = typename G::mapping;
 
-  request_server(G& grants, I& image, domid_t frontend, const blkif::limits& limits, std::size_t persistent_bound = 0)
-      : grants_{&grants}, image_{&image}, frontend_{frontend}, limits_{limits}, persistent_bound_{persistent_bound} {
+  request_server(G& grants, I& image, domid_t frontend, const blkif::limits& limits, std::size_t persistent_bound = 0,
+                 data_path path = data_path::map)
+      : grants_{&grants},
+        image_{&image},
+        frontend_{frontend},
+        limits_{limits},
+        persistent_bound_{persistent_bound},
+        path_{grant_copier<G> ? path : data_path::map} {
     const std::size_t max_segs = std::max<std::size_t>(blkif::max_segments_per_request, limits.max_indirect_segments);
     segs_.reserve(max_segs);
+    if (path_ == data_path::copy) {
+      persistent_bound_ = 0;  // a persistent grant is a kept mapping: nothing to keep here
+      bounce_.resize(max_segs * xen_page_size);
+      ops_.reserve(max_segs);
+      return;
+    }
     pages_.reserve(max_segs);
     bufs_.reserve(max_segs);
     maps_.reserve(max_segs / map_batch + 2);
@@ -84,6 +117,8 @@ class request_server {
   const blkif::limits& limits() const noexcept { return limits_; }
   const queue_stats& stats() const noexcept { return stats_; }
   std::size_t persistent_pages() const noexcept { return cache_.size(); }
+  /// The data path in use (map when copy was asked of a G that cannot copy).
+  data_path path() const noexcept { return path_; }
 
   /// Serves one request, given as the private copy of its ring slot.
   served serve(const blkif::request& slot) {
@@ -128,6 +163,7 @@ class request_server {
       segs_.assign(c.seg.begin(), c.seg.begin() + c.nr_segments);
     }
     const bool reading = c.what == blkif::action::read;
+    if (path_ == data_path::copy) return copy_io(s, c, reading);
     // A read writes into the guest's pages: they must be granted writable.
     if (auto g = map_pages(segs_, reading); !g) return grant_failed(s, g.error());
     bufs_.clear();
@@ -139,22 +175,81 @@ class request_server {
       else
         bufs_.push_back(io_buffer{at, len});
     }
+    return image_io(s, c, reading, bufs_);
+  }
+
+  // The image read or write (and the flush a write_flush asks for) into or out of `bufs`.
+  served image_io(served s, const blkif::checked_request& c, bool reading, std::span<const io_buffer> bufs) {
     const std::uint64_t offset = c.sector * blkif::sector_bytes;
     if (reading) {
       ++stats_.reads;
       stats_.sectors_read += c.nr_sectors;
-      return finish(s, image_->read(offset, bufs_));
+      return finish(s, image_->read(offset, bufs));
     }
     ++stats_.writes;
     stats_.sectors_written += c.nr_sectors;
-    auto w = image_->write(offset, bufs_);
+    auto w = image_->write(offset, bufs);
     if (!w || c.what != blkif::action::write_flush) return finish(s, w);
     ++stats_.flushes;
     return finish(s, image_->flush());  // a barrier or a flush with data: durable before the answer
   }
 
-  // Maps the request's indirect pages and copies exactly nr_segments entries out of them.
+  // Copy mode: segs_ (already checked) packed back to back in the bounce buffer. A write's
+  // data is copied in first and reaches the image only if every op succeeded; a read's is
+  // copied out once the image filled the buffer.
+  served copy_io(served s, const blkif::checked_request& c, bool reading) {
+    ops_.clear();
+    std::size_t at = 0;
+    for (const auto& seg : segs_) {
+      const std::size_t len = (std::size_t{seg.last_sect} - seg.first_sect + 1) * blkif::sector_bytes;
+      // The bounce buffer holds max_segs pages and each checked segment is at most one page.
+      ops_.push_back(grant_copy_op{bounce_.data() + at, frontend_, seg.gref,
+                                   static_cast<std::uint16_t>(std::size_t{seg.first_sect} * blkif::sector_bytes),
+                                   static_cast<std::uint16_t>(len),
+                                   reading ? copy_dir::to_grant : copy_dir::from_grant});
+      at += len;
+    }
+    const io_buffer buf{bounce_.data(), at};
+    if (!reading) {
+      if (auto g = grant_copy(); !g) return grant_failed(s, g.error());
+      return image_io(s, c, false, std::span<const io_buffer>(&buf, 1));
+    }
+    s = image_io(s, c, true, std::span<const io_buffer>(&buf, 1));
+    if (s.what != outcome::done) return s;
+    if (auto g = grant_copy(); !g) return grant_failed(s, g.error());
+    return s;
+  }
+
+  // Runs ops_; the first failed op's error (or the call's) if any failed.
+  result<void, grant_error> grant_copy() {
+    if constexpr (grant_copier<G>) {
+      stats_.grant_copies += ops_.size();
+      auto r = grants_->copy(std::span<grant_copy_op>(ops_));
+      if (!r) return r;
+      for (const auto& op : ops_)
+        if (!op.status) return op.status;
+      return {};
+    } else {
+      return unexpected{grant_error{grant_errc::unavailable}};  // unreachable: path_ is map
+    }
+  }
+
+  // Copies exactly nr_segments entries out of the request's indirect pages into segs_:
+  // through mappings, or by grant copy in copy mode.
   result<void, grant_error> copy_indirect_segments(const blkif::checked_request& c) {
+    if (path_ == data_path::copy) {
+      ops_.clear();
+      segs_.resize(c.nr_segments);
+      for (unsigned i = 0; i < c.nr_indirect_pages; ++i) {
+        const std::size_t first = std::size_t{i} * blkif::segments_per_indirect_page;
+        const std::size_t n = std::min<std::size_t>(blkif::segments_per_indirect_page, c.nr_segments - first);
+        ops_.push_back(grant_copy_op{reinterpret_cast<std::byte*>(segs_.data() + first), frontend_, c.indirect_grefs[i],
+                                     0, static_cast<std::uint16_t>(n * sizeof(blkif::segment)), copy_dir::from_grant});
+      }
+      auto g = grant_copy();
+      if (!g) segs_.clear();
+      return g;
+    }
     std::array<blkif::segment, blkif::max_indirect_pages_per_request> page_refs{};
     for (unsigned i = 0; i < c.nr_indirect_pages; ++i) page_refs[i] = blkif::segment{c.indirect_grefs[i], 0, 0};
     if (auto g = map_pages(std::span<const blkif::segment>(page_refs.data(), c.nr_indirect_pages), false); !g) return g;
@@ -253,7 +348,10 @@ class request_server {
   domid_t frontend_;
   blkif::limits limits_;
   std::size_t persistent_bound_;
+  data_path path_;
   std::vector<blkif::segment> segs_;              // this request's segments, private copies
+  std::vector<std::byte> bounce_;                 // copy mode: max_segs pages, the request's data
+  std::vector<grant_copy_op> ops_;                // copy mode: this request's copy ops
   std::vector<std::byte*> pages_;                 // our address of each segment's page
   std::vector<io_buffer> bufs_;                   // the I/O's buffers, adjacent runs merged
   std::vector<mapping> maps_;                     // this request's own mappings
@@ -270,7 +368,7 @@ inline std::string describe(const served& s) {
     case outcome::refused:
       return line + "refused (" + std::string(blkif::to_string(s.refusal)) + ")";
     case outcome::bad_grant:
-      return line + "grant not mapped (" + std::string(to_string(s.grant.code)) + ")";
+      return line + "grant not mapped or copied (" + std::string(to_string(s.grant.code)) + ")";
     case outcome::io_failed:
       return line + "I/O failed (" + std::string(to_string(s.image.code)) + ", errno " +
              std::to_string(s.image.sys_errno) + ")";
