@@ -124,9 +124,9 @@ struct serve_world {
     c.close_timeout = close_timeout;
     return c;
   }
-  void start_server(service_config c = config()) {
+  void start_server(service_config c = config(), blk::device_options o = {}) {
     auto logger = [this](std::string_view l) { log.push_back("be " + std::string(l)); };
-    server.emplace(loop, bs, bev, bgr, c, blk::device_options{}, logger);
+    server.emplace(loop, bs, bev, bgr, c, o, logger);
     REQUIRE(server->start().has_value());
   }
   void start_front() {
@@ -294,6 +294,26 @@ TEST_CASE("blk serve: two devices appear and are served from their params and on
     CHECK(std::memcmp(w.page(61), want.data(), 4096) == 0);
     CHECK(image_dir::read(c, 0, 4096) == std::vector<std::byte>(want.begin(), want.begin() + 4096));
   }
+}
+
+TEST_CASE("blk serve: the device options apply to every device (grant copy)") {
+  image_dir images;
+  const std::string a = images.make("a.img", 1), b = images.make("b.img", 2);
+  serve_world w;
+  blk::device_options o;
+  o.path = blk::data_path::copy;
+  w.start_server(serve_world::config(), o);
+  w.start_front();
+  w.create(xvdb, a);
+  w.create(xvdc, "raw:" + b);
+  REQUIRE_MESSAGE(w.run_until([&] { return w.both_connected(xvdb) && w.both_connected(xvdc); }), w.dump());
+  for (unsigned d : {xvdb, xvdc}) {
+    CHECK(w.back_driver(d)->device().path() == blk::data_path::copy);
+    CHECK(w.read(serve_world::backend_dir(d) + "/feature-persistent") == "0");
+  }
+  CHECK(w.write_read(xvdb, a, 8, 5));
+  CHECK(w.write_read(xvdc, b, 8, 6));
+  CHECK(w.back_driver(xvdb)->device().stats().grant_copies > 0);
 }
 
 TEST_CASE("blk serve: a device that cannot be served gets its error node after bounded retries") {
