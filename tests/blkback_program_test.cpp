@@ -118,6 +118,10 @@ struct program_world {
                                   "--pid-file",
                                   pid_file};
     args.insert(args.end(), extra.begin(), extra.end());
+    launch(args);
+  }
+  /// Runs the program with `args` and waits for its pid file (written once it serves).
+  void launch(const std::vector<std::string>& args) {
     blkback = spawn(args);
     REQUIRE(blkback > 0);
     for (int i = 0; i < 2000 && ::access(pid_file.c_str(), F_OK) != 0; ++i)
@@ -306,6 +310,80 @@ TEST_CASE("xenbus-blkback: a frontend killed mid-I/O loses no acknowledged write
   ::kill(w.blkback, SIGTERM);
   CHECK(wait_exit(w.blkback, 15) == 0);
   w.blkback = -1;
+}
+
+TEST_CASE("xenbus-blkback --serve: devices the toolstack adds are served from their params, SIGTERM closes them") {
+  program_world w;
+  REQUIRE(w.m.inheritable());
+  w.launch({XENBUS_BLKBACK_BINARY, "--serve", "--type", "qdisk", "--machine-fd", std::to_string(w.m.fd()), "--pid-file",
+            w.pid_file, "--close-timeout-ms", "3000"});
+  auto s = xen::xs_store::open();
+  REQUIRE(s);
+  REQUIRE(add_qdisk(*s, vdev, "aio:" + w.image));
+  auto fev = rig<>::open_evtchn(w.m, front_dom);
+  grants_t fgr{w.m, front_dom};
+  front_t fe{*s, fev, fgr, front_dom, vdev};
+  REQUIRE(fe.start());
+  REQUIRE(pump(*s, fe, [&] { return fe.connected(); }));
+
+  std::array<grant_ref, 2> refs{};
+  auto pages = fgr.share(back_dom, refs, true);
+  REQUIRE(pages);
+  auto* out = static_cast<std::byte*>(pages->data());
+  auto* in = out + 4096;
+  fill(out, 4096, 77);
+  auto expect = w.file();
+  REQUIRE(roundtrip(fe, fev, rig<>::rw(blkif::op_write, 1, 4000, {blkif::segment{refs[0], 0, 7}})).status ==
+          blkif::rsp_okay);
+  std::memcpy(expect.data() + 4000 * 512, out, 4096);
+  CHECK(w.file() == expect);
+  REQUIRE(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 2, 4000, {blkif::segment{refs[1], 0, 7}})).status ==
+          blkif::rsp_okay);
+  CHECK(std::memcmp(in, out, 4096) == 0);
+
+  // A qcow2 disk is not ours to serve: after the retries, the reason is in its error node.
+  REQUIRE(add_qdisk(*s, vdev + 16, "qcow2:" + w.image));
+  const std::string err =
+      "/local/domain/0/error/backend/qdisk/" + std::to_string(front_dom) + "/" + std::to_string(vdev + 16) + "/error";
+  std::string text;
+  for (int i = 0; i < 500 && text.empty(); ++i) {
+    text = s->read(no_tx, err).value_or("");
+    if (text.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  CHECK(text.starts_with("22 probe: params has an image format other than raw"));
+  CHECK(roundtrip(fe, fev, rig<>::rw(blkif::op_read, 3, 4000, {blkif::segment{refs[1], 0, 7}})).status ==
+        blkif::rsp_okay);
+
+  // SIGTERM: the device closes (our frontend follows), the program exits 0; the directories
+  // stay for the toolstack.
+  const auto t0 = clock_type::now();
+  ::kill(w.blkback, SIGTERM);
+  CHECK(pump(*s, fe, [&] { return fe.own() == state::closed; }));
+  CHECK(wait_exit(w.blkback, 10) == 0);
+  CHECK(clock_type::now() - t0 < std::chrono::seconds(3));
+  w.blkback = -1;
+  CHECK(s->read(no_tx, device_address{front_dom, back_dom, "qdisk", vdev}.backend_dir() + "/state").value_or("") ==
+        "6");
+  CHECK(w.file() == expect);
+}
+
+TEST_CASE("xenbus-blkback --serve refuses the options of a single device, and they refuse its own") {
+  const std::vector<std::vector<std::string>> refused = {
+      {"--serve", "--image", "/dev/null"},
+      {"--serve", "--domid", "1"},
+      {"--serve", "--devid", "51712"},
+      {"--serve", "--read-only"},
+      {"--serve", "--create"},
+      {"--serve", "--spin-us", "10"},
+      {"--serve", "--profile"},
+      {"--image", "/dev/null", "--domid", "1", "--devid", "51712", "--close-timeout-ms", "100"},
+  };
+  for (auto args : refused) {
+    args.insert(args.begin(), XENBUS_BLKBACK_BINARY);
+    const pid_t pid = spawn(args);
+    REQUIRE(pid > 0);
+    CHECK_MESSAGE(wait_exit(pid, 10) == 2, args[1] << " " << args[2]);
+  }
 }
 
 }  // namespace

@@ -264,4 +264,29 @@ struct rig {
 
 using blkfront::fill;
 
+/// As libxl adds a qdisk disk of domain front_dom served from dom0: both directories, with the
+/// image in `params` and `mode`, in one transaction (the frontend's stays device/vbd/<devid>).
+template <device_store S>
+result<void, store_error> add_qdisk(S& s, unsigned devid, const std::string& params, const std::string& mode = "w") {
+  const std::string fe = device_address{front_dom, back_dom, "vbd", devid}.frontend_dir();
+  const std::string be = device_address{front_dom, back_dom, "qdisk", devid}.backend_dir();
+  return in_transaction(s, [&](store_tx tx) -> result<void, store_error> {
+    const std::pair<std::string, std::string> nodes[] = {
+        {be + "/frontend", fe},
+        {be + "/frontend-id", std::to_string(front_dom)},
+        {be + "/online", "1"},
+        {be + "/params", params},
+        {be + "/mode", mode},
+        {be + "/state", "1"},
+        {fe + "/backend", be},
+        {fe + "/backend-id", std::to_string(back_dom)},
+        {fe + "/virtual-device", std::to_string(devid)},
+        {fe + "/state", "1"},
+    };
+    for (const auto& [path, value] : nodes)
+      if (auto r = s.write(tx, path, value); !r) return r;
+    return {};
+  });
+}
+
 }  // namespace blktest

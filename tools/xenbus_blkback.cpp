@@ -1,9 +1,14 @@
 // xenbus-blkback: serves a raw image file or a block device to a Xen guest's blkfront, as
-// the user-space backend of one vbd device. The device logic is blk::backend_device
-// (include/xenbus/hosted/blk/backend.hpp); this file only parses the command line, opens
-// the image and the Xen handles, optionally plays the toolstack, and runs a loop.
+// the user-space backend of one vbd device, or (--serve) of every device of backend/<type>/.
+// The device logic is blk::backend_device (include/xenbus/hosted/blk/backend.hpp), and the
+// service of many devices posix::blk_server (include/xenbus/posix/blk/serve.hpp); this file
+// only parses the command line, opens the image and the Xen handles, optionally plays the
+// toolstack, and runs a loop.
 #include <xenbus/hosted/blk/backend.hpp>
+#include <xenbus/hosted/blk/service.hpp>
 #include <xenbus/posix/blk/file_image.hpp>
+#include <xenbus/posix/blk/serve.hpp>
+#include <xenbus/posix/event_loop.hpp>
 #include <xenbus/posix/evtchn.hpp>
 #include <xenbus/posix/grant.hpp>
 #include <xenbus/posix/machine.hpp>
@@ -42,9 +47,11 @@ struct config {
   std::string type = "vbd";
   bool read_only = false;
   bool create = false;
+  bool serve = false;  // every device of backend/<type>/, on the service and event loop
   std::string pid_file;
   int machine_fd = -1;  // testing: a POSIX machine instead of Xen's devices
   int spin_us = 0;
+  long close_timeout_ms = -1;  // --serve: how long SIGTERM waits for the frontends (all at once); -1: 5000
   bool profile = false;  // time the image calls and the loop (off by default: a PV dom0 may read clocks by system call)
   blk::device_options dev{};
 };
@@ -52,15 +59,22 @@ struct config {
 int usage(const char* argv0, int rc) {
   std::fprintf(rc ? stderr : stdout,
                "usage: %s --image PATH --domid N --devid N [options]\n"
+               "       %s --serve [--type vbd|qdisk] [options]\n"
                "       %s --help | --version\n"
                "Serves a raw image file or a block device to a Xen guest's blkfront, as the\n"
-               "backend of one vbd device.\n"
+               "backend of one vbd device, or of every device the toolstack creates.\n"
                "  --image PATH               the image file or block device to serve\n"
                "  --domid N                  the frontend's domain\n"
                "  --devid N                  the device id (the frontend's virtual-device: 51712 is xvda)\n"
                "  --backend-domid N          this domain (default 0)\n"
                "  --type vbd|qdisk           serve backend/<type>/<domid>/<devid> (default vbd; the kernel's\n"
                "                             blkback also claims vbd, no kernel driver claims qdisk)\n"
+               "  --serve                    serve every device that appears in backend/<type>/, each from\n"
+               "                             the image its params node names (PATH, raw:PATH or aio:PATH),\n"
+               "                             read-only if its mode node is r (not with --image, --domid,\n"
+               "                             --devid, --read-only, --create, --spin-us, --profile)\n"
+               "  --close-timeout-ms N       --serve: on SIGTERM wait up to N ms for the frontends to close\n"
+               "                             (default 5000, all devices at once)\n"
                "  --read-only                open the image read-only and tell the frontend so\n"
                "  --create                   act as the toolstack: write both directories with their\n"
                "                             permissions, unplug and remove them on exit\n"
@@ -81,8 +95,8 @@ int usage(const char* argv0, int rc) {
                "                             is found as libxenstore finds it ($XENSTORED_PATH)\n"
                "  -h, --help                 print this help and exit\n"
                "  --version                  print the version and exit\n"
-               "Stops on SIGINT or SIGTERM after closing the device. See xenbus-blkback(8).\n",
-               argv0, argv0);
+               "Stops on SIGINT or SIGTERM after closing the device(s). See xenbus-blkback(8).\n",
+               argv0, argv0, argv0);
   return rc;
 }
 
@@ -142,6 +156,14 @@ class timed_image {
 static_assert(blk::block_image<timed_image>);
 
 long ms(std::chrono::nanoseconds d) { return static_cast<long>(d.count() / 1000000); }
+
+void write_pid_file(const config& c) {
+  if (c.pid_file.empty()) return;
+  if (FILE* f = std::fopen(c.pid_file.c_str(), "w")) {
+    std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
+    std::fclose(f);
+  }
+}
 
 /// The toolstack's part, as libxl does it for a disk: both directories in one transaction,
 /// each readable by the other end, the frontend's owned by the guest.
@@ -287,13 +309,7 @@ int run(Device& dev, E& evtchn, S& store, int sfd, const config& c, toolstack_no
       if ((own == state::closed && fe_done) || std::chrono::steady_clock::now() > deadline) {
         if (own != state::closed) log_line("the frontend did not close in 10 s");
         if (ts) ts->remove();
-        const auto s = dev.lifetime_stats();
-        log_line("served " + std::to_string(s.requests) + " requests: " + std::to_string(s.reads) + " reads (" +
-                 std::to_string(s.sectors_read) + " sectors), " + std::to_string(s.writes) + " writes (" +
-                 std::to_string(s.sectors_written) + " sectors), " + std::to_string(s.flushes) + " flushes, " +
-                 std::to_string(s.discards) + " discards, " + std::to_string(s.refused) + " refused; " +
-                 std::to_string(s.persistent_hits) + " persistent-grant hits, " + std::to_string(s.persistent_maps) +
-                 " pages mapped persistently");
+        log_line(blk::describe(dev.lifetime_stats()));
         rusage ru{};
         ::getrusage(RUSAGE_SELF, &ru);
         const auto total = std::chrono::steady_clock::now() - started;
@@ -340,17 +356,67 @@ int serve(const config& c, posix::file_image& file, E& evtchn, G& grants, int sf
     if (ts) ts->remove();
     return 1;
   }
-  if (!c.pid_file.empty()) {
-    if (FILE* f = std::fopen(c.pid_file.c_str(), "w")) {
-      std::fprintf(f, "%d\n", static_cast<int>(::getpid()));
-      std::fclose(f);
-    }
-  }
+  write_pid_file(c);
   return run(dev, evtchn, *store, sfd, c, ts ? &*ts : nullptr, img);
 }
 
-template <class P>
-int with_handles(const config& c, posix::file_image& img, int sfd) {
+/// --serve: every device of backend/<type>/ in this domain, each from the image its params
+/// node names, on one event loop (store watch, event channels, deadlines, the signal).
+/// SIGINT or SIGTERM closes every device at once, bounded by one close timeout.
+template <class P, class E, class G>
+int serve_all(const config& c, E& evtchn, G& grants, int sfd) {
+  auto store = xen::xs_store::open();
+  if (!store) {
+    std::fprintf(stderr, "xenbus-blkback: cannot connect to xenstore\n");
+    return 1;
+  }
+  posix::event_loop loop;
+  if (!loop.ok()) {
+    std::fprintf(stderr, "xenbus-blkback: epoll: %s\n", std::strerror(loop.error()));
+    return 1;
+  }
+  service_config sc;
+  sc.self = static_cast<domid_t>(c.backend_domid);
+  sc.close_timeout = std::chrono::milliseconds(c.close_timeout_ms);
+  posix::blk_server<xen::xs_store, E, G, P> server{loop, *store, evtchn, grants, sc, c.dev, log_line};
+  if (auto s = server.start(); !s) {
+    std::fprintf(stderr, "xenbus-blkback: cannot watch %s: %.*s\n", server.service().root().c_str(),
+                 static_cast<int>(to_string(s.error().code).size()), to_string(s.error().code).data());
+    return 1;
+  }
+  log_line("serving every device of " + server.service().root());
+  write_pid_file(c);
+  bool signalled = false;
+  const auto on_signal = loop.add_fd(sfd, [&] {
+    signalfd_siginfo si{};
+    while (::read(sfd, &si, sizeof si) == sizeof si) {
+    }
+    signalled = true;
+    loop.stop();
+  });
+  // A store connection that failed is out of the loop: nothing would ever wake it again.
+  const auto on_failure = loop.add_poller([&] {
+    if (server.service().store_failed()) loop.stop();
+    return false;
+  });
+  loop.run();
+  loop.remove(on_signal);
+  loop.remove(on_failure);
+  if (!signalled) {
+    log_line("the store connection failed: stopping");
+    return 1;
+  }
+  log_line("stopping: closing " + std::to_string(server.service().drivers()) + " device(s)");
+  const bool clean = server.shut_down();
+  log_line(clean ? std::string("every device closed")
+                 : "a frontend did not close in " + std::to_string(c.close_timeout_ms) + " ms");
+  return 0;
+}
+
+/// Opens the event channels and grants (a POSIX machine for tests, else Xen's devices) and
+/// returns fn(evtchn, grants).
+template <class F>
+int with_handles(const config& c, F&& fn) {
   if (c.machine_fd >= 0) {
     auto m = posix::machine::attach(c.machine_fd);
     if (!m) {
@@ -360,7 +426,7 @@ int with_handles(const config& c, posix::file_image& img, int sfd) {
     auto ev = posix::evtchn_handle::open(*m, static_cast<domid_t>(c.backend_domid));
     if (!ev) return 1;
     posix::grant_table grants{*m, static_cast<domid_t>(c.backend_domid)};
-    return serve<P>(c, img, *ev, grants, sfd);
+    return fn(*ev, grants);
   }
   auto ev = xen::evtchn_handle::open();
   auto grants = xen::gnttab::open();
@@ -368,7 +434,13 @@ int with_handles(const config& c, posix::file_image& img, int sfd) {
     std::fprintf(stderr, "xenbus-blkback: no /dev/xen/evtchn or /dev/xen/gntdev (not a Xen domain, or no privilege)\n");
     return 1;
   }
-  return serve<P>(c, img, *ev, *grants, sfd);
+  return fn(*ev, *grants);
+}
+
+/// Returns fn(protocol) for the protocol of --type (the same blkif, served from backend/vbd or backend/qdisk).
+template <class F>
+int with_protocol(const config& c, F&& fn) {
+  return c.type == "qdisk" ? fn(blk::qdisk{}) : fn(blk::vbd{});
 }
 
 }  // namespace
@@ -394,6 +466,10 @@ int main(int argc, char** argv) {
       c.read_only = true;
     } else if (a == "--create") {
       c.create = true;
+    } else if (a == "--serve") {
+      c.serve = true;
+    } else if (a == "--close-timeout-ms" && has_value) {
+      if (!number(argv[++i], 3600000, c.close_timeout_ms)) return usage(argv[0], 2);
     } else if (a == "--max-ring-page-order" && has_value) {
       if (!number(argv[++i], max_supported_ring_page_order, v)) return usage(argv[0], 2);
       c.dev.max_ring_page_order = static_cast<unsigned>(v);
@@ -431,7 +507,14 @@ int main(int argc, char** argv) {
       return usage(argv[0], 2);
     }
   }
-  if (c.image.empty() || c.domid < 0 || c.devid < 0) return usage(argv[0], 2);
+  if (c.serve) {
+    // One device's options make no sense for many: each device's image, domain and mode come from the store.
+    if (!c.image.empty() || c.domid >= 0 || c.devid >= 0 || c.read_only || c.create || c.spin_us || c.profile)
+      return usage(argv[0], 2);
+    if (c.close_timeout_ms < 0) c.close_timeout_ms = 5000;  // Linux's wait for each device at shutdown
+  } else if (c.image.empty() || c.domid < 0 || c.devid < 0 || c.close_timeout_ms >= 0) {
+    return usage(argv[0], 2);
+  }
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -445,6 +528,13 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  if (c.serve) {
+    const int rc = with_protocol(c, [&](auto proto) {
+      return with_handles(c, [&](auto& ev, auto& grants) { return serve_all<decltype(proto)>(c, ev, grants, sfd); });
+    });
+    ::close(sfd);
+    return rc;
+  }
   auto img = posix::file_image::open(c.image, c.read_only);
   if (!img) {
     std::fprintf(stderr, "xenbus-blkback: cannot open %s: %s (%s)\n", c.image.c_str(),
@@ -454,7 +544,9 @@ int main(int argc, char** argv) {
   const auto& g = img->geometry();
   log_line(c.image + ": " + std::to_string(g.bytes) + " bytes, sector size " + std::to_string(g.sector_size) +
            (g.read_only ? ", read-only" : "") + (g.discard ? ", discard" : ""));
-  const int rc = c.type == "qdisk" ? with_handles<blk::qdisk>(c, *img, sfd) : with_handles<blk::vbd>(c, *img, sfd);
+  const int rc = with_protocol(c, [&](auto proto) {
+    return with_handles(c, [&](auto& ev, auto& grants) { return serve<decltype(proto)>(c, *img, ev, grants, sfd); });
+  });
   ::close(sfd);
   return rc;
 }
