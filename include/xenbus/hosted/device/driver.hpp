@@ -473,7 +473,15 @@ class device_core {
       stop(close_reason::own_node_garbage, to_string(now.error()));
       return;
     }
-    if (*now != m_.own()) end.own_node_changed(*now);
+    if (*now != m_.own()) {
+      end.own_node_changed(*now);
+      return;
+    }
+    // The node reads what we wrote, but a newer instance may have moved it away and back
+    // between two reads (a handover that reached Connected before our watch fired): an end
+    // that published keys of its own checks they are still the ones it wrote.
+    if constexpr (requires { end.own_keys_replaced(); })
+      if (end.own_keys_replaced()) end.own_node_changed(*now);
   }
 
   template <class End>

@@ -163,6 +163,19 @@ class frontend {
     core_.stop(close_reason::handed_over, std::string("own node set to ") + std::string(to_string(now)));
   }
 
+  /// True when the first ring reference in our directory is no longer the one this instance
+  /// published: another instance published its own transport there (read by the core when
+  /// our state node reads unchanged). While our grant is alive no other instance in this
+  /// domain can hold the same reference, so a different value means a new owner.
+  bool own_keys_replaced() {
+    if (core_.queues().empty()) return false;  // nothing published (published_ keeps its defaults)
+    const std::string key = queue_dir(core_.dir(), published_.queues, 0) + "/" + std::string(keys::ring_ref) +
+                            (published_.ring_page_order ? "0" : "");
+    auto v = core_.store().read(no_tx, key);
+    if (!v) return v.error().code == store_errc::enoent;
+    return *v != to_decimal(published_.queue[0].refs[0]);
+  }
+
   void ignore() {}
   void on_stop_io() { attached_ = false; }
   void on_reset() { drop_transport(); }
