@@ -26,7 +26,7 @@ blk::device_options copy_mode(blk::device_options o = {}) {
   return o;
 }
 
-TEST_CASE("copy mode: feature-persistent = 0 even for a frontend that asks; nothing is mapped persistently") {
+TEST_CASE("copy mode: feature-persistent = 0 even for a frontend that asks, nothing is mapped persistently") {
   ram_image img{image_bytes};
   rig r{img};
   REQUIRE_MESSAGE(r.up(copy_mode({.persistent_grants = 8}), {}, true), r.dump());

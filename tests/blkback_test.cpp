@@ -106,7 +106,7 @@ TEST_CASE("writes then reads move exactly the sectors named, across partial page
   CHECK(img.out_of_range == 0);
 }
 
-TEST_CASE("the last sector of the image can be read and written; one past it cannot") {
+TEST_CASE("the last sector of the image can be read and written, one past it cannot") {
   ram_image img{image_bytes};
   rig r{img};
   REQUIRE_MESSAGE(r.up(), r.dump());
@@ -149,7 +149,7 @@ TEST_CASE("flush and barrier: the answer comes only once the data is durable") {
   CHECK(img.flushes == 1);
 }
 
-TEST_CASE("discard zeroes the range; an image that refuses answers EOPNOTSUPP") {
+TEST_CASE("discard zeroes the range, an image that refuses answers EOPNOTSUPP") {
   ram_image img{image_bytes};
   std::fill(img.data.begin(), img.data.end(), std::byte{0x5a});
   rig r{img};
@@ -386,7 +386,7 @@ TEST_CASE("an image that fails a write answers BLKIF_RSP_ERROR and stays connect
   CHECK(r.dev->stats().io_errors == 1);
 }
 
-TEST_CASE("hostile ring indices latch the ring broken; the device closes and the image is untouched") {
+TEST_CASE("hostile ring indices latch the ring broken, the device closes and the image is untouched") {
   ram_image img{image_bytes};
   rig r{img};
   REQUIRE_MESSAGE(r.up(), r.dump());
@@ -485,7 +485,7 @@ TEST_CASE("a new frontend instance (reset by rebind) is served with the data int
 
 namespace {
 
-TEST_CASE("serve_polling answers what is on the ring without re-arming req_event; serve() re-arms") {
+TEST_CASE("serve_polling answers what is on the ring without re-arming req_event, serve() re-arms") {
   blktest::ram_image img{1 << 20};
   blktest::rig r{img};
   REQUIRE_MESSAGE(r.up(), r.dump());

@@ -13,7 +13,7 @@ using namespace blktest;
 using front_t = rig<>::front_t;
 using client_t = blkfront::client<front_t, grants_t>;
 
-TEST_CASE("a second frontend instance takes a blkif device over; the first is never answered again") {
+TEST_CASE("a second frontend instance takes a blkif device over, the first is never answered again") {
   ram_image img{1 << 20};
   rig r{img};
   REQUIRE_MESSAGE(r.up(), r.dump());

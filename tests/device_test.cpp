@@ -144,6 +144,24 @@ TEST_CASE_TEMPLATE("Linux frontend reset after kexec: Closing, Closed, Initialis
   CHECK(r.exchange(10));
 }
 
+TEST_CASE_TEMPLATE("the seed's handover is seen by an old instance that reads only once the new one is Connected", Env,
+                   DEVICE_ENVS) {
+  rig<Env> r;
+  REQUIRE(r.tk.create().has_value());
+  r.start_backend();
+  auto& old = r.start_frontend({}, "old frontend");
+  REQUIRE_MESSAGE(r.connected(), r.dump());
+  r.held_frontend = 0;  // its watch events wait: by the time it reads, its node says Connected again
+  r.start_frontend({.start = frontend_start::handover}, "new frontend");
+  REQUIRE_MESSAGE(r.connected(), r.dump());
+  CHECK(old.active());
+  r.held_frontend.reset();
+  CHECK(r.pump_until([&] { return !old.active(); }));
+  CHECK(old.reason() == close_reason::handed_over);
+  CHECK(r.logged("old frontend: stops: handed over to a new instance: own node set to Connected"));
+  CHECK(r.exchange(10));
+}
+
 TEST_CASE_TEMPLATE("the seed's handover: a new frontend takes over, the old one stays quiet", Env, DEVICE_ENVS) {
   rig<Env> r;
   REQUIRE(r.tk.create().has_value());

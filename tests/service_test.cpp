@@ -452,7 +452,7 @@ TEST_CASE_TEMPLATE("service: Linux's boot wait for devices", Env, SERVICE_ENVS) 
   }
 }
 
-TEST_CASE_TEMPLATE("service: at most max_devices devices are tracked; more are refused and counted", Env,
+TEST_CASE_TEMPLATE("service: at most max_devices devices are tracked, more are refused and counted", Env,
                    SERVICE_ENVS) {
   world<Env> w;
   auto cfg = world<Env>::backend_config();

@@ -161,7 +161,7 @@ TEST_CASE("a fresh guest ring starts with both queues empty, as C xenstored's XS
   CHECK(ask(g, *c, T::get_domain_path, "5\0"sv).payload == "/local/domain/5\0"sv);
 }
 
-TEST_CASE("a guest that breaks its ring is stopped; another guest's connection carries on") {
+TEST_CASE("a guest that breaks its ring is stopped, another guest's connection carries on") {
   xs::store s;
   page bad_page, good_page;
   auto bad = serve(s, bad_page, 1);

@@ -332,7 +332,7 @@ TEST_CASE("XS_INTRODUCE of a domain already served resets its ring without a sec
   CHECK_FALSE(xs_is_domain_introduced(ts.h(), 9));
 }
 
-TEST_CASE("a hostile guest loses only its own connection; dom0 and an honest guest carry on") {
+TEST_CASE("a hostile guest loses only its own connection, dom0 and an honest guest carry on") {
   auto m = make_machine();
   sim_host host{m};
   toolstack ts{host};
